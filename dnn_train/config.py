@@ -1,0 +1,252 @@
+"""Config schemas, validation and one-line error messages. Imports no TensorFlow.
+
+Two kinds of config group live in conf/:
+- fixed-key groups (data, model, trainer): typed by the dataclasses below, registered as Hydra
+  schemas, so a wrong type or an unknown key fails while Hydra composes the config;
+- Keras-class groups (initializer, activation, normalization, optimizer, schedule, regularizer):
+  each option is a `_target_` plus the class's keyword arguments, so adding an option is adding a
+  YAML file. Their values are checked by RULES (by key name) before TensorFlow is imported, and
+  keys listed in BUILDER_KEYS are read by our builder instead of being passed to the class.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+
+KERAS_GROUPS = ("initializer", "activation", "normalization", "optimizer", "schedule", "regularizer")
+# Keys of Keras-class groups that configure our builder rather than the Keras class.
+BUILDER_KEYS = {
+    "normalization": ("position", "input"),
+    "regularizer": ("attach",),
+}
+
+
+class ConfigError(ValueError):
+    """A user-facing configuration problem: reported as one line, exit code 2."""
+
+
+@dataclass
+class SyntheticConf:
+    num_classes: int = 4
+    image_shape: List[int] = field(default_factory=lambda: [8, 8])
+    train_examples: int = 2000  # before the validation split
+    test_examples: int = 400
+    noise: float = 3.0  # pixel noise, in units of the prototypes' spread (3: ~85% reachable)
+
+
+@dataclass
+class DataConf:
+    name: str = "fashion_mnist"  # fashion_mnist | cifar10 | synthetic
+    root: Optional[str] = None  # folder with the official files; searched before the Keras cache
+    download: bool = True  # fetch through keras.datasets when no local copy is found
+    valid_split: int = 5000  # held out of the official training set for validation
+    train_size: Optional[int] = None  # class-balanced slice sizes (null: everything)
+    valid_size: Optional[int] = None
+    test_size: Optional[int] = None
+    split_seed: int = 42  # fixes the validation split and the slices
+    standardize: bool = False  # per-feature standardization from the training split
+    synthetic: Optional[SyntheticConf] = None
+
+
+@dataclass
+class ModelConf:
+    name: str = "mlp"
+    depth: int = 3  # hidden layers
+    units: int = 100  # neurons per hidden layer
+    widths: Optional[List[int]] = None  # explicit per-layer widths, e.g. [300,100]; overrides depth/units
+
+
+@dataclass
+class EarlyStoppingConf:
+    enabled: bool = True
+    monitor: str = "val_loss"
+    patience: int = 10
+    restore_best_weights: bool = True
+
+
+@dataclass
+class TrainerConf:
+    epochs: int = 10
+    batch_size: int = 32
+    seed: int = 42
+    early_stopping: EarlyStoppingConf = field(default_factory=EarlyStoppingConf)
+    steps_per_execution: int = 1
+    jit_compile: Any = "auto"  # true | false | auto (Keras' default: off on CPU)
+    progress: str = "auto"  # auto (bar on a terminal, a line per epoch otherwise) | bar | line | none
+
+
+@dataclass
+class RootConf:
+    """Schema of the whole config (conf/config.yaml lists it first in its defaults)."""
+
+    data: DataConf = field(default_factory=DataConf)
+    model: ModelConf = field(default_factory=ModelConf)
+    trainer: TrainerConf = field(default_factory=TrainerConf)
+    initializer: Any = None
+    activation: Any = None
+    normalization: Any = None
+    optimizer: Any = None
+    schedule: Any = None
+    regularizer: Any = None
+    task: str = "train"
+
+
+ConfigStore.instance().store(name="dnn_train_schema", node=RootConf)
+
+
+# ---------------------------------------------------------------- value rules (no TF needed)
+def _number(lo=None, hi=None, lo_open=False, hi_open=False, integer=False, nullable=False):
+    kind = "an integer" if integer else "a number"
+    lo_s = "" if lo is None else f"{'>' if lo_open else '>='} {lo}"
+    hi_s = "" if hi is None else f"{'<' if hi_open else '<='} {hi}"
+    what = " and ".join(s for s in (lo_s, hi_s) if s)
+    desc = f"{kind}{' ' + what if what else ''}{' or null' if nullable else ''}"
+
+    def check(v):
+        if v is None:
+            return nullable
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and not isinstance(v, int)):
+            return False
+        if isinstance(v, float) and math.isnan(v):
+            return False
+        if lo is not None and (v <= lo if lo_open else v < lo):
+            return False
+        if hi is not None and (v >= hi if hi_open else v > hi):
+            return False
+        return True
+
+    return check, desc
+
+
+def _choice(*options):
+    return (lambda v: v in options), "one of " + ", ".join(map(str, options))
+
+
+# Checked wherever the key appears in a Keras-class group, and for the listed full keys.
+RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "learning_rate": _number(0, lo_open=True),
+    "max_lr": _number(0, lo_open=True),
+    "momentum": _number(0, 1, hi_open=True),
+    "beta_1": _number(0, 1, hi_open=True),
+    "beta_2": _number(0, 1, hi_open=True),
+    "rho": _number(0, 1, hi_open=True),
+    "epsilon": _number(0, lo_open=True),
+    "weight_decay": _number(0, nullable=True),
+    "clipnorm": _number(0, lo_open=True, nullable=True),
+    "clipvalue": _number(0, lo_open=True, nullable=True),
+    "global_clipnorm": _number(0, lo_open=True, nullable=True),
+    "rate": _number(0, 1, hi_open=True),
+    "alpha": _number(0),
+    "negative_slope": _number(0),
+    "l1": _number(0),
+    "l2": _number(0),
+    "max_value": _number(0, lo_open=True),
+    "scale": _number(0, lo_open=True),
+    "mode": _choice("fan_in", "fan_out", "fan_avg"),
+    "distribution": _choice("truncated_normal", "untruncated_normal", "uniform"),
+    "position": _choice("none", "before", "after"),
+    "attach": _choice("none", "kernel_regularizer", "kernel_constraint", "dropout_layer"),
+    "nesterov": ((lambda v: isinstance(v, bool)), "true or false"),
+    "input": ((lambda v: isinstance(v, bool)), "true or false"),
+    # fixed-key groups: their types come from the dataclasses, their ranges from here
+    "trainer.epochs": _number(1, integer=True),
+    "trainer.batch_size": _number(1, integer=True),
+    "trainer.steps_per_execution": _number(1, integer=True),
+    "trainer.early_stopping.patience": _number(0, integer=True),
+    "trainer.jit_compile": _choice(True, False, "auto"),
+    "trainer.progress": _choice("auto", "bar", "line", "none"),
+    "model.depth": _number(1, integer=True),
+    "model.units": _number(1, integer=True),
+    "model.name": _choice("mlp"),
+    "task": _choice("train"),
+    "data.name": _choice("fashion_mnist", "cifar10", "synthetic"),
+    "data.valid_split": _number(1, integer=True),
+    "data.train_size": _number(1, integer=True, nullable=True),
+    "data.valid_size": _number(1, integer=True, nullable=True),
+    "data.test_size": _number(1, integer=True, nullable=True),
+}
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise ConfigError naming the first key whose value is out of range."""
+    for group in KERAS_GROUPS:
+        node = cfg.get(group)
+        if node is None:
+            continue
+        for key in node:
+            if key in RULES:
+                _check(f"{group}.{key}", node[key], RULES[key])
+    for full_key, rule in RULES.items():
+        if "." in full_key:
+            _check(full_key, OmegaConf.select(cfg, full_key), rule)
+    widths = OmegaConf.select(cfg, "model.widths")
+    if widths is not None and (len(widths) == 0 or any(w < 1 for w in widths)):
+        raise ConfigError(f"model.widths={list(widths)}: expected a non-empty list of positive integers")
+    if cfg.data.name == "synthetic" and cfg.data.get("synthetic") is None:
+        raise ConfigError("data.synthetic: missing; use data=synthetic to get its settings")
+
+
+def _check(key: str, value: Any, rule) -> None:
+    ok, desc = rule
+    if isinstance(value, (DictConfig, ListConfig)) or not ok(value):
+        raise ConfigError(f"{key}={_show(value)}: expected {desc}")
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, (DictConfig, ListConfig)):
+        return str(OmegaConf.to_container(value))
+    return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def keras_kwargs(node: DictConfig, group: str) -> tuple[dict, dict]:
+    """Split a Keras-class group node into (kwargs for hydra.utils.instantiate, builder settings)."""
+    cfg = OmegaConf.to_container(node, resolve=True)
+    builder = {k: cfg.pop(k) for k in BUILDER_KEYS.get(group, ()) if k in cfg}
+    return cfg, builder
+
+
+# ---------------------------------------------------------------- one-line error messages
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+def describe_error(ex: BaseException) -> Optional[str]:
+    """One line for a configuration error (Hydra, OmegaConf or ours); None if it is not one."""
+    from hydra.errors import HydraException, MissingConfigException
+    from omegaconf.errors import OmegaConfBaseException
+
+    if isinstance(ex, ConfigError):
+        return str(ex)
+    if isinstance(ex, MissingConfigException):
+        m = re.search(r"Could not find '([^'/]+)/([^']+)'", str(ex))
+        if m:
+            group, name = m.groups()
+            valid = ex.options or options(group)
+            return f"{group}={name}: unknown option; valid {group} options: {', '.join(valid)}"
+    text = f"{ex} {ex.__cause__ or ''}"
+    m = re.search(r"Could not override '([\w.]+)'", text)
+    if m and "not in" in text:
+        return f"{m.group(1)}: unknown key (see the group's keys with --cfg job)"
+    m = re.search(r"Error merging override ([\w.]+=\S*).*?(Value '.*?' .*?could not be converted to \w+)", text, re.S)
+    if m:
+        return f"{m.group(1)}: {m.group(2)}"
+    if isinstance(ex, (HydraException, OmegaConfBaseException)):
+        parts = []
+        for e in (ex, ex.__cause__):
+            if e is None:
+                continue
+            lines = [ln.strip() for ln in str(e).splitlines()]
+            keep = [ln for ln in lines if ln and not ln.startswith(("full_key:", "object_type=", "Config search path", "provider=", "reference_type="))]
+            keep = [ln for ln in keep if not ln.startswith("To append to your config")]
+            parts.extend(keep[:2])
+        msg = "; ".join(dict.fromkeys(parts))  # de-duplicated, in order
+        return msg or type(ex).__name__
+    return None

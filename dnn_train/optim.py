@@ -1,0 +1,79 @@
+"""Optimizers and learning-rate schedules, instantiated from the `optimizer` and `schedule` groups.
+
+Keras provides the optimizers and most schedules; the 1cycle schedule is ours (Keras has none).
+Schedules are `LearningRateSchedule`s evaluated at the optimizer's iteration count, so they stay
+exact per step whatever `steps_per_execution` is.
+"""
+from __future__ import annotations
+
+import inspect
+
+import keras
+from hydra.utils import get_class, instantiate
+from keras import ops
+
+from dnn_train.config import keras_kwargs
+
+
+@keras.saving.register_keras_serializable(package="dnn_train")
+class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
+    """1cycle (Smith 2018, as in Géron ch. 11): ours, since Keras has no 1cycle schedule.
+
+    Linear from max_lr/div_factor up to max_lr over the first half of the cycle, back down over
+    the second half, then a linear decay to max_lr/div_factor/final_div_factor over the last
+    `final_fraction` of `total_steps`.
+    """
+
+    def __init__(self, max_lr, total_steps, div_factor=10.0, final_fraction=0.1, final_div_factor=1000.0):
+        self.max_lr = float(max_lr)
+        self.total_steps = int(total_steps)
+        self.div_factor = float(div_factor)
+        self.final_fraction = float(final_fraction)
+        self.final_div_factor = float(final_div_factor)
+
+    def phases(self):
+        """(start_lr, end_of_cycle_step, half_step, final_lr)."""
+        start = self.max_lr / self.div_factor
+        final_steps = max(1, int(round(self.total_steps * self.final_fraction)))
+        cycle_end = max(2, self.total_steps - final_steps)
+        return start, cycle_end, cycle_end / 2.0, start / self.final_div_factor
+
+    def __call__(self, step):
+        start, cycle_end, half, final = self.phases()
+        step = ops.cast(step, "float32")
+        up = start + (self.max_lr - start) * step / half
+        down = self.max_lr - (self.max_lr - start) * (step - half) / half
+        tail_len = max(1.0, float(self.total_steps - cycle_end))
+        tail = start + (final - start) * ops.minimum((step - cycle_end) / tail_len, 1.0)
+        return ops.where(step < half, up, ops.where(step < cycle_end, down, tail))
+
+    def get_config(self):
+        return {"max_lr": self.max_lr, "total_steps": self.total_steps, "div_factor": self.div_factor,
+                "final_fraction": self.final_fraction, "final_div_factor": self.final_div_factor}
+
+
+def build_schedule(schedule_cfg, learning_rate: float, steps_per_epoch: int, epochs: int):
+    """The schedule from config, or the constant learning_rate when the option has no _target_.
+
+    What only the run knows is passed to any schedule whose constructor takes it:
+    initial_learning_rate (the optimizer's rate), total_steps and steps_per_epoch.
+    """
+    kwargs, _ = keras_kwargs(schedule_cfg, "schedule")
+    if not kwargs.get("_target_"):
+        return learning_rate
+    runtime = {"initial_learning_rate": learning_rate, "total_steps": steps_per_epoch * epochs,
+               "steps_per_epoch": steps_per_epoch}
+    accepted = inspect.signature(get_class(kwargs["_target_"])).parameters
+    kwargs.update({k: v for k, v in runtime.items() if k in accepted and k not in kwargs})
+    return instantiate(kwargs)
+
+
+def build_optimizer(cfg, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    kwargs, _ = keras_kwargs(cfg.optimizer, "optimizer")
+    kwargs["learning_rate"] = build_schedule(cfg.schedule, kwargs["learning_rate"], steps_per_epoch,
+                                             cfg.trainer.epochs)
+    return instantiate(kwargs)
+
+
+def current_learning_rate(optimizer) -> float:
+    return float(ops.convert_to_numpy(optimizer.learning_rate))

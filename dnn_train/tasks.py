@@ -1,0 +1,56 @@
+"""What a Hydra job does: validate the config, then run the task it names (`task=`)."""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from dnn_train.config import ConfigError, validate
+
+log = logging.getLogger("dnn_train")
+HYDRA_FILES = {".hydra", "dnn_train.log"}
+
+
+def run_task(cfg: DictConfig, run_dir: Path | None = None):
+    """Run the job described by `cfg` in `run_dir` (default: Hydra's output directory)."""
+    if run_dir is None:
+        from hydra.core.hydra_config import HydraConfig
+
+        run_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        validate(cfg)
+        _import_tensorflow_quietly()
+        from dnn_train.train import train
+
+        return train(cfg, run_dir)
+    except ConfigError:
+        _remove_if_unstarted(run_dir)
+        raise
+
+
+def _import_tensorflow_quietly() -> None:
+    """TensorFlow's C++ start-up lines (oneDNN, CPU features) go to fd 2 whatever
+    TF_CPP_MIN_LOG_LEVEL says; hide them during the import only (Python errors still raise)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if "tensorflow" in sys.modules or os.environ.get("DNN_TRAIN_DEBUG"):
+        return
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _remove_if_unstarted(run_dir: Path) -> None:
+    """Bad input: leave no run directory behind if it holds only what Hydra wrote before the job."""
+    run_dir = Path(run_dir)
+    if run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= HYDRA_FILES | {"config.yaml"}:
+        logging.shutdown()  # close the log file before removing it
+        shutil.rmtree(run_dir, ignore_errors=True)
