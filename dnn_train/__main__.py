@@ -6,6 +6,7 @@ HYDRA_FULL_ERROR=1) shows the full traceback instead.
 """
 from __future__ import annotations
 
+import logging
 import os
 import sys
 
@@ -20,29 +21,58 @@ EXIT_FAILED = 1
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def _app(cfg: DictConfig):
-    from dnn_train.tasks import run_task  # imports TensorFlow
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
-    return run_task(cfg)
+    from dnn_train.tasks import run_task  # imports TensorFlow once the config is valid
+
+    if HydraConfig.get().mode != RunMode.RUN or _debug():
+        return run_task(cfg)
+    # A single run: report its failure ourselves, as one line (Hydra would add its own lines).
+    try:
+        return run_task(cfg)
+    except Exception as ex:  # noqa: BLE001
+        msg = describe_error(ex)
+        if msg is not None:
+            _fail(f"error: {msg}", EXIT_CONFIG_ERROR)
+        _traceback_to_log_file()
+        _fail(f"failed: {type(ex).__name__}: {_first_line(ex)} (traceback in the run's dnn_train.log; "
+              "DNN_TRAIN_DEBUG=1 prints it)", EXIT_FAILED)
+
+
+def _traceback_to_log_file() -> None:
+    """Write the current exception's traceback to the run's log file only (not the console)."""
+    record = logging.LogRecord("dnn_train", logging.ERROR, __file__, 0, "run failed", None, sys.exc_info())
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+
+
+def _debug() -> bool:
+    return bool(os.environ.get("DNN_TRAIN_DEBUG"))
+
+
+def _fail(message: str, code: int):
+    print(f"dnn_train: {message}", file=sys.stderr)
+    raise SystemExit(code)
 
 
 def main() -> None:
-    debug = bool(os.environ.get("DNN_TRAIN_DEBUG") or os.environ.get("HYDRA_FULL_ERROR"))
+    if os.environ.get("HYDRA_FULL_ERROR"):
+        os.environ["DNN_TRAIN_DEBUG"] = "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let Hydra's errors reach us; we print them as one line
     try:
         _app()
     except KeyboardInterrupt:
-        print("dnn_train: interrupted", file=sys.stderr)
-        sys.exit(130)
+        _fail("interrupted", 130)
     except Exception as ex:  # noqa: BLE001 - the command line's last resort
-        if debug:
+        if _debug():
             raise
         msg = describe_error(ex)
         if msg is not None:
-            print(f"dnn_train: error: {msg}", file=sys.stderr)
-            sys.exit(EXIT_CONFIG_ERROR)
-        print(f"dnn_train: failed: {type(ex).__name__}: {_first_line(ex)} "
-              "(the run's dnn_train.log has the traceback; DNN_TRAIN_DEBUG=1 prints it)", file=sys.stderr)
-        sys.exit(EXIT_FAILED)
+            _fail(f"error: {msg}", EXIT_CONFIG_ERROR)
+        _fail(f"failed: {type(ex).__name__}: {_first_line(ex)} (DNN_TRAIN_DEBUG=1 prints the traceback)",
+              EXIT_FAILED)
 
 
 def _first_line(ex: BaseException) -> str:

@@ -78,7 +78,7 @@ class TrainerConf:
     batch_size: int = 32
     seed: int = 42
     early_stopping: EarlyStoppingConf = field(default_factory=EarlyStoppingConf)
-    steps_per_execution: int = 1
+    steps_per_execution: int = 64
     jit_compile: Any = "auto"  # true | false | auto (Keras' default: off on CPU)
     progress: str = "auto"  # auto (bar on a terminal, a line per epoch otherwise) | bar | line | none
 

@@ -1,0 +1,54 @@
+"""Shared helpers: compose configs like the CLI does, run the CLI, find the real datasets."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from dnn_train.config import CONF_DIR
+from dnn_train.data import locate
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "datasets"
+
+# Tiny but learnable: what every synthetic run in the tests uses.
+SMALL = ["data=synthetic", "trainer.epochs=3", "trainer.batch_size=32", "model.depth=2", "model.units=32"]
+
+
+def make_cfg(*overrides: str):
+    """The config the CLI would compose for these overrides (no Hydra job, no run directory)."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
+@pytest.fixture
+def cfg_factory(tmp_path):
+    """make_cfg with the synthetic data cached under this test's tmp_path."""
+    return lambda *o: make_cfg(*SMALL, f"data.root={tmp_path / 'data'}", *o)
+
+
+def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    """`python -m dnn_train ARGS` in `cwd`, as a user would type it."""
+    full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    full_env.pop("DNN_TRAIN_DEBUG", None)
+    full_env.pop("HYDRA_FULL_ERROR", None)
+    return subprocess.run([sys.executable, "-m", "dnn_train", *args], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def read_results(run_dir: Path) -> dict:
+    return json.loads((run_dir / "results.json").read_text())
+
+
+def real_data_root(name: str) -> str:
+    """A data.root holding the real dataset, or skip the test."""
+    shared = SHARED_DATA if name == "fashion_mnist" else None
+    found = locate(name, str(shared) if shared and shared.exists() else None)
+    if found is None:
+        pytest.skip(f"real {name} files not found (see README: providing the data offline)")
+    return str(found)

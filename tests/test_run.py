@@ -1,0 +1,76 @@
+"""End to end through the command line: a run writes every documented file, learns, and sweeps
+of identical jobs in one process give identical metrics."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import yaml
+
+from tests.conftest import SMALL, read_results, real_data_root, run_cli
+
+EXPECTED_FILES = {"config.yaml", "metrics.csv", "results.json", "model.keras", "curves.png", "dnn_train.log"}
+METRIC_COLUMNS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "epoch_seconds"]
+RESULT_KEYS = {"test_loss", "test_accuracy", "best_val_accuracy", "best_epoch", "epochs", "params",
+               "wall_seconds", "status"}
+
+
+def check_run_dir(run_dir, epochs):
+    assert EXPECTED_FILES <= {p.name for p in run_dir.iterdir()}
+    assert (run_dir / ".hydra" / "config.yaml").exists()
+    metrics = pd.read_csv(run_dir / "metrics.csv")
+    assert list(metrics.columns[:7]) == METRIC_COLUMNS
+    assert metrics["epoch"].tolist() == list(range(1, epochs + 1))
+    assert metrics.notna().all().all()
+    results = read_results(run_dir)
+    assert RESULT_KEYS <= set(results) and results["status"] == "completed" and results["epochs"] == epochs
+    assert (run_dir / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    return metrics, results
+
+
+def test_synthetic_run_learns_and_writes_every_output(tmp_path):
+    run_dir = tmp_path / "run"
+    proc = run_cli(*SMALL, f"data.root={tmp_path / 'data'}", "trainer.epochs=4", "optimizer=nadam",
+                   "schedule=1cycle", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics, results = check_run_dir(run_dir, epochs=4)
+    assert results["test_accuracy"] > 0.5  # 4 classes: chance is 0.25
+    assert results["best_val_accuracy"] == pytest.approx(metrics["val_accuracy"].max(), abs=1e-5)
+    assert results["params"] == 64 * 32 + 32 + 32 * 32 + 32 + 32 * 4 + 4
+    resolved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert resolved["optimizer"]["_target_"] == "keras.optimizers.Nadam"
+    assert resolved["schedule"]["max_lr"] == resolved["optimizer"]["learning_rate"]  # interpolation resolved
+    lr = metrics["learning_rate"].tolist()  # 1cycle: up, then down to a tiny final rate
+    assert lr[1] > lr[0] and lr[-1] < lr[0] / 100
+    log = (run_dir / "dnn_train.log").read_text()
+    assert "epoch 4/4" in log and "test accuracy" in log
+    import keras
+
+    model = keras.saving.load_model(run_dir / "model.keras")
+    assert model.count_params() == results["params"]
+
+
+def test_sweep_jobs_do_not_leak_state(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = run_cli("-m", *SMALL, f"data.root={tmp_path / 'data'}", "trainer.epochs=2", "trainer.seed=3,3",
+                   f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = [check_run_dir(sweep / str(i), epochs=2) for i in (0, 1)]
+    (m0, r0), (m1, r1) = runs
+    pd.testing.assert_frame_equal(m0.drop(columns="epoch_seconds"), m1.drop(columns="epoch_seconds"))
+    assert r0["test_accuracy"] == r1["test_accuracy"]
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("dataset, better_than", [("fashion_mnist", 0.3), ("cifar10", 0.12)])
+def test_smoke_run_on_a_real_slice(tmp_path, dataset, better_than):
+    root = real_data_root(dataset)
+    run_dir = tmp_path / "run"
+    proc = run_cli(f"data={dataset}", f"data.root={root}", "data.train_size=1000", "data.valid_size=500",
+                   "data.test_size=1000", "trainer.epochs=1", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    _, results = check_run_dir(run_dir, epochs=1)
+    assert results["train_examples"] == 1000 and results["test_examples"] == 1000
+    assert results["test_accuracy"] > better_than  # 10 classes: one epoch on 1,000 images beats chance (0.1)
+    assert json.loads((run_dir / "results.json").read_text())["dataset"] == dataset
