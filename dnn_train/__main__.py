@@ -13,7 +13,25 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from dnn_train.config import CONF_DIR, describe_error
+from dnn_train.config import CONF_DIR, describe_error, option_summaries
+
+USAGE = """\
+dnn_train: train a deep neural network from Hydra config groups (Keras 3).
+
+Usage: python -m dnn_train [GROUP=OPTION ...] [KEY=VALUE ...]      one run
+       python -m dnn_train -m GROUP=A,B,C ...                      a sweep (multirun)
+Examples:
+  python -m dnn_train optimizer=nadam schedule=1cycle
+  python -m dnn_train data=cifar10 model.depth=20 model.units=100 trainer.epochs=5
+  python -m dnn_train -m optimizer=sgd,nadam optimizer.learning_rate=3e-4
+Results go to outputs/<date>/<time>/ (sweeps: outputs/multirun/...); see README.md.
+
+Config groups (GROUP=OPTION; the default is marked *):
+{groups}
+Every key of the chosen options can be overridden (optimizer.learning_rate=3e-4).
+See all keys and their values without running: python -m dnn_train [overrides] --cfg job
+Hydra's own flags (--multirun, --cfg, --info, ...): python -m dnn_train --hydra-help
+"""
 
 EXIT_CONFIG_ERROR = 2
 EXIT_FAILED = 1
@@ -57,7 +75,19 @@ def _fail(message: str, code: int):
     raise SystemExit(code)
 
 
+def print_help() -> None:
+    """Our --help: Hydra's own lists every plugin group and takes ~1 s; this reads conf/ directly."""
+    lines = []
+    for group, options in option_summaries().items():
+        lines.append(f"  {group}:")
+        lines.extend(f"    {name:<16} {'*' if default else ' '} {summary}" for name, default, summary in options)
+    print(USAGE.format(groups="\n".join(lines)))
+
+
 def main() -> None:
+    if any(arg in ("--help", "-h") for arg in sys.argv[1:]):
+        print_help()
+        return
     if os.environ.get("HYDRA_FULL_ERROR"):
         os.environ["DNN_TRAIN_DEBUG"] = "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let Hydra's errors reach us; we print them as one line

@@ -218,6 +218,19 @@ def options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
 
 
+def option_summaries() -> dict[str, list[tuple[str, bool, str]]]:
+    """{group: [(option, is_default, first comment line of its YAML)]}, read from conf/ as text."""
+    defaults = dict(re.findall(r"^  - (\w+): (\S+)", (CONF_DIR / "config.yaml").read_text(), re.M))
+    summaries = {}
+    for group in sorted(defaults):
+        rows = []
+        for name in options(group):
+            first = (CONF_DIR / group / f"{name}.yaml").read_text().split("\n", 1)[0]
+            rows.append((name, defaults[group] == name, first.lstrip("# ").strip() if first.startswith("#") else ""))
+        summaries[group] = rows
+    return summaries
+
+
 def describe_error(ex: BaseException) -> Optional[str]:
     """One line for a configuration error (Hydra, OmegaConf or ours); None if it is not one."""
     from hydra.errors import HydraException, MissingConfigException

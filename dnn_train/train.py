@@ -81,7 +81,9 @@ def train(cfg, run_dir: Path) -> dict:
 
 def _callbacks(cfg, run_dir: Path) -> list:
     t = cfg.trainer
-    cbs = [EpochStats(), MetricsCSV(run_dir / report.METRICS_FILE), EpochLog(t.epochs)]
+    cbs = [EpochStats(), MetricsCSV(run_dir / report.METRICS_FILE)]
+    if t.progress != "none":
+        cbs.append(EpochLog(t.epochs))
     es = t.early_stopping
     if es.enabled:
         cbs.append(keras.callbacks.EarlyStopping(monitor=es.monitor, patience=es.patience,
