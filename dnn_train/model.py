@@ -9,12 +9,16 @@ Layout of an MLP (model=mlp), input raw uint8 pixels:
 """
 from __future__ import annotations
 
+import warnings
 from typing import Optional
 
 import keras
 from hydra.utils import instantiate
 
 from dnn_train.config import keras_kwargs
+
+# activation=leaky_relu keeps the book's `alpha` name; Keras 3 accepts it as negative_slope.
+warnings.filterwarnings("ignore", message="Argument `alpha` is deprecated", category=UserWarning)
 
 
 def hidden_widths(model_cfg) -> list[int]:

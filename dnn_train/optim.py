@@ -1,8 +1,11 @@
 """Optimizers and learning-rate schedules, instantiated from the `optimizer` and `schedule` groups.
 
-Keras provides the optimizers and most schedules; the 1cycle schedule is ours (Keras has none).
-Schedules are `LearningRateSchedule`s evaluated at the optimizer's iteration count, so they stay
-exact per step whatever `steps_per_execution` is.
+Keras provides the optimizers and most schedules; 1cycle and power scheduling with an exponent
+are ours (Keras has neither). Step-based schedules are `LearningRateSchedule`s evaluated at the
+optimizer's iteration count, so they stay exact per step whatever `steps_per_execution` is.
+A schedule option whose `_target_` is a Keras callback (ReduceLROnPlateau) acts between epochs.
+Durations in the schedule YAMLs are in epochs (`decay_epochs`, `boundaries_epochs`): they are
+converted to the steps Keras expects (`decay_steps`, `boundaries`).
 """
 from __future__ import annotations
 
@@ -52,27 +55,68 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
                 "final_fraction": self.final_fraction, "final_div_factor": self.final_div_factor}
 
 
+@keras.saving.register_keras_serializable(package="dnn_train")
+class PowerDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """Power scheduling: initial_learning_rate / (1 + step / decay_steps) ** power.
+
+    Ours: Keras' InverseTimeDecay is the power=1 case only.
+    """
+
+    def __init__(self, initial_learning_rate, decay_steps, power=1.0):
+        self.initial_learning_rate = float(initial_learning_rate)
+        self.decay_steps = float(decay_steps)
+        self.power = float(power)
+
+    def __call__(self, step):
+        step = ops.cast(step, "float32")
+        return self.initial_learning_rate / ops.power(1.0 + step / self.decay_steps, self.power)
+
+    def get_config(self):
+        return {"initial_learning_rate": self.initial_learning_rate, "decay_steps": self.decay_steps,
+                "power": self.power}
+
+
+def _epochs_to_steps(kwargs: dict, accepted, steps_per_epoch: int) -> dict:
+    """`decay_epochs: 20` -> `decay_steps: 20 * steps_per_epoch`; `boundaries_epochs` -> `boundaries`."""
+    out = {}
+    for key, value in kwargs.items():
+        if key.endswith("_epochs"):
+            base = key[: -len("_epochs")]
+            key = f"{base}_steps" if f"{base}_steps" in accepted else base
+            value = [int(round(v * steps_per_epoch)) for v in value] if isinstance(value, list) \
+                else int(round(value * steps_per_epoch))
+            if key == "boundaries":  # Keras keeps values[i] up to and including step boundaries[i]
+                value = [v - 1 for v in value]
+        out[key] = value
+    return out
+
+
 def build_schedule(schedule_cfg, learning_rate: float, steps_per_epoch: int, epochs: int):
-    """The schedule from config, or the constant learning_rate when the option has no _target_.
+    """(learning rate or LearningRateSchedule for the optimizer, callbacks for the fit).
 
     What only the run knows is passed to any schedule whose constructor takes it:
     initial_learning_rate (the optimizer's rate), total_steps and steps_per_epoch.
     """
     kwargs, _ = keras_kwargs(schedule_cfg, "schedule")
     if not kwargs.get("_target_"):
-        return learning_rate
+        return learning_rate, []
+    cls = get_class(kwargs["_target_"])
+    if issubclass(cls, keras.callbacks.Callback):
+        return learning_rate, [instantiate(kwargs)]
+    accepted = inspect.signature(cls).parameters
+    kwargs = _epochs_to_steps(kwargs, accepted, steps_per_epoch)
     runtime = {"initial_learning_rate": learning_rate, "total_steps": steps_per_epoch * epochs,
                "steps_per_epoch": steps_per_epoch}
-    accepted = inspect.signature(get_class(kwargs["_target_"])).parameters
     kwargs.update({k: v for k, v in runtime.items() if k in accepted and k not in kwargs})
-    return instantiate(kwargs)
+    return instantiate(kwargs), []
 
 
-def build_optimizer(cfg, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+def build_optimizer(cfg, steps_per_epoch: int) -> tuple[keras.optimizers.Optimizer, list]:
+    """The configured optimizer with its schedule, and the callbacks the schedule needs (if any)."""
     kwargs, _ = keras_kwargs(cfg.optimizer, "optimizer")
-    kwargs["learning_rate"] = build_schedule(cfg.schedule, kwargs["learning_rate"], steps_per_epoch,
-                                             cfg.trainer.epochs)
-    return instantiate(kwargs)
+    kwargs["learning_rate"], callbacks = build_schedule(cfg.schedule, kwargs["learning_rate"], steps_per_epoch,
+                                                        cfg.trainer.epochs)
+    return instantiate(kwargs), callbacks
 
 
 def current_learning_rate(optimizer) -> float:

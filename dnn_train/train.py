@@ -38,7 +38,7 @@ def train(cfg, run_dir: Path) -> dict:
     steps_per_epoch = math.ceil(len(splits.y_train) / t.batch_size)
     with _config_errors():
         model = build_model(cfg, splits.image_shape, splits.num_classes, stats)
-        optimizer = build_optimizer(cfg, steps_per_epoch)
+        optimizer, schedule_callbacks = build_optimizer(cfg, steps_per_epoch)
     model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"],
                   steps_per_execution=t.steps_per_execution, jit_compile=t.jit_compile)
     log.info("model: %s, %s parameters; optimizer %s", _describe(model), f"{model.count_params():,}",
@@ -52,7 +52,7 @@ def train(cfg, run_dir: Path) -> dict:
         history = model.fit(
             data.make_dataset(splits.x_train, splits.y_train, t.batch_size, shuffle=True, seed=t.seed),
             validation_data=data.make_dataset(splits.x_valid, splits.y_valid, t.batch_size, False, t.seed),
-            epochs=t.epochs, callbacks=_callbacks(cfg, run_dir), verbose=_verbosity(t.progress),
+            epochs=t.epochs, callbacks=schedule_callbacks + _callbacks(cfg, run_dir), verbose=_verbosity(t.progress),
             shuffle=False)  # the dataset shuffles itself
         test_loss, test_accuracy = model.evaluate(
             data.make_dataset(splits.x_test, splits.y_test, t.batch_size, False, t.seed), verbose=0)

@@ -48,20 +48,20 @@ def test_one_cycle_serializes():
 
 
 def test_constant_schedule_keeps_the_configured_optimizer_and_rate():
-    opt = build_optimizer(make_cfg("optimizer=nadam", "optimizer.learning_rate=0.003"), steps_per_epoch=10)
+    opt, _ = build_optimizer(make_cfg("optimizer=nadam", "optimizer.learning_rate=0.003"), steps_per_epoch=10)
     assert isinstance(opt, keras.optimizers.Nadam)
     assert float(keras.ops.convert_to_numpy(opt.learning_rate)) == pytest.approx(0.003)
 
 
 def test_sgd_options_reach_keras():
-    opt = build_optimizer(make_cfg("optimizer.momentum=0.9", "optimizer.nesterov=true", "optimizer.clipnorm=1.0"),
+    opt, _ = build_optimizer(make_cfg("optimizer.momentum=0.9", "optimizer.nesterov=true", "optimizer.clipnorm=1.0"),
                           steps_per_epoch=10)
     assert isinstance(opt, keras.optimizers.SGD) and opt.momentum == 0.9 and opt.nesterov and opt.clipnorm == 1.0
 
 
 def test_1cycle_gets_total_steps_from_the_run():
     cfg = make_cfg("schedule=1cycle", "optimizer=nadam", "trainer.epochs=3", "schedule.max_lr=0.02")
-    opt = build_optimizer(cfg, steps_per_epoch=50)
+    opt, _ = build_optimizer(cfg, steps_per_epoch=50)
     assert isinstance(opt._learning_rate, OneCycle)
     assert opt._learning_rate.total_steps == 150 and opt._learning_rate.max_lr == 0.02
 
@@ -73,7 +73,7 @@ def train_tiny(steps_per_execution):
     x = np.random.default_rng(0).normal(size=(64, 3)).astype("float32")
     y = (x[:, 0] > 0).astype("int32")
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, activation="softmax")])
-    opt = build_optimizer(cfg, steps_per_epoch=8)
+    opt, _ = build_optimizer(cfg, steps_per_epoch=8)
     seen = []
 
     class Record(keras.callbacks.Callback):
