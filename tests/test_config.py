@@ -65,7 +65,7 @@ def test_out_of_range_values_name_the_key(override, key):
 
 BAD_INPUT = [
     # (overrides, text the one line must contain)
-    (["optimizer=bogus"], "valid optimizer options: nadam, sgd"),
+    (["optimizer=bogus"], "valid optimizer options: adagrad, adam, adamax, adamw, momentum, nadam, nesterov, rmsprop, sgd"),
     (["data=nope"], "valid data options: cifar10, fashion_mnist, synthetic"),
     (["trainer.epochs=abc"], "trainer.epochs=abc"),
     (["optimizer.lr=0.1"], "optimizer.lr: unknown key"),
