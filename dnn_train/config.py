@@ -81,6 +81,7 @@ class TrainerConf:
     steps_per_execution: int = 64
     jit_compile: Any = "auto"  # true | false | auto (Keras' default: off on CPU)
     progress: str = "auto"  # auto (bar on a terminal, a line per epoch otherwise) | bar | line | none
+    mc_samples: int = 0  # MC dropout: stochastic test passes with dropout on (0: off)
 
 
 @dataclass
@@ -159,6 +160,8 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "div_factor": _number(1, lo_open=True),
     "final_div_factor": _number(1),
     "final_fraction": _number(0, 1, lo_open=True, hi_open=True),
+    "max_momentum": _number(0, 1, hi_open=True),
+    "min_momentum": _number(0, 1, hi_open=True),
     "mode": _choice("fan_in", "fan_out", "fan_avg"),
     "distribution": _choice("truncated_normal", "untruncated_normal", "uniform"),
     "position": _choice("none", "before", "after"),
@@ -170,6 +173,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "trainer.batch_size": _number(1, integer=True),
     "trainer.steps_per_execution": _number(1, integer=True),
     "trainer.early_stopping.patience": _number(0, integer=True),
+    "trainer.mc_samples": _number(0, integer=True),
     "trainer.jit_compile": _choice(True, False, "auto"),
     "trainer.progress": _choice("auto", "bar", "line", "none"),
     "model.depth": _number(1, integer=True),
@@ -201,6 +205,27 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"model.widths={list(widths)}: expected a non-empty list of positive integers")
     if cfg.data.name == "synthetic" and cfg.data.get("synthetic") is None:
         raise ConfigError("data.synthetic: missing; use data=synthetic to get its settings")
+
+
+def chapter_warnings(cfg: DictConfig) -> list[str]:
+    """Combinations that chapter 11 says defeat their purpose: warned about, not refused."""
+    selu = cfg.activation.get("activation") == "selu"
+    init = cfg.initializer
+    lecun = init.get("_target_", "").endswith("VarianceScaling") and init.get("scale") == 1.0 \
+        and init.get("mode") == "fan_in"
+    alpha_dropout = str(cfg.regularizer.get("_target_", "")).endswith("AlphaDropout")
+    out = []
+    if selu and cfg.normalization.get("position", "none") != "none":
+        out.append("SELU with batch normalization: BN breaks self-normalization (use normalization=none)")
+    if selu and not lecun:
+        out.append("SELU needs LeCun initialization to self-normalize (initializer=lecun_normal)")
+    if selu and not cfg.data.standardize:
+        out.append("SELU needs standardized inputs to self-normalize (data.standardize=true)")
+    if alpha_dropout and not selu:
+        out.append("alpha_dropout is meant for SELU nets; use regularizer=dropout with other activations")
+    if cfg.trainer.mc_samples and cfg.regularizer.get("attach") != "dropout_layer":
+        out.append("trainer.mc_samples without dropout: every MC pass is the same (regularizer=dropout)")
+    return out
 
 
 def _check(key: str, value: Any, rule) -> None:

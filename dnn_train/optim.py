@@ -50,9 +50,45 @@ class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
         tail = start + (final - start) * ops.minimum((step - cycle_end) / tail_len, 1.0)
         return ops.where(step < half, up, ops.where(step < cycle_end, down, tail))
 
+    def momentum(self, step, max_momentum=0.95, min_momentum=0.85):
+        """The inverse cycle: max_momentum where the rate is lowest, min_momentum at its peak."""
+        start = self.max_lr / self.div_factor
+        rise = ops.clip((self(step) - start) / (self.max_lr - start), 0.0, 1.0)
+        return max_momentum - (max_momentum - min_momentum) * rise
+
     def get_config(self):
         return {"max_lr": self.max_lr, "total_steps": self.total_steps, "div_factor": self.div_factor,
                 "final_fraction": self.final_fraction, "final_div_factor": self.final_div_factor}
+
+
+@keras.saving.register_keras_serializable(package="dnn_train")
+class OneCycleSGD(keras.optimizers.SGD):
+    """SGD with momentum whose momentum follows 1cycle inversely to the rate, per step.
+
+    Ours: Keras' SGD momentum is a constant. The update is SGD's, with the momentum taken from
+    `learning_rate.momentum(iterations)`.
+    """
+
+    def __init__(self, max_momentum=0.95, min_momentum=0.85, **kwargs):
+        super().__init__(**kwargs)
+        self.max_momentum, self.min_momentum = float(max_momentum), float(min_momentum)
+
+    def current_momentum(self):
+        return self._learning_rate.momentum(self.iterations, self.max_momentum, self.min_momentum)
+
+    def update_step(self, gradient, variable, learning_rate):
+        learning_rate = ops.cast(learning_rate, variable.dtype)
+        gradient = ops.cast(gradient, variable.dtype)
+        momentum = ops.cast(self.current_momentum(), variable.dtype)
+        m = self.momentums[self._get_variable_index(variable)]
+        self.assign(m, ops.subtract(ops.multiply(m, momentum), ops.multiply(gradient, learning_rate)))
+        if self.nesterov:
+            self.assign_add(variable, ops.subtract(ops.multiply(m, momentum), ops.multiply(gradient, learning_rate)))
+        else:
+            self.assign_add(variable, m)
+
+    def get_config(self):
+        return {**super().get_config(), "max_momentum": self.max_momentum, "min_momentum": self.min_momentum}
 
 
 @keras.saving.register_keras_serializable(package="dnn_train")
@@ -98,6 +134,7 @@ def build_schedule(schedule_cfg, learning_rate: float, steps_per_epoch: int, epo
     initial_learning_rate (the optimizer's rate), total_steps and steps_per_epoch.
     """
     kwargs, _ = keras_kwargs(schedule_cfg, "schedule")
+    kwargs.pop("max_momentum", None), kwargs.pop("min_momentum", None)  # read by build_optimizer
     if not kwargs.get("_target_"):
         return learning_rate, []
     cls = get_class(kwargs["_target_"])
@@ -116,6 +153,10 @@ def build_optimizer(cfg, steps_per_epoch: int) -> tuple[keras.optimizers.Optimiz
     kwargs, _ = keras_kwargs(cfg.optimizer, "optimizer")
     kwargs["learning_rate"], callbacks = build_schedule(cfg.schedule, kwargs["learning_rate"], steps_per_epoch,
                                                         cfg.trainer.epochs)
+    if isinstance(kwargs["learning_rate"], OneCycle) and kwargs["_target_"] == "keras.optimizers.SGD" \
+            and kwargs.get("momentum"):
+        kwargs.update(_target_=f"{__name__}.OneCycleSGD", max_momentum=cfg.schedule.max_momentum,
+                      min_momentum=cfg.schedule.min_momentum)
     return instantiate(kwargs), callbacks
 
 

@@ -15,7 +15,8 @@ from omegaconf import OmegaConf
 
 from dnn_train import data, report
 from dnn_train.callbacks import EpochLog, EpochStats, MetricsCSV
-from dnn_train.config import ConfigError
+from dnn_train.config import ConfigError, chapter_warnings
+from dnn_train.evaluate import mc_dropout_predict, mc_metrics
 from dnn_train.model import build_model
 from dnn_train.optim import build_optimizer
 
@@ -30,6 +31,8 @@ def train(cfg, run_dir: Path) -> dict:
     keras.backend.clear_session()  # a fresh Keras session and seed per job: sweep jobs do not leak
     keras.utils.set_random_seed(t.seed)
 
+    for warning in chapter_warnings(cfg):
+        log.warning(warning)
     splits = data.load(cfg.data)
     log.info("data: %s from %s: %d train / %d valid / %d test, %d classes, images %s uint8",
              cfg.data.name, splits.source, len(splits.y_train), len(splits.y_valid), len(splits.y_test),
@@ -56,6 +59,10 @@ def train(cfg, run_dir: Path) -> dict:
             shuffle=False)  # the dataset shuffles itself
         test_loss, test_accuracy = model.evaluate(
             data.make_dataset(splits.x_test, splits.y_test, t.batch_size, False, t.seed), verbose=0)
+        if t.mc_samples:
+            results.update(mc_metrics(mc_dropout_predict(model, splits.x_test, t.mc_samples), splits.y_test))
+            log.info("MC dropout (%d passes): accuracy %.4f, mean predictive std %.4f",
+                     t.mc_samples, results["mc_accuracy"], results["mc_mean_std"])
     except KeyboardInterrupt:
         _finish(run_dir, results, started, status="interrupted")
         raise

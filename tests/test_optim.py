@@ -95,3 +95,34 @@ def test_rate_is_exact_per_step_with_several_steps_per_execution():
     # every step used the same rate whether steps run one or four per call
     for a, b in zip(weights_1, weights_4):
         np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+def test_1cycle_cycles_sgd_momentum_inversely_per_step():
+    from dnn_train.optim import OneCycleSGD
+
+    cfg = make_cfg("optimizer=momentum", "schedule=1cycle", "optimizer.learning_rate=0.1", "trainer.epochs=1")
+    opt, _ = build_optimizer(cfg, steps_per_epoch=100)
+    assert isinstance(opt, OneCycleSGD)
+    s = opt._learning_rate
+
+    def momentum_at(step):
+        return float(keras.ops.convert_to_numpy(s.momentum(step)))
+
+    assert momentum_at(0) == pytest.approx(0.95) and momentum_at(45) == pytest.approx(0.85)
+    assert momentum_at(90) == pytest.approx(0.95) and momentum_at(99) == pytest.approx(0.95)
+    assert momentum_at(20) == pytest.approx(0.95 - 0.1 * 20 / 45, rel=1e-5)
+    # the update really uses the cycled momentum: at step k, m = momentum(k) * m_prev - lr(k) * g
+    w = keras.Variable(np.zeros((2,), "float32"))
+    g = keras.ops.convert_to_tensor(np.ones((2,), "float32"))
+    m_prev = 0.0
+    for k in range(3):
+        opt.apply_gradients([(g, w)])
+        m_prev = momentum_at(k) * m_prev - lr_at(s, k) * 1.0
+    assert float(keras.ops.convert_to_numpy(opt.momentums[0])[0]) == pytest.approx(m_prev, rel=1e-5)
+
+
+def test_1cycle_leaves_momentum_free_optimizers_alone():
+    opt, _ = build_optimizer(make_cfg("optimizer=nadam", "schedule=1cycle"), steps_per_epoch=10)
+    assert type(opt) is keras.optimizers.Nadam
+    opt, _ = build_optimizer(make_cfg("optimizer=sgd", "schedule=1cycle"), steps_per_epoch=10)
+    assert type(opt) is keras.optimizers.SGD

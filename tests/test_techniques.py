@@ -209,3 +209,77 @@ def test_every_option_builds_and_trains_a_step(group, option):
     model, history = tiny_fit(cfg, x, y, epochs=2)
     assert np.isfinite(history.history["loss"]).all()
     assert len(history.history["loss"]) == 2
+
+
+# ---------------------------------------------------------------- standardization
+def test_standardize_uses_the_training_split_statistics():
+    from dnn_train.data import feature_stats
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(20, 200, (300, 4, 4), dtype=np.uint8)
+    model = build_model(make_cfg("model.depth=1"), (4, 4), 3, feature_stats(x))
+    standardized = keras.Model(model.inputs, model.get_layer("standardize").output)
+    z = keras.ops.convert_to_numpy(standardized(x))
+    np.testing.assert_allclose(z.mean(0), 0, atol=1e-4)
+    np.testing.assert_allclose(z.std(0), 1, atol=1e-3)
+
+
+# ---------------------------------------------------------------- MC dropout
+def test_mc_dropout_passes_differ_and_their_mean_is_the_prediction():
+    from dnn_train.evaluate import mc_dropout_predict, mc_metrics
+
+    keras.utils.set_random_seed(0)
+    x, y = tiny_data(n=50)
+    model = build_model(make_cfg("regularizer=dropout", "regularizer.rate=0.5", "normalization=batchnorm"),
+                        x.shape[1:], 3)
+    probs = mc_dropout_predict(model, x, samples=10)
+    assert probs.shape == (10, 50, 3)
+    assert not np.allclose(probs[0], probs[1])  # dropout is on in each pass
+    np.testing.assert_allclose(probs.sum(-1), 1, rtol=1e-5)
+    m = mc_metrics(probs, y)
+    assert m["mc_accuracy"] == pytest.approx((probs.mean(0).argmax(1) == y).mean())
+    assert m["mc_mean_std"] == pytest.approx(probs.std(0).mean()) and m["mc_mean_std"] > 0
+    # batch norm stays in inference mode: without dropout every pass equals model.predict
+    plain = build_model(make_cfg("normalization=batchnorm"), x.shape[1:], 3)
+    still = mc_dropout_predict(plain, x, samples=3)
+    np.testing.assert_allclose(still[0], still[2])
+    np.testing.assert_allclose(still[0], plain.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+
+
+# ---------------------------------------------------------------- presets and warnings
+PRESETS = ["default_dnn", "self_normalizing", "cifar10_baseline", "cifar10_batchnorm", "cifar10_selu",
+           "cifar10_alpha_dropout", "cifar10_1cycle"]
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_presets_compose_validate_and_warn_about_nothing(preset):
+    from dnn_train.config import chapter_warnings, validate
+
+    cfg = make_cfg(f"experiment={preset}")
+    validate(cfg)
+    assert chapter_warnings(cfg) == []
+
+
+def test_preset_contents_follow_the_chapter():
+    c = make_cfg("experiment=default_dnn")
+    assert c.initializer.scale == 2.0 and c.activation._target_.endswith("ELU")
+    assert c.optimizer.momentum == 0.9 and c.schedule._target_.endswith("OneCycle") and c.trainer.early_stopping.enabled
+    s = make_cfg("experiment=self_normalizing")
+    assert s.activation.activation == "selu" and s.data.standardize and s.normalization.position == "none"
+    b = make_cfg("experiment=cifar10_batchnorm")
+    assert (b.data.name, b.model.depth, b.model.units, b.normalization.position) == ("cifar10", 20, 100, "before")
+    assert make_cfg("experiment=cifar10_1cycle").trainer.batch_size == 128
+
+
+@pytest.mark.parametrize("overrides, expected", [
+    (["activation=selu", "initializer=lecun_normal", "data.standardize=true", "normalization=batchnorm"],
+     "SELU with batch normalization"),
+    (["activation=selu", "initializer=he_normal", "data.standardize=true"], "LeCun initialization"),
+    (["activation=selu", "initializer=lecun_normal"], "standardized inputs"),
+    (["regularizer=alpha_dropout"], "alpha_dropout is meant for SELU"),
+])
+def test_chapter_warnings(overrides, expected):
+    from dnn_train.config import chapter_warnings
+
+    warnings = chapter_warnings(make_cfg(*overrides))
+    assert len(warnings) == 1 and expected in warnings[0]
