@@ -85,6 +85,14 @@ class TrainerConf:
 
 
 @dataclass
+class LrFindConf:
+    start_lr: float = 1.0e-5
+    end_lr: float = 10.0
+    epochs: float = 1.0  # length of the ramp
+    stop_factor: float = 4.0  # stop once the batch loss exceeds this multiple of the lowest
+
+
+@dataclass
 class RootConf:
     """Schema of the whole config (conf/config.yaml lists it first in its defaults)."""
 
@@ -97,6 +105,7 @@ class RootConf:
     optimizer: Any = None
     schedule: Any = None
     regularizer: Any = None
+    lr_find: LrFindConf = field(default_factory=LrFindConf)
     task: str = "train"
 
 
@@ -179,7 +188,11 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "model.depth": _number(1, integer=True),
     "model.units": _number(1, integer=True),
     "model.name": _choice("mlp"),
-    "task": _choice("train"),
+    "task": _choice("train", "find_lr"),
+    "lr_find.start_lr": _number(0, lo_open=True),
+    "lr_find.end_lr": _number(0, lo_open=True),
+    "lr_find.epochs": _number(0, lo_open=True),
+    "lr_find.stop_factor": _number(1, lo_open=True),
     "data.name": _choice("fashion_mnist", "cifar10", "synthetic"),
     "data.valid_split": _number(1, integer=True),
     "data.train_size": _number(1, integer=True, nullable=True),

@@ -24,6 +24,10 @@ def run_task(cfg: DictConfig, run_dir: Path | None = None):
     try:
         validate(cfg)
         _import_tensorflow_quietly()
+        if cfg.task == "find_lr":
+            from dnn_train.lr_find import find_lr
+
+            return find_lr(cfg, run_dir)
         from dnn_train.train import train
 
         return train(cfg, run_dir)

@@ -7,6 +7,7 @@ import math
 import sys
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -23,14 +24,22 @@ from dnn_train.optim import build_optimizer
 log = logging.getLogger("dnn_train")
 
 
-def train(cfg, run_dir: Path) -> dict:
-    """Run one experiment into `run_dir`; returns results.json's content."""
-    started = time.time()
-    run_dir = Path(run_dir)
+@dataclass
+class Setup:
+    """What every task starts from: the data, the built model, its optimizer."""
+
+    splits: data.Splits
+    model: keras.Model
+    optimizer: keras.optimizers.Optimizer
+    schedule_callbacks: list
+    steps_per_epoch: int
+
+
+def setup(cfg, run_dir: Path) -> Setup:
+    """Seed, load the data, build the model and optimizer, and record the resolved config."""
     t = cfg.trainer
     keras.backend.clear_session()  # a fresh Keras session and seed per job: sweep jobs do not leak
     keras.utils.set_random_seed(t.seed)
-
     for warning in chapter_warnings(cfg):
         log.warning(warning)
     splits = data.load(cfg.data)
@@ -42,11 +51,21 @@ def train(cfg, run_dir: Path) -> dict:
     with _config_errors():
         model = build_model(cfg, splits.image_shape, splits.num_classes, stats)
         optimizer, schedule_callbacks = build_optimizer(cfg, steps_per_epoch)
-    model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"],
-                  steps_per_execution=t.steps_per_execution, jit_compile=t.jit_compile)
     log.info("model: %s, %s parameters; optimizer %s", _describe(model), f"{model.count_params():,}",
              type(optimizer).__name__)
-    report.write_text(run_dir / report.CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))
+    report.write_text(Path(run_dir) / report.CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))
+    return Setup(splits, model, optimizer, schedule_callbacks, steps_per_epoch)
+
+
+def train(cfg, run_dir: Path) -> dict:
+    """Run one experiment into `run_dir`; returns results.json's content."""
+    started = time.time()
+    run_dir = Path(run_dir)
+    t = cfg.trainer
+    s = setup(cfg, run_dir)
+    splits, model = s.splits, s.model
+    model.compile(optimizer=s.optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"],
+                  steps_per_execution=t.steps_per_execution, jit_compile=t.jit_compile)
 
     results = {"status": "running", "dataset": cfg.data.name, "params": model.count_params(),
                "train_examples": len(splits.y_train), "valid_examples": len(splits.y_valid),
@@ -55,7 +74,7 @@ def train(cfg, run_dir: Path) -> dict:
         history = model.fit(
             data.make_dataset(splits.x_train, splits.y_train, t.batch_size, shuffle=True, seed=t.seed),
             validation_data=data.make_dataset(splits.x_valid, splits.y_valid, t.batch_size, False, t.seed),
-            epochs=t.epochs, callbacks=schedule_callbacks + _callbacks(cfg, run_dir), verbose=_verbosity(t.progress),
+            epochs=t.epochs, callbacks=s.schedule_callbacks + _callbacks(cfg, run_dir), verbose=_verbosity(t.progress),
             shuffle=False)  # the dataset shuffles itself
         test_loss, test_accuracy = model.evaluate(
             data.make_dataset(splits.x_test, splits.y_test, t.batch_size, False, t.seed), verbose=0)
@@ -64,10 +83,10 @@ def train(cfg, run_dir: Path) -> dict:
             log.info("MC dropout (%d passes): accuracy %.4f, mean predictive std %.4f",
                      t.mc_samples, results["mc_accuracy"], results["mc_mean_std"])
     except KeyboardInterrupt:
-        _finish(run_dir, results, started, status="interrupted")
+        finish(run_dir, results, started, status="interrupted")
         raise
     except Exception as ex:
-        _finish(run_dir, results, started, status="failed", error=f"{type(ex).__name__}: {ex}".splitlines()[0])
+        finish(run_dir, results, started, status="failed", error=f"{type(ex).__name__}: {ex}".splitlines()[0])
         raise
 
     val_acc = history.history.get("val_accuracy", [])
@@ -79,7 +98,7 @@ def train(cfg, run_dir: Path) -> dict:
         model.save(tmp)
     metrics = report.read_metrics(run_dir / report.METRICS_FILE)
     report.plot_curves(metrics, run_dir / report.CURVES_FILE, title=_title(cfg))
-    _finish(run_dir, results, started, status="completed")
+    finish(run_dir, results, started, status="completed")
     log.info("test accuracy %.4f (loss %.4f); best val accuracy %.4f at epoch %s; %s epochs in %.1fs -> %s",
              test_accuracy, test_loss, results["best_val_accuracy"], results["best_epoch"], results["epochs"],
              results["wall_seconds"], run_dir)
@@ -98,7 +117,7 @@ def _callbacks(cfg, run_dir: Path) -> list:
     return cbs
 
 
-def _finish(run_dir: Path, results: dict, started: float, status: str, **extra) -> None:
+def finish(run_dir: Path, results: dict, started: float, status: str, **extra) -> None:
     results.update(status=status, wall_seconds=round(time.time() - started, 2), **extra)
     report.write_json(run_dir / report.RESULTS_FILE, results)
 

@@ -3,12 +3,16 @@ of identical jobs in one process give identical metrics."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import SMALL, read_results, real_data_root, run_cli
+from tests.conftest import REPO, SMALL, read_results, real_data_root, run_cli
 
 EXPECTED_FILES = {"config.yaml", "metrics.csv", "results.json", "model.keras", "curves.png", "dnn_train.log"}
 METRIC_COLUMNS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "epoch_seconds"]
@@ -32,12 +36,14 @@ def check_run_dir(run_dir, epochs):
 def test_synthetic_run_learns_and_writes_every_output(tmp_path):
     run_dir = tmp_path / "run"
     proc = run_cli(*SMALL, f"data.root={tmp_path / 'data'}", "trainer.epochs=4", "optimizer=nadam",
-                   "schedule=1cycle", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+                   "schedule=1cycle", "regularizer=dropout", "regularizer.rate=0.1", "trainer.mc_samples=5",
+                   f"hydra.run.dir={run_dir}", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics, results = check_run_dir(run_dir, epochs=4)
     assert results["test_accuracy"] > 0.5  # 4 classes: chance is 0.25
     assert results["best_val_accuracy"] == pytest.approx(metrics["val_accuracy"].max(), abs=1e-5)
     assert results["params"] == 64 * 32 + 32 + 32 * 32 + 32 + 32 * 4 + 4
+    assert results["mc_samples"] == 5 and results["mc_accuracy"] > 0.5 and results["mc_mean_std"] > 0
     resolved = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert resolved["optimizer"]["_target_"] == "keras.optimizers.Nadam"
     assert resolved["schedule"]["max_lr"] == resolved["optimizer"]["learning_rate"]  # interpolation resolved
@@ -45,10 +51,12 @@ def test_synthetic_run_learns_and_writes_every_output(tmp_path):
     assert lr[1] > lr[0] and lr[-1] < lr[0] / 100
     log = (run_dir / "dnn_train.log").read_text()
     assert "epoch 4/4" in log and "test accuracy" in log
-    import keras
-
-    model = keras.saving.load_model(run_dir / "model.keras")
-    assert model.count_params() == results["params"]
+    load = "import keras, sys; m = keras.saving.load_model(sys.argv[1]{}); print(m.count_params(), type(getattr(m, 'optimizer', None)).__name__)"
+    for code, expected in ((load.format(", compile=False"), f"{results['params']} NoneType"),
+                           ("import dnn_train.optim; " + load.format(""), f"{results['params']} Nadam")):
+        out = subprocess.run([sys.executable, "-c", code, str(run_dir / "model.keras")], capture_output=True,
+                             text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+        assert out.stdout.strip().endswith(expected), out.stderr[-2000:]
 
 
 def test_sweep_jobs_do_not_leak_state(tmp_path):
@@ -74,3 +82,22 @@ def test_smoke_run_on_a_real_slice(tmp_path, dataset, better_than):
     assert results["train_examples"] == 1000 and results["test_examples"] == 1000
     assert results["test_accuracy"] > better_than  # 10 classes: one epoch on 1,000 images beats chance (0.1)
     assert json.loads((run_dir / "results.json").read_text())["dataset"] == dataset
+
+
+def test_find_lr_task_writes_the_range_test_and_a_suggestion(tmp_path):
+    run_dir = tmp_path / "lr"
+    proc = run_cli(*SMALL, f"data.root={tmp_path / 'data'}", "task=find_lr", "lr_find.epochs=2",
+                   f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = pd.read_csv(run_dir / "lr_find.csv")
+    assert list(table.columns) == ["step", "learning_rate", "loss", "smoothed_loss"]
+    rates = table["learning_rate"].to_numpy()
+    # exponential growth from start_lr: a constant ratio between consecutive steps
+    assert rates[0] == pytest.approx(1e-5, rel=1e-4)
+    ratios = rates[1:] / rates[:-1]
+    assert ratios == pytest.approx(np.full(len(ratios), ratios[0]), rel=1e-3) and ratios[0] > 1
+    results = read_results(run_dir)
+    assert results["status"] == "completed"
+    best = table["learning_rate"][table["smoothed_loss"].idxmin()]
+    assert results["min_loss_lr"] == pytest.approx(best) and results["suggested_max_lr"] == pytest.approx(best / 10)
+    assert (run_dir / "lr_find.png").read_bytes()[:4] == b"\x89PNG"
