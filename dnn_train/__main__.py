@@ -80,7 +80,7 @@ def print_help() -> None:
     lines = []
     for group, options in option_summaries().items():
         lines.append(f"  {group}:")
-        lines.extend(f"    {name:<16} {'*' if default else ' '} {summary}" for name, default, summary in options)
+        lines.extend(f"    {name:<22} {'*' if default else ' '} {summary}" for name, default, summary in options)
     print(USAGE.format(groups="\n".join(lines)))
 
 

@@ -267,13 +267,14 @@ def options(group: str) -> list[str]:
 
 def option_summaries() -> dict[str, list[tuple[str, bool, str]]]:
     """{group: [(option, is_default, first comment line of its YAML)]}, read from conf/ as text."""
-    defaults = dict(re.findall(r"^  - (\w+): (\S+)", (CONF_DIR / "config.yaml").read_text(), re.M))
+    defaults = dict(re.findall(r"^  - (?:optional )?(\w+): (\S+)", (CONF_DIR / "config.yaml").read_text(), re.M))
     summaries = {}
     for group in sorted(defaults):
         rows = []
         for name in options(group):
-            first = (CONF_DIR / group / f"{name}.yaml").read_text().split("\n", 1)[0]
-            rows.append((name, defaults[group] == name, first.lstrip("# ").strip() if first.startswith("#") else ""))
+            comments = [ln for ln in (CONF_DIR / group / f"{name}.yaml").read_text().splitlines()
+                        if ln.startswith("#") and not ln.startswith("# @package")][:1]
+            rows.append((name, defaults[group] == name, comments[0].lstrip("# ").strip() if comments else ""))
         summaries[group] = rows
     return summaries
 

@@ -130,4 +130,15 @@ def test_help_lists_groups_and_their_options(tmp_path):
     for group, required in REQUIRED.items():
         assert required <= listed[group], (group, listed.get(group))
     assert "schema" not in proc.stdout
-    assert "    sgd              * " in proc.stdout  # the default is marked
+    assert "    sgd                    * " in proc.stdout  # the default is marked
+
+
+def test_readme_lists_every_option_with_its_summary():
+    from dnn_train.config import option_summaries
+
+    readme = (REPO / "README.md").read_text()
+    for group, rows in option_summaries().items():
+        for name, default, summary in rows:
+            assert summary, f"conf/{group}/{name}.yaml needs a one-line summary as its first line"
+            cell = f"**`{name}`**" if default else f"`{name}`"
+            assert f"| `{group}` | {cell} | {summary} |" in readme, (group, name)
