@@ -34,13 +34,14 @@ class EpochStats(keras.callbacks.Callback):
 class MetricsCSV(keras.callbacks.Callback):
     """Appends one row per finished epoch to metrics.csv, each row in one write, flushed to disk."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, phase: str = "train"):
         super().__init__()
         self.path = Path(path)
+        self.phase = phase  # transfer learning: frozen | finetune
         self.columns = None
 
     def on_epoch_end(self, epoch, logs=None):
-        row = {"epoch": epoch + 1, **(logs or {})}
+        row = {"epoch": epoch + 1, "phase": self.phase, **(logs or {})}
         if self.columns is None:
             self.columns = [c for c in METRIC_COLUMNS if c in row] + sorted(set(row) - set(METRIC_COLUMNS))
             if not self.path.exists() or self.path.stat().st_size == 0:
@@ -60,7 +61,7 @@ class MetricsCSV(keras.callbacks.Callback):
 def _fmt(value) -> str:
     if value is None:
         return ""
-    if isinstance(value, int):
+    if isinstance(value, (int, str)):
         return str(value)
     return f"{float(value):.6g}"
 

@@ -21,6 +21,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
+TASKS = ("train", "find_lr", "pretrain_autoencoder")
 KERAS_GROUPS = ("initializer", "activation", "normalization", "optimizer", "schedule", "regularizer")
 # Keys of Keras-class groups that configure our builder rather than the Keras class.
 BUILDER_KEYS = {
@@ -53,6 +54,8 @@ class DataConf:
     test_size: Optional[int] = None
     split_seed: int = 42  # fixes the validation split and the slices
     standardize: bool = False  # per-feature standardization from the training split
+    classes: Optional[List[Any]] = None  # keep these classes (names or indices), relabelled 0..k-1
+    binary: Optional[List[Any]] = None  # [NEG, POS]: a two-class task (sigmoid output)
     synthetic: Optional[SyntheticConf] = None
 
 
@@ -62,6 +65,7 @@ class ModelConf:
     depth: int = 3  # hidden layers
     units: int = 100  # neurons per hidden layer
     widths: Optional[List[int]] = None  # explicit per-layer widths, e.g. [300,100]; overrides depth/units
+    init_from: Optional[str] = None  # transfer learning: a run directory or .keras file to reuse layers of
 
 
 @dataclass
@@ -93,6 +97,19 @@ class LrFindConf:
 
 
 @dataclass
+class TransferConf:
+    reuse_layers: Optional[int] = None  # lowest K hidden layers of model.init_from (null: all of them)
+    freeze_epochs: int = 0  # first phase: reused layers frozen for this many epochs
+    finetune_lr: Optional[float] = None  # second phase (unfrozen): this learning rate (null: unchanged)
+
+
+@dataclass
+class AutoencoderConf:
+    loss: str = "mse"  # reconstruction loss of the pixels in [0, 1]: mse | binary_crossentropy
+    examples_plot: int = 10  # test images shown beside their reconstructions
+
+
+@dataclass
 class RootConf:
     """Schema of the whole config (conf/config.yaml lists it first in its defaults)."""
 
@@ -105,7 +122,9 @@ class RootConf:
     optimizer: Any = None
     schedule: Any = None
     regularizer: Any = None
+    transfer: TransferConf = field(default_factory=TransferConf)
     lr_find: LrFindConf = field(default_factory=LrFindConf)
+    autoencoder: AutoencoderConf = field(default_factory=AutoencoderConf)
     task: str = "train"
 
 
@@ -188,7 +207,12 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "model.depth": _number(1, integer=True),
     "model.units": _number(1, integer=True),
     "model.name": _choice("mlp"),
-    "task": _choice("train", "find_lr"),
+    "task": _choice(*TASKS),
+    "transfer.reuse_layers": _number(1, integer=True, nullable=True),
+    "transfer.freeze_epochs": _number(0, integer=True),
+    "transfer.finetune_lr": _number(0, lo_open=True, nullable=True),
+    "autoencoder.loss": _choice("mse", "binary_crossentropy"),
+    "autoencoder.examples_plot": _number(1, 50, integer=True),
     "lr_find.start_lr": _number(0, lo_open=True),
     "lr_find.end_lr": _number(0, lo_open=True),
     "lr_find.epochs": _number(0, lo_open=True),
@@ -218,6 +242,47 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"model.widths={list(widths)}: expected a non-empty list of positive integers")
     if cfg.data.name == "synthetic" and cfg.data.get("synthetic") is None:
         raise ConfigError("data.synthetic: missing; use data=synthetic to get its settings")
+    _validate_classes(cfg.data)
+    _validate_transfer(cfg)
+
+
+def _validate_classes(data: DictConfig) -> None:
+    if data.classes is not None and data.binary is not None:
+        raise ConfigError("data.classes and data.binary: choose one (binary=[NEG,POS] is already a subset)")
+    if data.binary is not None and len(data.binary) != 2:
+        raise ConfigError(f"data.binary={_show(data.binary)}: expected two classes [NEG,POS]")
+    if data.classes is not None and len(data.classes) < 2:
+        raise ConfigError(f"data.classes={_show(data.classes)}: expected at least two classes")
+
+
+def _validate_transfer(cfg: DictConfig) -> None:
+    init_from = cfg.model.init_from
+    if init_from is None:
+        for key in ("freeze_epochs", "reuse_layers", "finetune_lr"):
+            if cfg.transfer[key]:
+                raise ConfigError(f"transfer.{key} needs model.init_from=RUN_DIR (the earlier run to reuse "
+                                  "layers of)")
+        return
+    source_file(init_from)  # raises if missing or not a run
+    if cfg.transfer.freeze_epochs >= cfg.trainer.epochs and cfg.transfer.finetune_lr is not None:
+        raise ConfigError(f"transfer.freeze_epochs={cfg.transfer.freeze_epochs} leaves no fine-tuning epochs "
+                          f"of trainer.epochs={cfg.trainer.epochs}; raise trainer.epochs")
+
+
+def source_file(init_from: str) -> Path:
+    """The .keras file that `model.init_from` names (a run directory or the file itself)."""
+    path = Path(init_from).expanduser()
+    if not path.exists():
+        raise ConfigError(f"model.init_from={init_from}: no such file or directory; give an earlier run's "
+                          "directory or its model.keras")
+    if path.is_dir():
+        if not (path / "model.keras").is_file():
+            raise ConfigError(f"model.init_from={init_from}: not a dnn_train run (no model.keras in it; "
+                              "did that run finish?)")
+        return path / "model.keras"
+    if path.suffix != ".keras":
+        raise ConfigError(f"model.init_from={init_from}: not a .keras model file")
+    return path
 
 
 def chapter_warnings(cfg: DictConfig) -> list[str]:

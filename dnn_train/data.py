@@ -236,9 +236,37 @@ def balanced_indices(y: np.ndarray, size: Optional[int], rng: np.random.Generato
     return rng.permutation(np.concatenate(chosen))
 
 
+def class_indices(wanted, names: list[str], key: str) -> list[int]:
+    """Class names (case-insensitive) or indices -> indices, e.g. [sandal, 6] -> [5, 6]."""
+    lookup = {n.lower(): i for i, n in enumerate(names)}
+    out = []
+    for item in wanted:
+        text = str(item).strip()
+        index = int(text) if text.isdigit() else lookup.get(text.lower())
+        if index is None or not 0 <= index < len(names):
+            raise DataError(f"{key}: unknown class {item!r}; valid: {', '.join(names)} (or 0-{len(names) - 1})")
+        if index in out:
+            raise DataError(f"{key}: class {names[index]!r} given twice")
+        out.append(index)
+    return out
+
+
+def select_classes(x: np.ndarray, y: np.ndarray, keep: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Only the examples of the `keep` classes, relabelled 0..len(keep)-1 in that order."""
+    relabel = np.full(256, 255, dtype=np.uint8)
+    relabel[keep] = np.arange(len(keep))
+    mask = np.isin(y, keep)
+    return x[mask], relabel[y[mask]]
+
+
 def load(data_cfg) -> Splits:
     """Load the configured dataset and return its train / valid / test splits (uint8 images)."""
     (x_full, y_full, x_test, y_test), classes, source = load_arrays(data_cfg)
+    subset, key = (data_cfg.binary, "data.binary") if data_cfg.binary is not None else (data_cfg.classes, "data.classes")
+    if subset is not None:
+        keep = class_indices(subset, list(classes), key)
+        (x_full, y_full), (x_test, y_test) = select_classes(x_full, y_full, keep), select_classes(x_test, y_test, keep)
+        classes = [classes[i] for i in keep]
     rng = np.random.default_rng(data_cfg.split_seed)
     if data_cfg.valid_split >= len(y_full):
         raise DataError(f"data.valid_split={data_cfg.valid_split}: the training set has only {len(y_full)} images")

@@ -35,6 +35,8 @@ def mc_dropout_predict(model: keras.Model, x: np.ndarray, samples: int, batch_si
 
 def mc_metrics(probs: np.ndarray, y: np.ndarray) -> dict:
     """Accuracy of the mean prediction, mean predictive std and mean entropy of the mean prediction."""
+    if probs.shape[-1] == 1:  # one sigmoid unit (data.binary): P(positive) -> two class columns
+        probs = np.concatenate([1.0 - probs, probs], axis=-1)
     mean = probs.mean(axis=0)
     entropy = -(mean * np.log(np.clip(mean, 1e-12, 1.0))).sum(axis=1)
     return {"mc_samples": int(probs.shape[0]),

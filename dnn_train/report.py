@@ -19,7 +19,7 @@ MODEL_FILE = "model.keras"
 CURVES_FILE = "curves.png"
 CONFIG_FILE = "config.yaml"
 # Leading columns of metrics.csv, in this order; any other logged metric follows, sorted.
-METRIC_COLUMNS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "epoch_seconds"]
+METRIC_COLUMNS = ["epoch", "phase", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "epoch_seconds"]
 
 
 @contextmanager
@@ -65,6 +65,25 @@ def read_metrics(path: Path):
     return pd.read_csv(path, on_bad_lines="skip")
 
 
+def _mark_phases(ax, metrics) -> None:
+    """A dotted line where a new training phase starts (transfer: frozen -> finetune)."""
+    if "phase" not in metrics:
+        return
+    starts = metrics.loc[metrics["phase"] != metrics["phase"].shift(), ["epoch", "phase"]]
+    for epoch, phase in starts.iloc[1:].itertuples(index=False):
+        ax.axvline(epoch - 0.5, color="grey", ls=":", lw=1)
+        ax.annotate(phase, (epoch - 0.5, 1), xycoords=("data", "axes fraction"), ha="left", va="top",
+                    fontsize=8, color="grey")
+
+
+def best_epoch(metrics) -> dict:
+    """best_val_accuracy and its (1-based) best_epoch from a metrics table."""
+    if "val_accuracy" not in metrics or metrics["val_accuracy"].isna().all():
+        return {"best_val_accuracy": None, "best_epoch": None}
+    row = metrics.loc[metrics["val_accuracy"].idxmax()]
+    return {"best_val_accuracy": float(row["val_accuracy"]), "best_epoch": int(row["epoch"])}
+
+
 def plot_curves(metrics, path: Path, title: str = "") -> None:
     """Loss, accuracy (train and validation) and learning rate against epochs."""
     import matplotlib
@@ -79,8 +98,10 @@ def plot_curves(metrics, path: Path, title: str = "") -> None:
             if prefix + name in metrics:
                 ax.plot(epochs, metrics[prefix + name], style, marker="o", markersize=3, label=label)
         ax.set(xlabel="epoch", ylabel=name, title=name)
+        _mark_phases(ax, metrics)
         ax.grid(alpha=0.3)
-        ax.legend()
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
     if "learning_rate" in metrics:
         axes[2].plot(epochs, metrics["learning_rate"], marker="o", markersize=3, color="tab:green")
         axes[2].set_yscale("log")

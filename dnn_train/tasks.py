@@ -28,6 +28,10 @@ def run_task(cfg: DictConfig, run_dir: Path | None = None):
             from dnn_train.lr_find import find_lr
 
             return find_lr(cfg, run_dir)
+        if cfg.task == "pretrain_autoencoder":
+            from dnn_train.pretrain import pretrain_autoencoder
+
+            return pretrain_autoencoder(cfg, run_dir)
         from dnn_train.train import train
 
         return train(cfg, run_dir)

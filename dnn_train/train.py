@@ -14,12 +14,13 @@ import keras
 from hydra.errors import InstantiationException
 from omegaconf import OmegaConf
 
-from dnn_train import data, report
+from dnn_train import data, report, transfer
 from dnn_train.callbacks import EpochLog, EpochStats, MetricsCSV
-from dnn_train.config import ConfigError, chapter_warnings
+from dnn_train.config import ConfigError, chapter_warnings, source_file
 from dnn_train.evaluate import mc_dropout_predict, mc_metrics
-from dnn_train.model import build_model
-from dnn_train.optim import build_optimizer
+from dnn_train.model import build_autoencoder, build_model, loss_name
+from dnn_train.optim import build_optimizer, current_learning_rate
+from dnn_train.transfer import describe, reuse_layers
 
 log = logging.getLogger("dnn_train")
 
@@ -33,10 +34,12 @@ class Setup:
     optimizer: keras.optimizers.Optimizer
     schedule_callbacks: list
     steps_per_epoch: int
+    reused: list  # names of the layers copied from model.init_from (empty without it)
 
 
-def setup(cfg, run_dir: Path) -> Setup:
-    """Seed, load the data, build the model and optimizer, and record the resolved config."""
+def setup(cfg, run_dir: Path, autoencoder: bool = False) -> Setup:
+    """Seed, load the data, build the model (classifier, or the autoencoder) and optimizer, reuse
+    model.init_from's layers if asked, and record the resolved config."""
     t = cfg.trainer
     keras.backend.clear_session()  # a fresh Keras session and seed per job: sweep jobs do not leak
     keras.utils.set_random_seed(t.seed)
@@ -49,12 +52,46 @@ def setup(cfg, run_dir: Path) -> Setup:
     stats = data.feature_stats(splits.x_train) if cfg.data.standardize else None
     steps_per_epoch = math.ceil(len(splits.y_train) / t.batch_size)
     with _config_errors():
-        model = build_model(cfg, splits.image_shape, splits.num_classes, stats)
+        model = build_autoencoder(cfg, splits.image_shape, stats) if autoencoder else \
+            build_model(cfg, splits.image_shape, splits.num_classes, stats)
         optimizer, schedule_callbacks = build_optimizer(cfg, steps_per_epoch)
+    reused = []
+    if cfg.model.init_from:
+        reused = reuse_layers(cfg, model, splits.image_shape)
+        log.info("transfer: %s", describe(reused, cfg.model.init_from))
     log.info("model: %s, %s parameters; optimizer %s", _describe(model), f"{model.count_params():,}",
              type(optimizer).__name__)
+    Path(run_dir).mkdir(parents=True, exist_ok=True)  # Hydra makes it; a call from Python may not
     report.write_text(Path(run_dir) / report.CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))
-    return Setup(splits, model, optimizer, schedule_callbacks, steps_per_epoch)
+    return Setup(splits, model, optimizer, schedule_callbacks, steps_per_epoch, reused)
+
+
+@dataclass
+class Phase:
+    """A stretch of epochs trained with one compiled optimizer (transfer: frozen, then finetune)."""
+
+    name: str
+    epochs: int  # epochs in this phase
+    trainable: bool  # state of the reused layers
+
+
+def phases(cfg, reused: list) -> list[Phase]:
+    t, freeze = cfg.trainer, cfg.transfer.freeze_epochs
+    if not reused or not freeze:
+        return [Phase("finetune" if reused else "train", t.epochs, True)]
+    out = [Phase("frozen", min(freeze, t.epochs), False)]
+    if t.epochs > freeze:
+        out.append(Phase("finetune", t.epochs - freeze, True))
+    return out
+
+
+def phase_optimizer(cfg, phase: Phase, steps_per_epoch: int):
+    """A fresh optimizer (and schedule over the phase's epochs) for a phase after the first."""
+    overrides = {"trainer": {"epochs": phase.epochs}}
+    if phase.name == "finetune" and cfg.transfer.finetune_lr is not None:
+        overrides["optimizer"] = {"learning_rate": cfg.transfer.finetune_lr}
+    with _config_errors():
+        return build_optimizer(OmegaConf.merge(cfg, overrides), steps_per_epoch)
 
 
 def train(cfg, run_dir: Path) -> dict:
@@ -64,18 +101,28 @@ def train(cfg, run_dir: Path) -> dict:
     t = cfg.trainer
     s = setup(cfg, run_dir)
     splits, model = s.splits, s.model
-    model.compile(optimizer=s.optimizer, loss="sparse_categorical_crossentropy", metrics=["accuracy"],
-                  steps_per_execution=t.steps_per_execution, jit_compile=t.jit_compile)
-
     results = {"status": "running", "dataset": cfg.data.name, "params": model.count_params(),
                "train_examples": len(splits.y_train), "valid_examples": len(splits.y_valid),
                "test_examples": len(splits.y_test)}
+    if s.reused:
+        results.update(init_from=str(source_file(cfg.model.init_from).resolve()), reused_layers=s.reused)
+    train_data = data.make_dataset(splits.x_train, splits.y_train, t.batch_size, shuffle=True, seed=t.seed)
+    valid_data = data.make_dataset(splits.x_valid, splits.y_valid, t.batch_size, False, t.seed)
     try:
-        history = model.fit(
-            data.make_dataset(splits.x_train, splits.y_train, t.batch_size, shuffle=True, seed=t.seed),
-            validation_data=data.make_dataset(splits.x_valid, splits.y_valid, t.batch_size, False, t.seed),
-            epochs=t.epochs, callbacks=s.schedule_callbacks + _callbacks(cfg, run_dir), verbose=_verbosity(t.progress),
-            shuffle=False)  # the dataset shuffles itself
+        done = 0
+        for i, phase in enumerate(phases(cfg, s.reused)):
+            optimizer, schedule_callbacks = (s.optimizer, s.schedule_callbacks) if phase.epochs == t.epochs \
+                else phase_optimizer(cfg, phase, s.steps_per_epoch)
+            transfer.set_trainable(model, s.reused, phase.trainable)
+            model.compile(optimizer=optimizer, loss=loss_name(cfg), metrics=["accuracy"],
+                          steps_per_execution=t.steps_per_execution, jit_compile=t.jit_compile)
+            if s.reused:
+                log.info("phase %s: %d epochs, reused layers %s, learning rate %.3g", phase.name, phase.epochs,
+                         "trainable" if phase.trainable else "frozen", current_learning_rate(optimizer))
+            history = model.fit(train_data, validation_data=valid_data, initial_epoch=done, epochs=done + phase.epochs,
+                                callbacks=schedule_callbacks + _callbacks(cfg, run_dir, phase.name),
+                                verbose=_verbosity(t.progress), shuffle=False)  # the dataset shuffles itself
+            done += len(history.epoch)
         test_loss, test_accuracy = model.evaluate(
             data.make_dataset(splits.x_test, splits.y_test, t.batch_size, False, t.seed), verbose=0)
         if t.mc_samples:
@@ -89,14 +136,10 @@ def train(cfg, run_dir: Path) -> dict:
         finish(run_dir, results, started, status="failed", error=f"{type(ex).__name__}: {ex}".splitlines()[0])
         raise
 
-    val_acc = history.history.get("val_accuracy", [])
-    best = max(range(len(val_acc)), key=val_acc.__getitem__) if val_acc else None
-    results.update(test_loss=test_loss, test_accuracy=test_accuracy,
-                   best_val_accuracy=val_acc[best] if val_acc else None,
-                   best_epoch=None if best is None else best + 1, epochs=len(history.epoch))
     with report.atomic_path(run_dir / report.MODEL_FILE, ".keras") as tmp:
         model.save(tmp)
     metrics = report.read_metrics(run_dir / report.METRICS_FILE)
+    results.update(test_loss=test_loss, test_accuracy=test_accuracy, epochs=done, **report.best_epoch(metrics))
     report.plot_curves(metrics, run_dir / report.CURVES_FILE, title=_title(cfg))
     finish(run_dir, results, started, status="completed")
     log.info("test accuracy %.4f (loss %.4f); best val accuracy %.4f at epoch %s; %s epochs in %.1fs -> %s",
@@ -105,9 +148,9 @@ def train(cfg, run_dir: Path) -> dict:
     return results
 
 
-def _callbacks(cfg, run_dir: Path) -> list:
+def _callbacks(cfg, run_dir: Path, phase: str = "train") -> list:
     t = cfg.trainer
-    cbs = [EpochStats(), MetricsCSV(run_dir / report.METRICS_FILE)]
+    cbs = [EpochStats(), MetricsCSV(run_dir / report.METRICS_FILE, phase)]
     if t.progress != "none":
         cbs.append(EpochLog(t.epochs))
     es = t.early_stopping

@@ -15,7 +15,7 @@ import yaml
 from tests.conftest import REPO, SMALL, read_results, real_data_root, run_cli
 
 EXPECTED_FILES = {"config.yaml", "metrics.csv", "results.json", "model.keras", "curves.png", "dnn_train.log"}
-METRIC_COLUMNS = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "epoch_seconds"]
+METRIC_COLUMNS = ["epoch", "phase", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "epoch_seconds"]
 RESULT_KEYS = {"test_loss", "test_accuracy", "best_val_accuracy", "best_epoch", "epochs", "params",
                "wall_seconds", "status"}
 
@@ -24,7 +24,7 @@ def check_run_dir(run_dir, epochs):
     assert EXPECTED_FILES <= {p.name for p in run_dir.iterdir()}
     assert (run_dir / ".hydra" / "config.yaml").exists()
     metrics = pd.read_csv(run_dir / "metrics.csv")
-    assert list(metrics.columns[:7]) == METRIC_COLUMNS
+    assert list(metrics.columns[:8]) == METRIC_COLUMNS
     assert metrics["epoch"].tolist() == list(range(1, epochs + 1))
     assert metrics.notna().all().all()
     results = read_results(run_dir)

@@ -1,0 +1,82 @@
+"""task=pretrain_autoencoder: unsupervised pretraining (chapter 11). Train an autoencoder whose
+encoder is the configured hidden stack on the training images alone (labels are never read), and
+save it as a run whose encoder a later run reuses with `model.init_from=RUN_DIR`.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from dnn_train import data, report
+from dnn_train.train import _callbacks, _verbosity, finish, setup
+
+log = logging.getLogger("dnn_train")
+RECONSTRUCTIONS_FILE = "reconstructions.png"
+
+
+def image_pairs(x: np.ndarray, batch_size: int, shuffle: bool, seed: int):
+    """(uint8 image, the same image scaled to [0, 1]) batches: input and reconstruction target."""
+    import tensorflow as tf
+
+    no_labels = np.zeros(len(x), dtype=np.uint8)  # make_dataset's label slot, dropped below
+    ds = data.make_dataset(x, no_labels, batch_size, shuffle=shuffle, seed=seed)
+    return ds.map(lambda images, _: (images, tf.cast(images, tf.float32) / 255.0))
+
+
+def pretrain_autoencoder(cfg, run_dir: Path) -> dict:
+    started, run_dir, t = time.time(), Path(run_dir), cfg.trainer
+    s = setup(cfg, run_dir, autoencoder=True)
+    model, splits = s.model, s.splits
+    model.compile(optimizer=s.optimizer, loss=cfg.autoencoder.loss,
+                  steps_per_execution=t.steps_per_execution, jit_compile=t.jit_compile)
+    results = {"status": "running", "task": "pretrain_autoencoder", "dataset": cfg.data.name,
+               "params": model.count_params(), "train_examples": len(splits.x_train),
+               "loss": cfg.autoencoder.loss}
+    try:
+        history = model.fit(image_pairs(splits.x_train, t.batch_size, True, t.seed),
+                            validation_data=image_pairs(splits.x_valid, t.batch_size, False, t.seed),
+                            epochs=t.epochs, callbacks=s.schedule_callbacks + _callbacks(cfg, run_dir, "pretrain"),
+                            verbose=_verbosity(t.progress), shuffle=False)
+        test_loss = model.evaluate(image_pairs(splits.x_test, t.batch_size, False, t.seed), verbose=0)
+    except KeyboardInterrupt:
+        finish(run_dir, results, started, status="interrupted")
+        raise
+    except Exception as ex:
+        finish(run_dir, results, started, status="failed", error=f"{type(ex).__name__}: {ex}".splitlines()[0])
+        raise
+    with report.atomic_path(run_dir / report.MODEL_FILE, ".keras") as tmp:
+        model.save(tmp)
+    metrics = report.read_metrics(run_dir / report.METRICS_FILE)
+    report.plot_curves(metrics, run_dir / report.CURVES_FILE, title="autoencoder pretraining")
+    shown = splits.x_test[: cfg.autoencoder.examples_plot]
+    plot_reconstructions(shown, model.predict(shown, verbose=0), run_dir / RECONSTRUCTIONS_FILE)
+    results.update(reconstruction_loss=test_loss, best_val_loss=float(metrics["val_loss"].min()),
+                   epochs=len(history.epoch))
+    finish(run_dir, results, started, status="completed")
+    log.info("test reconstruction loss (%s) %.5f; %d epochs in %.1fs -> %s (reuse it with model.init_from=%s)",
+             cfg.autoencoder.loss, test_loss, results["epochs"], results["wall_seconds"], run_dir, run_dir)
+    return results
+
+
+def plot_reconstructions(images: np.ndarray, reconstructions: np.ndarray, path: Path) -> None:
+    """Test images (top row) above their reconstructions (bottom row)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(images)
+    fig, axes = plt.subplots(2, n, figsize=(1.2 * n, 2.8), squeeze=False, constrained_layout=True)
+    for i in range(n):
+        for row, img in ((0, images[i] / 255.0), (1, np.clip(reconstructions[i], 0, 1))):
+            ax = axes[row][i]
+            ax.imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1)
+            ax.set_xticks([]), ax.set_yticks([])
+    axes[0][0].set_ylabel("test image")
+    axes[1][0].set_ylabel("reconstructed")
+    with report.atomic_path(path, ".png") as tmp:
+        fig.savefig(tmp, dpi=100)
+    plt.close(fig)
