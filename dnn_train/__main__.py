@@ -6,6 +6,7 @@ HYDRA_FULL_ERROR=1) shows the full traceback instead.
 """
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sys
@@ -47,15 +48,32 @@ def _app(cfg: DictConfig):
     if HydraConfig.get().mode != RunMode.RUN or _debug():
         return run_task(cfg)
     # A single run: report its failure ourselves, as one line (Hydra would add its own lines).
+    run_dir = HydraConfig.get().runtime.output_dir
     try:
         return run_task(cfg)
+    except KeyboardInterrupt as ex:
+        _fail(f"interrupted ({getattr(ex, 'signum', None) and str(ex) or 'SIGINT'}); continue with "
+              f"trainer.resume=true hydra.run.dir={run_dir}", 128 + getattr(ex, "signum", 2))
     except Exception as ex:  # noqa: BLE001
         msg = describe_error(ex)
         if msg is not None:
             _fail(f"error: {msg}", EXIT_CONFIG_ERROR)
+        if type(ex).__name__ == "Diverged":
+            _fail(f"diverged: {ex} (results.json: status diverged)", EXIT_FAILED)
         _traceback_to_log_file()
-        _fail(f"failed: {type(ex).__name__}: {_first_line(ex)} (traceback in the run's dnn_train.log; "
-              "DNN_TRAIN_DEBUG=1 prints it)", EXIT_FAILED)
+        _fail(describe_failure(ex) + " (traceback in the run's dnn_train.log; DNN_TRAIN_DEBUG=1 prints it)",
+              EXIT_FAILED)
+
+
+def describe_failure(ex: BaseException) -> str:
+    """One line for a failure that is not a config error: disk problems named as such."""
+    if isinstance(ex, OSError) and ex.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        return f"failed: no space left writing {ex.filename or 'the run directory'} ({ex.strerror}); free some " \
+               "space or write elsewhere with hydra.run.dir=DIR"
+    if isinstance(ex, OSError) and ex.errno in (errno.EACCES, errno.EROFS, errno.ENOTDIR, errno.EPERM):
+        return f"failed: cannot write {ex.filename or 'the run directory'} ({ex.strerror}); choose a writable " \
+               "output directory with hydra.run.dir=DIR"
+    return f"failed: {type(ex).__name__}: {_first_line(ex)}"
 
 
 def _traceback_to_log_file() -> None:
@@ -93,16 +111,15 @@ def main() -> None:
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let Hydra's errors reach us; we print them as one line
     try:
         _app()
-    except KeyboardInterrupt:
-        _fail("interrupted", 130)
+    except KeyboardInterrupt as ex:
+        _fail("interrupted", 128 + getattr(ex, "signum", 2))
     except Exception as ex:  # noqa: BLE001 - the command line's last resort
         if _debug():
             raise
         msg = describe_error(ex)
         if msg is not None:
             _fail(f"error: {msg}", EXIT_CONFIG_ERROR)
-        _fail(f"failed: {type(ex).__name__}: {_first_line(ex)} (DNN_TRAIN_DEBUG=1 prints the traceback)",
-              EXIT_FAILED)
+        _fail(describe_failure(ex) + " (DNN_TRAIN_DEBUG=1 prints the traceback)", EXIT_FAILED)
 
 
 def _first_line(ex: BaseException) -> str:

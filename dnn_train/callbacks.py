@@ -1,17 +1,21 @@
 """Keras callbacks for what Keras' own do not cover: the learning rate and epoch time in the logs,
-a metrics.csv with 1-based epochs and fixed columns written as whole rows, and one log line per
-epoch (Keras' CSVLogger and progress bar cover neither the columns nor the log file).
+a metrics.csv with 1-based epochs and fixed columns written as whole rows, one log line per epoch
+(Keras' CSVLogger and progress bar cover neither the columns nor the log file), randomness that is
+a function of the epoch (for exact resume), and stopping on a diverging loss with a record of where
+(Keras' TerminateOnNaN only sets stop_training, after which the run would evaluate and save garbage).
 """
 from __future__ import annotations
 
 import csv
 import io
 import logging
+import math
 import os
 import time
 from pathlib import Path
 
 import keras
+import numpy as np
 
 from dnn_train.optim import current_learning_rate
 from dnn_train.report import METRIC_COLUMNS
@@ -81,3 +85,42 @@ class EpochLog(keras.callbacks.Callback):
         if "epoch_seconds" in logs:
             parts.append(f"{logs['epoch_seconds']:.1f}s")
         log.info("epoch %d/%d  %s", epoch + 1, self.epochs, "  ".join(parts))
+
+
+class EpochSeeds(keras.callbacks.Callback):
+    """At each epoch's start, sets the data order's epoch (the variable data.make_dataset reads)
+    and reseeds every dropout layer's seed generator from (seed, epoch): an epoch's randomness then
+    does not depend on what ran before it in the process, and a resumed run repeats it exactly."""
+
+    def __init__(self, seed: int, epoch_var):
+        super().__init__()
+        self.seed, self.epoch_var = seed, epoch_var
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_var.assign(epoch)
+        weights = {id(v) for v in self.model.weights}
+        seed_states = [v for v in self.model.variables if id(v) not in weights]  # SeedGenerator states
+        for i, state in enumerate(seed_states):
+            state.assign(np.array([self.seed, epoch * 1000 + i], dtype=state.dtype))
+
+
+class Diverged(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+    def __init__(self, epoch: int, step: int, loss: float):
+        super().__init__(f"loss became {loss} at epoch {epoch} (step {step}); lower optimizer.learning_rate "
+                         "or clip the gradients (optimizer.clipnorm=1.0)")
+        self.epoch, self.step = epoch, step
+
+
+class StopOnDivergence(keras.callbacks.Callback):
+    """Raises Diverged as soon as the training loss is not finite. Batch-end callbacks fire once per
+    trainer.steps_per_execution steps: the loss is checked that often (a NaN stays in the running mean)."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            raise Diverged(self.epoch + 1, int(self.model.optimizer.iterations), float(loss))

@@ -86,6 +86,7 @@ class TrainerConf:
     jit_compile: Any = "auto"  # true | false | auto (Keras' default: off on CPU)
     progress: str = "auto"  # auto (bar on a terminal, a line per epoch otherwise) | bar | line | none
     mc_samples: int = 0  # MC dropout: stochastic test passes with dropout on (0: off)
+    resume: bool = False  # continue the run in hydra.run.dir from its last completed epoch
 
 
 @dataclass
@@ -242,6 +243,8 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"model.widths={list(widths)}: expected a non-empty list of positive integers")
     if cfg.data.name == "synthetic" and cfg.data.get("synthetic") is None:
         raise ConfigError("data.synthetic: missing; use data=synthetic to get its settings")
+    if cfg.trainer.resume and cfg.task != "train":
+        raise ConfigError(f"trainer.resume=true: only task=train runs can be resumed (task={cfg.task})")
     _validate_classes(cfg.data)
     _validate_transfer(cfg)
 

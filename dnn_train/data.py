@@ -209,6 +209,9 @@ def load_arrays(data_cfg) -> tuple[tuple, list, str]:
         folder = synthetic_dir(data_cfg)
         classes = [f"class{i}" for i in range(data_cfg.synthetic.num_classes)]
         return read_fashion_dir(folder, len(classes)), classes, str(folder)
+    if data_cfg.root and not Path(data_cfg.root).expanduser().is_dir():  # a typo must not fall back silently
+        raise DataError(f"data.root={data_cfg.root}: no such directory; give the folder holding the {name} files "
+                        "(or leave data.root unset to use the Keras cache and /usr/share/datasets)")
     folder = locate(name, data_cfg.root)
     if folder is not None:
         arrays = read_fashion_dir(folder) if name == "fashion_mnist" else read_cifar_dir(folder)
@@ -324,14 +327,27 @@ def synthetic_dir(data_cfg) -> Path:
 
 
 # ---------------------------------------------------------------- input pipeline
-def make_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool, seed: int):
-    """A tf.data pipeline of uint8 batches: shuffles indices each epoch, gathers whole batches."""
+def make_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool, seed: int, epoch=None):
+    """A tf.data pipeline of uint8 batches that gathers whole batches from the arrays (no copy).
+
+    With `shuffle`, each epoch's order is a function of (seed, epoch) alone: `epoch` is a tf.Variable
+    that the EpochSeeds callback sets as each epoch begins, so a resumed run sees the same orders as
+    an uninterrupted one (tf.data's own reshuffling would start over from the first epoch's order).
+    """
     import tensorflow as tf
 
-    images, labels = tf.constant(x), tf.constant(y)
-    ds = tf.data.Dataset.range(len(x))
+    images, labels, n = tf.constant(x), tf.constant(y), len(x)
     if shuffle:
-        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+        epoch = tf.Variable(0, dtype=tf.int64, trainable=False) if epoch is None else epoch
+
+        def order(_):
+            key = tf.stack([tf.constant(seed, tf.int64), tf.cast(epoch, tf.int64)])
+            return tf.data.Dataset.from_tensor_slices(
+                tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), seed=key))
+
+        ds = tf.data.Dataset.from_tensors(0).flat_map(order)
+    else:
+        ds = tf.data.Dataset.range(n)
     ds = ds.batch(batch_size).map(lambda i: (tf.gather(images, i), tf.gather(labels, i)),
                                   num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE)

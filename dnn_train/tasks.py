@@ -4,7 +4,10 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import sys
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -24,20 +27,51 @@ def run_task(cfg: DictConfig, run_dir: Path | None = None):
     try:
         validate(cfg)
         _import_tensorflow_quietly()
-        if cfg.task == "find_lr":
-            from dnn_train.lr_find import find_lr
-
-            return find_lr(cfg, run_dir)
-        if cfg.task == "pretrain_autoencoder":
-            from dnn_train.pretrain import pretrain_autoencoder
-
-            return pretrain_autoencoder(cfg, run_dir)
-        from dnn_train.train import train
-
-        return train(cfg, run_dir)
+        with _sigterm_interrupts():
+            return _dispatch(cfg, run_dir)
     except ConfigError:
         _remove_if_unstarted(run_dir)
         raise
+
+
+def _dispatch(cfg: DictConfig, run_dir: Path):
+    if cfg.task == "find_lr":
+        from dnn_train.lr_find import find_lr
+
+        return find_lr(cfg, run_dir)
+    if cfg.task == "pretrain_autoencoder":
+        from dnn_train.pretrain import pretrain_autoencoder
+
+        return pretrain_autoencoder(cfg, run_dir)
+    from dnn_train.train import train
+
+    return train(cfg, run_dir)
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM (or SIGINT): handled like Ctrl-C, remembering the signal for the exit code."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@contextmanager
+def _sigterm_interrupts():
+    """SIGTERM ends the run as Ctrl-C does: the current step finishes (Python handles signals
+    between graph calls), results.json says "interrupted", the checkpoint stays for trainer.resume."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise Interrupted(signum)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _import_tensorflow_quietly() -> None:

@@ -2,6 +2,7 @@
 test set, and write the run's artifacts (see README, "Outputs")."""
 from __future__ import annotations
 
+import json
 import logging
 import math
 import sys
@@ -14,8 +15,8 @@ import keras
 from hydra.errors import InstantiationException
 from omegaconf import OmegaConf
 
-from dnn_train import data, report, transfer
-from dnn_train.callbacks import EpochLog, EpochStats, MetricsCSV
+from dnn_train import checkpoint, data, report, transfer
+from dnn_train.callbacks import Diverged, EpochLog, EpochSeeds, EpochStats, MetricsCSV, StopOnDivergence
 from dnn_train.config import ConfigError, chapter_warnings, source_file
 from dnn_train.evaluate import mc_dropout_predict, mc_metrics
 from dnn_train.model import build_autoencoder, build_model, loss_name
@@ -95,10 +96,14 @@ def phase_optimizer(cfg, phase: Phase, steps_per_epoch: int):
 
 
 def train(cfg, run_dir: Path) -> dict:
-    """Run one experiment into `run_dir`; returns results.json's content."""
+    """Run one experiment into `run_dir` (or resume it there); returns results.json's content."""
     started = time.time()
     run_dir = Path(run_dir)
     t = cfg.trainer
+    state = checkpoint.prepare(cfg, run_dir)  # None, or the checkpoint to resume from
+    if state == checkpoint.COMPLETED:
+        log.info("%s: already completed; nothing to resume", run_dir)
+        return json.loads((run_dir / report.RESULTS_FILE).read_text())
     s = setup(cfg, run_dir)
     splits, model = s.splits, s.model
     results = {"status": "running", "dataset": cfg.data.name, "params": model.count_params(),
@@ -106,11 +111,20 @@ def train(cfg, run_dir: Path) -> dict:
                "test_examples": len(splits.y_test)}
     if s.reused:
         results.update(init_from=str(source_file(cfg.model.init_from).resolve()), reused_layers=s.reused)
-    train_data = data.make_dataset(splits.x_train, splits.y_train, t.batch_size, shuffle=True, seed=t.seed)
+    report.write_json(run_dir / report.RESULTS_FILE, results)  # until the run ends: "running"
+    import tensorflow as tf
+
+    epoch = tf.Variable(0, dtype=tf.int64, trainable=False)  # set by EpochSeeds, read by the data order
+    train_data = data.make_dataset(splits.x_train, splits.y_train, t.batch_size, shuffle=True, seed=t.seed,
+                                   epoch=epoch)
     valid_data = data.make_dataset(splits.x_valid, splits.y_valid, t.batch_size, False, t.seed)
+    done = 0
     try:
-        done = 0
         for i, phase in enumerate(phases(cfg, s.reused)):
+            resume = state if state is not None and state["phase"] == i else None
+            if state is not None and i < state["phase"]:
+                continue  # finished before the interruption
+            start = resume["phase_start"] if resume else done
             optimizer, schedule_callbacks = (s.optimizer, s.schedule_callbacks) if phase.epochs == t.epochs \
                 else phase_optimizer(cfg, phase, s.steps_per_epoch)
             transfer.set_trainable(model, s.reused, phase.trainable)
@@ -119,8 +133,16 @@ def train(cfg, run_dir: Path) -> dict:
             if s.reused:
                 log.info("phase %s: %d epochs, reused layers %s, learning rate %.3g", phase.name, phase.epochs,
                          "trainable" if phase.trainable else "frozen", current_learning_rate(optimizer))
-            history = model.fit(train_data, validation_data=valid_data, initial_epoch=done, epochs=done + phase.epochs,
-                                callbacks=schedule_callbacks + _callbacks(cfg, run_dir, phase.name),
+            if resume and resume["stopped"]:  # early stopping had ended this phase: go on to the next
+                checkpoint.restore_weights(model, run_dir, resume)
+                done = resume["epoch"]
+                continue
+            done = resume["epoch"] if resume else done
+            callbacks = schedule_callbacks + _callbacks(cfg, run_dir, phase.name)
+            callbacks += [EpochSeeds(t.seed, epoch), StopOnDivergence(),
+                          checkpoint.Checkpoint(run_dir, i, start, list(callbacks), resume)]  # last: sees all the others
+            history = model.fit(train_data, validation_data=valid_data, initial_epoch=done,
+                                epochs=start + phase.epochs, callbacks=callbacks,
                                 verbose=_verbosity(t.progress), shuffle=False)  # the dataset shuffles itself
             done += len(history.epoch)
         test_loss, test_accuracy = model.evaluate(
@@ -129,23 +151,34 @@ def train(cfg, run_dir: Path) -> dict:
             results.update(mc_metrics(mc_dropout_predict(model, splits.x_test, t.mc_samples), splits.y_test))
             log.info("MC dropout (%d passes): accuracy %.4f, mean predictive std %.4f",
                      t.mc_samples, results["mc_accuracy"], results["mc_mean_std"])
+        with report.atomic_path(run_dir / report.MODEL_FILE, ".keras") as tmp:
+            model.save(tmp)
+        metrics = report.read_metrics(run_dir / report.METRICS_FILE)
+        results.update(test_loss=test_loss, test_accuracy=test_accuracy, epochs=len(metrics),
+                       **report.best_epoch(metrics))
+        report.plot_curves(metrics, run_dir / report.CURVES_FILE, title=_title(cfg))
     except KeyboardInterrupt:
-        finish(run_dir, results, started, status="interrupted")
+        finish(run_dir, results, started, status="interrupted", epochs=_epochs_written(run_dir))
+        raise
+    except Diverged as ex:
+        finish(run_dir, results, started, status="diverged", error=str(ex), diverged_epoch=ex.epoch,
+               diverged_step=ex.step, epochs=_epochs_written(run_dir))
         raise
     except Exception as ex:
-        finish(run_dir, results, started, status="failed", error=f"{type(ex).__name__}: {ex}".splitlines()[0])
+        finish(run_dir, results, started, status="failed", error=f"{type(ex).__name__}: {ex}".splitlines()[0],
+               epochs=_epochs_written(run_dir))
         raise
-
-    with report.atomic_path(run_dir / report.MODEL_FILE, ".keras") as tmp:
-        model.save(tmp)
-    metrics = report.read_metrics(run_dir / report.METRICS_FILE)
-    results.update(test_loss=test_loss, test_accuracy=test_accuracy, epochs=done, **report.best_epoch(metrics))
-    report.plot_curves(metrics, run_dir / report.CURVES_FILE, title=_title(cfg))
     finish(run_dir, results, started, status="completed")
+    checkpoint.remove(run_dir)
     log.info("test accuracy %.4f (loss %.4f); best val accuracy %.4f at epoch %s; %s epochs in %.1fs -> %s",
              test_accuracy, test_loss, results["best_val_accuracy"], results["best_epoch"], results["epochs"],
              results["wall_seconds"], run_dir)
     return results
+
+
+def _epochs_written(run_dir: Path) -> int:
+    path = run_dir / report.METRICS_FILE
+    return len(report.read_metrics(path)) if path.is_file() and path.stat().st_size else 0
 
 
 def _callbacks(cfg, run_dir: Path, phase: str = "train") -> list:

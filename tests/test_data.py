@@ -99,6 +99,7 @@ def test_search_order_root_then_keras_cache_then_system(tmp_path, monkeypatch):
 def test_offline_and_nothing_found_says_where_it_looked(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     monkeypatch.setattr(data, "SYSTEM_DIRS", [tmp_path / "usr-share"])
+    (tmp_path / "mine").mkdir()  # exists, but holds no CIFAR-10 (a missing data.root is its own error)
     cfg = make_cfg("data=cifar10", f"data.root={tmp_path / 'mine'}", "data.download=false")
     with pytest.raises(DataError) as err:
         data.load(cfg.data)

@@ -1,0 +1,170 @@
+"""Resuming a run (`trainer.resume=true`): a checkpoint written at the end of every epoch.
+
+Keras' BackupAndRestore has the idea (weights, optimizer state and epoch, restored at
+`on_train_begin`) but writes its weights and its epoch counter as two non-atomic files and knows
+nothing of our training phases, metrics.csv or the early-stopping and plateau state. This is the
+same idea with those: `checkpoint/epoch-N.npz` (model and optimizer variables, so the step
+count and with it every schedule's position; NumPy's format, because HDF5 crashed the process when
+the disk filled up mid-write) and `checkpoint/state.json`, which names it and is
+renamed into place last, so a kill at any moment leaves the previous complete checkpoint.
+The data order and dropout masks are functions of (seed, epoch) (callbacks.EpochSeeds), so a
+resumed run repeats exactly what the uninterrupted one would have done.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Optional
+
+import keras
+import numpy as np
+
+from dnn_train import report
+
+log = logging.getLogger("dnn_train")
+
+CHECKPOINT_DIR = "checkpoint"
+STATE_FILE = "state.json"
+# What EarlyStopping and ReduceLROnPlateau keep between epochs (and reset in on_train_begin).
+CALLBACK_STATE = ("wait", "best", "best_epoch", "cooldown_counter")
+
+
+COMPLETED = "completed"
+IGNORED_ON_RESUME = (("trainer", "resume"), ("trainer", "progress"))  # may differ between the two commands
+
+
+def prepare(cfg, run_dir: Path):
+    """Before a training run: None to start afresh, the checkpoint state to resume from, or
+    COMPLETED. Refuses to mix a new run into a directory that holds one, or a changed config."""
+    import json
+
+    from omegaconf import OmegaConf
+
+    from dnn_train.config import ConfigError
+
+    run_dir = Path(run_dir)
+    results_path, metrics_path = run_dir / report.RESULTS_FILE, run_dir / report.METRICS_FILE
+    previous = json.loads(results_path.read_text()).get("status") if results_path.is_file() else None
+    if not cfg.trainer.resume:
+        if previous or metrics_path.exists():
+            raise ConfigError(f"{run_dir} already holds a run (status {previous or 'unknown'}); add "
+                              "trainer.resume=true to continue it, or choose another hydra.run.dir")
+        return None
+    if previous == COMPLETED:
+        return COMPLETED
+    config_path = run_dir / report.CONFIG_FILE
+    if config_path.is_file():
+        old, new = OmegaConf.load(config_path), OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+        changed = [k for k in _flat_keys(old) | _flat_keys(new)
+                   if tuple(k.split(".")[:2]) not in IGNORED_ON_RESUME
+                   and OmegaConf.select(old, k) != OmegaConf.select(new, k)]
+        if changed:
+            raise ConfigError(f"trainer.resume=true: {run_dir} was started with a different config "
+                              f"({', '.join(sorted(changed)[:5])}); resume with the same overrides")
+    state = load_state(run_dir)
+    kept = state["epoch"] if state else 0
+    if metrics_path.is_file():  # drop rows written after the checkpoint: every epoch exactly once
+        lines = metrics_path.read_text().splitlines(keepends=True)
+        rows = [ln for ln in lines[1:] if ln.endswith("\n") and int(ln.split(",", 1)[0]) <= kept]
+        report.write_text(metrics_path, "".join(lines[:1] + rows) if rows else "")
+    log.info("resuming %s after epoch %d", run_dir, kept) if state else \
+        log.info("trainer.resume=true: no checkpoint in %s; starting from the first epoch", run_dir)
+    return state
+
+
+def _flat_keys(node, prefix: str = "") -> set:
+    from omegaconf import DictConfig
+
+    keys = set()
+    for k, v in node.items():
+        full = f"{prefix}{k}"
+        keys |= _flat_keys(v, full + ".") if isinstance(v, DictConfig) else {full}
+    return keys
+
+
+def _state_variables(model: keras.Model) -> list:
+    optimizer = model.optimizer
+    if not optimizer.built:
+        optimizer.build(model.trainable_variables)
+    return list(model.weights) + list(optimizer.variables)
+
+
+def restore_weights(model: keras.Model, run_dir: Path, state: dict) -> None:
+    """Model and optimizer variables as they were at the checkpoint."""
+    variables = _state_variables(model)
+    with np.load(Path(run_dir) / CHECKPOINT_DIR / state["weights"]) as saved:
+        if len(saved.files) != len(variables):
+            raise RuntimeError(f"checkpoint holds {len(saved.files)} variables, the model and optimizer "
+                               f"{len(variables)}")
+        for i, v in enumerate(variables):
+            v.assign(saved[f"v{i}"])
+
+
+def _save_arrays(path: Path, arrays: list) -> None:
+    with report.atomic_path(path, ".npz") as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **{f"v{i}": a for i, a in enumerate(arrays)})
+
+
+def load_state(run_dir: Path) -> Optional[dict]:
+    import json
+
+    path = Path(run_dir) / CHECKPOINT_DIR / STATE_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def remove(run_dir: Path) -> None:
+    import shutil
+
+    shutil.rmtree(Path(run_dir) / CHECKPOINT_DIR, ignore_errors=True)
+
+
+class Checkpoint(keras.callbacks.Callback):
+    """Saves the training state after every epoch; restores it at the start of a resumed phase.
+
+    Put it last in the callback list: it must see the epoch after every other callback has
+    updated its state, and restore theirs after their own on_train_begin has reset it.
+    """
+
+    def __init__(self, run_dir: Path, phase: int, phase_start: int, stateful: list, resume: Optional[dict] = None):
+        super().__init__()
+        self.folder = Path(run_dir) / CHECKPOINT_DIR
+        self.phase, self.phase_start = phase, phase_start
+        self.stateful = stateful  # callbacks whose CALLBACK_STATE is saved and restored
+        self.resume = resume
+
+    def on_train_begin(self, logs=None):
+        if self.resume is None:
+            return
+        restore_weights(self.model, self.folder.parent, self.resume)
+        for cb, saved in zip(self.stateful, self.resume["callbacks"]):
+            for attr, value in saved.items():
+                if value is not None:  # None: not finite when saved (e.g. no best yet): keep the reset value
+                    setattr(cb, attr, value)
+            if self.resume.get("best_weights") and hasattr(cb, "best_weights"):
+                with np.load(self.folder / self.resume["best_weights"]) as f:
+                    cb.best_weights = [f[f"v{i}"] for i in range(len(f.files))]
+        log.info("resumed from the checkpoint after epoch %d", self.resume["epoch"])
+        self.resume = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.folder.mkdir(exist_ok=True)
+        weights = f"epoch-{epoch + 1}.npz"
+        _save_arrays(self.folder / weights, [v.numpy() for v in _state_variables(self.model)])
+        best = None
+        best_weights = next((cb.best_weights for cb in self.stateful if getattr(cb, "best_weights", None)), None)
+        if best_weights is not None:
+            best = f"epoch-{epoch + 1}.best.npz"
+            _save_arrays(self.folder / best, best_weights)
+        state = {"epoch": epoch + 1, "phase": self.phase, "phase_start": self.phase_start,
+                 "stopped": bool(self.model.stop_training), "weights": weights, "best_weights": best,
+                 "callbacks": [{a: _plain(getattr(cb, a)) for a in CALLBACK_STATE if hasattr(cb, a)}
+                               for cb in self.stateful]}
+        report.write_json(self.folder / STATE_FILE, state)  # the commit point
+        for old in self.folder.iterdir():
+            if old.name not in (STATE_FILE, weights, best):
+                old.unlink(missing_ok=True)
+
+
+def _plain(value):
+    return value.item() if isinstance(value, np.generic) else value
