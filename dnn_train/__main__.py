@@ -7,9 +7,11 @@ HYDRA_FULL_ERROR=1) shows the full traceback instead.
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import os
 import sys
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
@@ -45,12 +47,14 @@ def _app(cfg: DictConfig):
 
     from dnn_train.tasks import run_task  # imports TensorFlow once the config is valid
 
-    if HydraConfig.get().mode != RunMode.RUN or _debug():
-        return run_task(cfg)
-    # A single run: report its failure ourselves, as one line (Hydra would add its own lines).
     run_dir = HydraConfig.get().runtime.output_dir
+    if _debug():
+        return objective(cfg, run_task(cfg))
+    if HydraConfig.get().mode == RunMode.MULTIRUN:
+        return _sweep_job(cfg, Path(run_dir))
+    # A single run: report its failure ourselves, as one line (Hydra would add its own lines).
     try:
-        return run_task(cfg)
+        return objective(cfg, run_task(cfg))
     except KeyboardInterrupt as ex:
         _fail(f"interrupted ({getattr(ex, 'signum', None) and str(ex) or 'SIGINT'}); continue with "
               f"trainer.resume=true hydra.run.dir={run_dir}", 128 + getattr(ex, "signum", 2))
@@ -63,6 +67,38 @@ def _app(cfg: DictConfig):
         _traceback_to_log_file()
         _fail(describe_failure(ex) + " (traceback in the run's dnn_train.log; DNN_TRAIN_DEBUG=1 prints it)",
               EXIT_FAILED)
+
+
+def objective(cfg: DictConfig, results) -> float:
+    """What a sweeper optimizes: results.json's `trainer.objective` (NaN for a failed job)."""
+    value = (results or {}).get(cfg.trainer.objective)
+    return float("nan") if value is None else float(value)
+
+
+def _sweep_job(cfg: DictConfig, run_dir: Path) -> float:
+    """One job of a sweep: a job that fails is recorded (results.json, the summary) and the sweep
+    goes on; rerun into the same sweep directory, a job resumes or is skipped if it completed."""
+    from dnn_train import report
+    from dnn_train.tasks import run_task
+
+    if (run_dir / report.RESULTS_FILE).is_file() and cfg.task == "train":
+        cfg.trainer.resume = True  # continue (or skip, if completed) what an earlier sweep left here
+    try:
+        return objective(cfg, run_task(cfg, run_dir, remove_on_bad_input=False))
+    except KeyboardInterrupt:
+        raise
+    except Exception as ex:  # noqa: BLE001 - recorded, and the next job runs
+        message = describe_error(ex)
+        if message is None:
+            message = describe_failure(ex).removeprefix("failed: ")
+            _traceback_to_log_file()
+        logging.getLogger("dnn_train").error("job failed: %s", message)
+        results_path = run_dir / report.RESULTS_FILE
+        results = json.loads(results_path.read_text()) if results_path.is_file() else {}
+        if results.get("status") in (None, "running"):  # a config error, or a failure before training
+            run_dir.mkdir(parents=True, exist_ok=True)
+            report.write_json(results_path, {**results, "status": "failed", "error": message})
+        return float("nan")
 
 
 def describe_failure(ex: BaseException) -> str:

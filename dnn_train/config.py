@@ -87,6 +87,8 @@ class TrainerConf:
     progress: str = "auto"  # auto (bar on a terminal, a line per epoch otherwise) | bar | line | none
     mc_samples: int = 0  # MC dropout: stochastic test passes with dropout on (0: off)
     resume: bool = False  # continue the run in hydra.run.dir from its last completed epoch
+    objective: str = "best_val_accuracy"  # what a sweep's task returns to Hydra's sweepers (results.json key)
+    threads: Any = "auto"  # TensorFlow threads per job: auto (all cores; cores / n_jobs under joblib) | N
 
 
 @dataclass
@@ -205,6 +207,9 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "trainer.mc_samples": _number(0, integer=True),
     "trainer.jit_compile": _choice(True, False, "auto"),
     "trainer.progress": _choice("auto", "bar", "line", "none"),
+    "trainer.objective": _choice("best_val_accuracy", "test_accuracy", "best_val_loss", "reconstruction_loss"),
+    "trainer.threads": ((lambda v: v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1)),
+                        "auto or an integer >= 1"),
     "model.depth": _number(1, integer=True),
     "model.units": _number(1, integer=True),
     "model.name": _choice("mlp"),

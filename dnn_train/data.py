@@ -345,7 +345,7 @@ def make_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool, s
             return tf.data.Dataset.from_tensor_slices(
                 tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), seed=key))
 
-        ds = tf.data.Dataset.from_tensors(0).flat_map(order)
+        ds = tf.data.Dataset.from_tensors(0).flat_map(order).apply(tf.data.experimental.assert_cardinality(n))
     else:
         ds = tf.data.Dataset.range(n)
     ds = ds.batch(batch_size).map(lambda i: (tf.gather(images, i), tf.gather(labels, i)),

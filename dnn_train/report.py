@@ -112,3 +112,47 @@ def plot_curves(metrics, path: Path, title: str = "") -> None:
     with atomic_path(path, ".png") as tmp:
         fig.savefig(tmp, dpi=100)
     plt.close(fig)
+
+
+# ---------------------------------------------------------------- python -m dnn_train.report
+def main(argv=None) -> int:
+    """Rebuild a summary (summary.csv, summary.md, sweep_curves.png, sweep_metric.png) from runs."""
+    import argparse
+    import sys
+
+    from dnn_train import summary
+
+    numeric = ["best_val_accuracy", "test_accuracy", "epochs", "wall_seconds", "grad_ratio_epoch1"]
+    parser = argparse.ArgumentParser(
+        prog="python -m dnn_train.report",
+        description="Compare runs: summary.csv, summary.md (sorted), validation curves overlaid and the "
+                    "final metric per run, from any run or sweep directories (e.g. made on different days).")
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="run directories or sweep directories")
+    parser.add_argument("--metric", default="best_val_accuracy", choices=numeric,
+                        help="the metric to sort by and to draw as bars (default: best_val_accuracy)")
+    parser.add_argument("--sort", default="desc", choices=["desc", "asc"], help="best first: desc (default)")
+    parser.add_argument("--out", metavar="DIR",
+                        help="where to write (default: PATH if only one sweep directory is given, else .)")
+    args = parser.parse_args(argv)
+    try:
+        runs = summary.find_runs(args.paths)
+    except FileNotFoundError as ex:
+        print(f"dnn_train.report: error: {ex}", file=sys.stderr)
+        return 2
+    if not runs:
+        print(f"dnn_train.report: error: no runs under {' '.join(args.paths)} (a run directory holds results.json)",
+              file=sys.stderr)
+        return 2
+    single_sweep = len(args.paths) == 1 and Path(args.paths[0]) not in runs
+    out = Path(args.out or (args.paths[0] if single_sweep else "."))
+    out.mkdir(parents=True, exist_ok=True)
+    table = summary.collect(runs)
+    summary.write(table, out, args.metric, ascending=args.sort == "asc")
+    print(summary.markdown(summary.sort_table(table, args.metric, args.sort == "asc"), args.metric), end="")
+    print(f"-> {out / summary.SUMMARY_MD}, {out / summary.SUMMARY_CSV}, {out / summary.CURVES_PLOT}, "
+          f"{out / summary.METRIC_PLOT}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -18,8 +18,10 @@ log = logging.getLogger("dnn_train")
 HYDRA_FILES = {".hydra", "dnn_train.log"}
 
 
-def run_task(cfg: DictConfig, run_dir: Path | None = None):
-    """Run the job described by `cfg` in `run_dir` (default: Hydra's output directory)."""
+def run_task(cfg: DictConfig, run_dir: Path | None = None, remove_on_bad_input: bool = True):
+    """Run the job described by `cfg` in `run_dir` (default: Hydra's output directory). On bad
+    input the run directory goes too, unless `remove_on_bad_input` is false (a sweep keeps its
+    job directories, to record the failure in them)."""
     if run_dir is None:
         from hydra.core.hydra_config import HydraConfig
 
@@ -27,10 +29,12 @@ def run_task(cfg: DictConfig, run_dir: Path | None = None):
     try:
         validate(cfg)
         _import_tensorflow_quietly()
+        _set_threads(cfg.trainer.threads)
         with _sigterm_interrupts():
             return _dispatch(cfg, run_dir)
     except ConfigError:
-        _remove_if_unstarted(run_dir)
+        if remove_on_bad_input:
+            _remove_if_unstarted(run_dir)
         raise
 
 
@@ -88,6 +92,41 @@ def _import_tensorflow_quietly() -> None:
     finally:
         os.dup2(saved, 2)
         os.close(saved)
+
+
+def job_threads(threads) -> int | None:
+    """TensorFlow threads for this job: N, or for `auto` the cores divided among the jobs that
+    hydra/launcher=joblib runs at once (None: TensorFlow's default, every core)."""
+    if threads != "auto":
+        return int(threads)
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        launcher = HydraConfig.get().launcher
+    except ValueError:  # no Hydra context
+        return None
+    if "Joblib" not in str(launcher.get("_target_", "")):
+        return None
+    cores = os.cpu_count() or 1
+    n_jobs = launcher.get("n_jobs") or -1
+    parallel = cores if n_jobs < 0 else min(n_jobs, cores)
+    return max(1, cores // parallel)
+
+
+def _set_threads(threads) -> None:
+    n = job_threads(threads)
+    if n is None:
+        return
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(n)
+        tf.config.threading.set_inter_op_parallelism_threads(n)
+    except RuntimeError:  # a reused worker process: TensorFlow is initialized with its first job's setting
+        if tf.config.threading.get_intra_op_parallelism_threads() != n:
+            log.warning("trainer.threads=%s: TensorFlow already started in this process with %d threads",
+                        threads, tf.config.threading.get_intra_op_parallelism_threads())
+    log.info("TensorFlow threads per job: %d", n)
 
 
 def _remove_if_unstarted(run_dir: Path) -> None:

@@ -194,8 +194,17 @@ def _callbacks(cfg, run_dir: Path, phase: str = "train") -> list:
 
 
 def finish(run_dir: Path, results: dict, started: float, status: str, **extra) -> None:
-    results.update(status=status, wall_seconds=round(time.time() - started, 2), **extra)
+    results.update(status=status, wall_seconds=round(time.time() - started, 2), rss_mb=_rss_mb(), **extra)
     report.write_json(run_dir / report.RESULTS_FILE, results)
+
+
+def _rss_mb():
+    """This process's resident memory now (MB; Linux), to watch memory across a sweep's jobs."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) // 1024 for line in f if line.startswith("VmRSS:"))
+    except (OSError, StopIteration):
+        return None
 
 
 def _verbosity(progress: str) -> int:
