@@ -23,8 +23,28 @@ from dnn_train.report import METRIC_COLUMNS
 log = logging.getLogger("dnn_train")
 
 
+def process_age() -> float | None:
+    """Seconds since this process started (Linux /proc; None elsewhere)."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        boot = next(int(line.split()[1]) for line in open("/proc/stat") if line.startswith("btime"))
+        return time.time() - (boot + ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
 class EpochStats(keras.callbacks.Callback):
-    """Adds `learning_rate` and `epoch_seconds` (training + validation) to the epoch logs."""
+    """Adds `learning_rate` and `epoch_seconds` (training + validation) to the epoch logs, and
+    logs when the first training step is done (start-up time: imports, data, build, tracing)."""
+
+    first_step_logged = False
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not EpochStats.first_step_logged:
+            EpochStats.first_step_logged = True  # once per process
+            age = process_age()
+            log.info("first training step done, %s after the command started",
+                     f"{age:.1f}s" if age is not None else "?")
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start = time.perf_counter()

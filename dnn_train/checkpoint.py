@@ -63,10 +63,14 @@ def prepare(cfg, run_dir: Path):
                               f"({', '.join(sorted(changed)[:5])}); resume with the same overrides")
     state = load_state(run_dir)
     kept = state["epoch"] if state else 0
-    if metrics_path.is_file():  # drop rows written after the checkpoint: every epoch exactly once
-        lines = metrics_path.read_text().splitlines(keepends=True)
-        rows = [ln for ln in lines[1:] if ln.endswith("\n") and int(ln.split(",", 1)[0]) <= kept]
-        report.write_text(metrics_path, "".join(lines[:1] + rows) if rows else "")
+    for path in (metrics_path, run_dir / "diagnostics.csv"):  # drop rows written after the checkpoint
+        if path.is_file():
+            lines = path.read_text().splitlines(keepends=True)
+            rows = [ln for ln in lines[1:] if ln.endswith("\n") and int(ln.split(",", 1)[0]) <= kept]
+            if rows or path == metrics_path:
+                report.write_text(path, "".join(lines[:1] + rows) if rows else "")
+            else:
+                path.unlink()
     log.info("resuming %s after epoch %d", run_dir, kept) if state else \
         log.info("trainer.resume=true: no checkpoint in %s; starting from the first epoch", run_dir)
     return state

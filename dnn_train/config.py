@@ -87,6 +87,9 @@ class TrainerConf:
     progress: str = "auto"  # auto (bar on a terminal, a line per epoch otherwise) | bar | line | none
     mc_samples: int = 0  # MC dropout: stochastic test passes with dropout on (0: off)
     resume: bool = False  # continue the run in hydra.run.dir from its last completed epoch
+    diagnostics: bool = True  # per-layer activation and gradient statistics: diagnostics.csv, gradients.png
+    diagnostics_batch: int = 512  # training images in the fixed probe batch
+    tensorboard: bool = False  # TensorBoard logs in the run's tensorboard/ folder
     objective: str = "best_val_accuracy"  # what a sweep's task returns to Hydra's sweepers (results.json key)
     threads: Any = "auto"  # TensorFlow threads per job: auto (all cores; cores / n_jobs under joblib) | N
 
@@ -205,6 +208,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "trainer.steps_per_execution": _number(1, integer=True),
     "trainer.early_stopping.patience": _number(0, integer=True),
     "trainer.mc_samples": _number(0, integer=True),
+    "trainer.diagnostics_batch": _number(1, integer=True),
     "trainer.jit_compile": _choice(True, False, "auto"),
     "trainer.progress": _choice("auto", "bar", "line", "none"),
     "trainer.objective": _choice("best_val_accuracy", "test_accuracy", "best_val_loss", "reconstruction_loss"),

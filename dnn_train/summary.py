@@ -70,8 +70,17 @@ def collect(run_dirs: list[Path]):
     keys = sorted({k for o in all_overrides for k in o})
     varying = [k for k in keys if len({o.get(k) for o in all_overrides}) > 1]
     for row, o in zip(rows, all_overrides):
-        row["overrides"] = " ".join(f"{k}={o[k]}" for k in varying if k in o) or "defaults"
+        row["overrides"] = " ".join(f"{k}={_short(o[k])}" for k in varying if k in o) or "defaults"
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def _short(value: str) -> str:
+    """Numbers as a reader wants them in a label: 0.0046225890 -> 0.00462, 1000000000.0 -> 1e+09."""
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return value if number.is_integer() and abs(number) < 1e6 and "." not in value else f"{number:.3g}"
 
 
 def sort_table(table, metric: str, ascending: bool = False):
@@ -126,7 +135,7 @@ def _pyplot():
 def plot_curves(table, path: Path) -> None:
     """Validation accuracy against epochs, one line per run, labelled by its varying overrides."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(9, 5.5), constrained_layout=True)
+    fig, ax = plt.subplots(figsize=(12, 5.5), constrained_layout=True)
     for row in table.itertuples():
         metrics_path = Path(row.run_dir) / report.METRICS_FILE
         if not metrics_path.is_file() or metrics_path.stat().st_size == 0:
@@ -137,9 +146,10 @@ def plot_curves(table, path: Path) -> None:
             ax.plot(metrics["epoch"], metrics["val_accuracy"], style, marker="o", markersize=3,
                     label=f"{row.overrides} ({row.status})" if row.status != "completed" else row.overrides)
     ax.set(xlabel="epoch", ylabel="validation accuracy", title="validation accuracy per run")
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the plot, not over it
     with report.atomic_path(path, ".png") as tmp:
         fig.savefig(tmp, dpi=100)
     plt.close(fig)

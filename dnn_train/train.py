@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import keras
+import numpy as np
 from hydra.errors import InstantiationException
 from omegaconf import OmegaConf
 
-from dnn_train import checkpoint, data, report, transfer
+from dnn_train import checkpoint, data, diagnostics, report, transfer
 from dnn_train.callbacks import Diverged, EpochLog, EpochSeeds, EpochStats, MetricsCSV, StopOnDivergence
 from dnn_train.config import ConfigError, chapter_warnings, source_file
 from dnn_train.evaluate import mc_dropout_predict, mc_metrics
@@ -138,7 +139,7 @@ def train(cfg, run_dir: Path) -> dict:
                 done = resume["epoch"]
                 continue
             done = resume["epoch"] if resume else done
-            callbacks = schedule_callbacks + _callbacks(cfg, run_dir, phase.name)
+            callbacks = schedule_callbacks + _callbacks(cfg, run_dir, phase.name) + _watch(cfg, run_dir, splits)
             callbacks += [EpochSeeds(t.seed, epoch), StopOnDivergence(),
                           checkpoint.Checkpoint(run_dir, i, start, list(callbacks), resume)]  # last: sees all the others
             history = model.fit(train_data, validation_data=valid_data, initial_epoch=done,
@@ -157,6 +158,10 @@ def train(cfg, run_dir: Path) -> dict:
         results.update(test_loss=test_loss, test_accuracy=test_accuracy, epochs=len(metrics),
                        **report.best_epoch(metrics))
         report.plot_curves(metrics, run_dir / report.CURVES_FILE, title=_title(cfg))
+        if t.diagnostics:
+            table = report.read_metrics(run_dir / diagnostics.DIAGNOSTICS_FILE)
+            results["grad_ratio_epoch1"] = diagnostics.ratio_at_epoch(table, 1)
+            diagnostics.plot(table, run_dir / diagnostics.GRADIENTS_PLOT, title=_title(cfg))
     except KeyboardInterrupt:
         finish(run_dir, results, started, status="interrupted", epochs=_epochs_written(run_dir))
         raise
@@ -174,6 +179,19 @@ def train(cfg, run_dir: Path) -> dict:
              test_accuracy, test_loss, results["best_val_accuracy"], results["best_epoch"], results["epochs"],
              results["wall_seconds"], run_dir)
     return results
+
+
+def _watch(cfg, run_dir: Path, splits: data.Splits) -> list:
+    """The diagnostics and TensorBoard callbacks, if asked for."""
+    t, out = cfg.trainer, []
+    board = run_dir / "tensorboard" if t.tensorboard else None
+    if t.diagnostics:
+        rng = np.random.default_rng(t.seed)
+        idx = np.sort(rng.choice(len(splits.y_train), min(t.diagnostics_batch, len(splits.y_train)), replace=False))
+        out.append(diagnostics.Diagnostics(run_dir, splits.x_train[idx], splits.y_train[idx], loss_name(cfg), board))
+    if board is not None:
+        out.append(keras.callbacks.TensorBoard(log_dir=str(board), histogram_freq=1))
+    return out
 
 
 def _epochs_written(run_dir: Path) -> int:

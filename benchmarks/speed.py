@@ -1,0 +1,240 @@
+"""Speed benchmark: dnn_train against plain Keras as the book writes it, on the same model, data
+split, seed and number of epochs. Not a test: it prints a table (and writes JSON) for the README.
+
+    python benchmarks/speed.py                      # every case, 3 epochs each way
+    python benchmarks/speed.py --cases mlp_300_100 --epochs 5 --json benchmarks/results.json
+
+(b) "plain Keras" is the chapter's code: float32 NumPy arrays scaled to [0, 1], a Sequential
+model, `compile()` with its defaults, `model.fit(X, y, batch_size, validation_data=...)`, and for
+1cycle a per-batch callback that sets the learning rate (the book's OneCycleScheduler).
+(a) is `dnn_train` with its defaults (uint8 data scaled in the graph, steps_per_execution, ...).
+Each way runs in its own process, so its peak memory (ru_maxrss) is its own. Epoch times leave
+out the first epoch (tracing). FLOPs count the Dense layers' multiply-adds: 6 per weight per
+training example (forward and backward), 2 per validation example; the roof is the measured
+float32 matrix-multiply throughput of this machine.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+CASES = {
+    "mlp_300_100": {"what": "300-100 ReLU MLP, Fashion-MNIST, SGD, batch 32", "data": "fashion_mnist",
+                    "widths": [300, 100], "activation": "relu", "optimizer": "sgd", "lr": 0.01, "batch": 32},
+    "cifar_20x100_elu": {"what": "20x100 ELU net, CIFAR-10, Nadam, batch 32", "data": "cifar10",
+                         "widths": [100] * 20, "activation": "elu", "optimizer": "nadam", "lr": 5e-5, "batch": 32},
+    "onecycle_3x100": {"what": "3x100 ReLU, Fashion-MNIST, SGD momentum + 1cycle, batch 128", "data": "fashion_mnist",
+                       "widths": [100] * 3, "activation": "relu", "optimizer": "momentum", "lr": 0.1, "batch": 128,
+                       "onecycle": True},
+}
+
+
+# ---------------------------------------------------------------- the two ways (child processes)
+def run_dnn_train(case: dict, epochs: int, out: Path) -> dict:
+    from dnn_train.tasks import run_task
+    from tests.conftest import make_cfg
+
+    overrides = [f"data={case['data']}", f"model.widths={case['widths']}", f"activation={case['activation']}",
+                 "initializer=he_normal", f"optimizer={case['optimizer']}", f"optimizer.learning_rate={case['lr']}",
+                 f"trainer.batch_size={case['batch']}", f"trainer.epochs={epochs}", "trainer.progress=none",
+                 "trainer.early_stopping.enabled=false"]
+    if case.get("onecycle"):
+        overrides.append("schedule=1cycle")
+    import pandas as pd
+
+    results = run_task(make_cfg(*overrides), out)
+    metrics = pd.read_csv(out / "metrics.csv")
+    return {"epoch_seconds": metrics["epoch_seconds"].tolist(), "val_accuracy": float(metrics["val_accuracy"].iloc[-1]),
+            "train_examples": results["train_examples"], "valid_examples": results["valid_examples"]}
+
+
+def run_plain_keras(case: dict, epochs: int, out: Path) -> dict:
+    import keras
+    import numpy as np
+
+    from dnn_train import data
+    from tests.conftest import make_cfg
+
+    keras.utils.set_random_seed(42)
+    splits = data.load(make_cfg(f"data={case['data']}").data)  # the same split as dnn_train's
+    x_train, x_valid = splits.x_train / 255.0, splits.x_valid / 255.0  # the book: X / 255. (float)
+    x_train, x_valid = x_train.astype("float32"), x_valid.astype("float32")
+    layers = [keras.Input(splits.image_shape), keras.layers.Flatten()]
+    layers += [keras.layers.Dense(w, activation=case["activation"], kernel_initializer="he_normal") for w in case["widths"]]
+    model = keras.Sequential(layers + [keras.layers.Dense(10, activation="softmax")])
+    optimizer = {"sgd": lambda: keras.optimizers.SGD(learning_rate=case["lr"]),
+                 "momentum": lambda: keras.optimizers.SGD(learning_rate=case["lr"], momentum=0.9),
+                 "nadam": lambda: keras.optimizers.Nadam(learning_rate=case["lr"])}[case["optimizer"]]()
+    model.compile(loss="sparse_categorical_crossentropy", optimizer=optimizer, metrics=["accuracy"])
+    times = EpochTimer()
+    callbacks = [times]
+    if case.get("onecycle"):
+        steps = int(np.ceil(len(x_train) / case["batch"])) * epochs
+        callbacks.append(book_one_cycle(steps, case["lr"]))
+    history = model.fit(x_train, splits.y_train, epochs=epochs, batch_size=case["batch"],
+                        validation_data=(x_valid, splits.y_valid), callbacks=callbacks, verbose=0)
+    return {"epoch_seconds": times.seconds, "val_accuracy": float(history.history["val_accuracy"][-1]),
+            "train_examples": len(x_train), "valid_examples": len(x_valid)}
+
+
+def book_one_cycle(iterations: int, max_lr: float):
+    """The book's OneCycleScheduler: a per-batch callback interpolating the learning rate."""
+    import keras
+
+    class OneCycleScheduler(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.start_lr, self.last_lr = max_lr / 10, max_lr / 10 / 1000
+            self.half = int(iterations * 0.9) // 2
+            self.iteration = 0
+
+        def _interpolate(self, i1, i2, lr1, lr2):
+            return (lr2 - lr1) * (self.iteration - i1) / (i2 - i1) + lr1
+
+        def on_train_batch_begin(self, batch, logs=None):
+            if self.iteration < self.half:
+                lr = self._interpolate(0, self.half, self.start_lr, max_lr)
+            elif self.iteration < 2 * self.half:
+                lr = self._interpolate(self.half, 2 * self.half, max_lr, self.start_lr)
+            else:
+                lr = self._interpolate(2 * self.half, iterations, self.start_lr, self.last_lr)
+            self.iteration += 1
+            self.model.optimizer.learning_rate.assign(lr)
+
+    return OneCycleScheduler()
+
+
+def EpochTimer():
+    import keras
+
+    class Timer(keras.callbacks.Callback):
+        seconds: list = []
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.seconds.append(time.perf_counter() - self.start)
+
+    t = Timer()
+    t.seconds = []
+    return t
+
+
+def child(case_name: str, way: str, epochs: int, out: Path) -> None:
+    case = CASES[case_name]
+    result = (run_dnn_train if way == "dnn_train" else run_plain_keras)(case, epochs, out / way)
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print("RESULT " + json.dumps(result))
+
+
+# ---------------------------------------------------------------- the parent: measure, compare, report
+def matmul_gflops(n: int = 2048, repeats: int = 10) -> float:
+    """Measured float32 matrix-multiply throughput (GFLOP/s): the compute roof."""
+    import tensorflow as tf
+
+    a = tf.random.normal((n, n))
+    b = tf.random.normal((n, n))
+    tf.matmul(a, b).numpy()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        c = tf.matmul(a, b)
+    c.numpy()
+    return 2 * n ** 3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def flops_per_epoch(case: dict, inputs: int, train: int, valid: int) -> float:
+    sizes = [inputs] + case["widths"] + [10]
+    weights = sum(a * b for a, b in zip(sizes, sizes[1:]))
+    return 6 * weights * train + 2 * weights * valid
+
+
+def run_child(case: str, way: str, epochs: int, out: Path) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    proc = subprocess.run([sys.executable, __file__, "--child", case, way, "--epochs", str(epochs), "--out", str(out)],
+                          capture_output=True, text=True, env=env)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        raise SystemExit(f"{case}/{way} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def startup_seconds(out: Path) -> tuple[float, float]:
+    """(command start to the first training step of the default run, `--help`), in seconds."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    start = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "dnn_train", "trainer.progress=line", f"hydra.run.dir={out}/startup"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=out)
+    first_step = None
+    for line in proc.stdout:
+        if "first training step done" in line:
+            first_step = time.perf_counter() - start
+            proc.kill()
+            break
+    proc.wait()
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "dnn_train", "--help"], capture_output=True, env=env, check=True)
+    return first_step, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cases", default=",".join(CASES), help="comma-separated: " + ", ".join(CASES))
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=Path("/tmp/dnn_train_bench"))
+    parser.add_argument("--json", type=Path, help="also write the numbers here")
+    parser.add_argument("--child", nargs=2, metavar=("CASE", "WAY"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.child:
+        return child(*args.child, args.epochs, args.out / args.child[0])
+
+    import shutil
+
+    shutil.rmtree(args.out, ignore_errors=True)
+    args.out.mkdir(parents=True)
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    roof = matmul_gflops()
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+          f"float32 matmul roof {roof:.0f} GFLOP/s; {args.epochs} epochs per way, first epoch left out")
+    rows = []
+    for name in args.cases.split(","):
+        case = CASES[name]
+        ways = {way: run_child(name, way, args.epochs, args.out) for way in ("plain_keras", "dnn_train")}
+        inputs = 784 if case["data"] == "fashion_mnist" else 3072
+        row = {"case": name, "what": case["what"]}
+        for way, r in ways.items():
+            steady = r["epoch_seconds"][1:] or r["epoch_seconds"]
+            seconds = sum(steady) / len(steady)
+            flops = flops_per_epoch(case, inputs, r["train_examples"], r["valid_examples"])
+            row[way] = {"epoch_seconds": round(seconds, 3), "val_accuracy": round(r["val_accuracy"], 4),
+                        "peak_rss_mb": round(r["peak_rss_mb"]), "gflops": round(flops / seconds / 1e9, 1),
+                        "roof_percent": round(100 * flops / seconds / 1e9 / roof, 1)}
+        row["speedup"] = round(row["plain_keras"]["epoch_seconds"] / row["dnn_train"]["epoch_seconds"], 2)
+        rows.append(row)
+        print(f"\n{name}: {case['what']}")
+        for way in ("plain_keras", "dnn_train"):
+            w = row[way]
+            print(f"  {way:<12} {w['epoch_seconds']:7.2f} s/epoch  val acc {w['val_accuracy']:.4f}  "
+                  f"{w['gflops']:6.1f} GFLOP/s ({w['roof_percent']:4.1f}% of roof)  peak RSS {w['peak_rss_mb']} MB")
+        print(f"  speed-up {row['speedup']:.2f}x")
+    first_step, help_s = startup_seconds(args.out)
+    print(f"\nstart-up (command to first training step, default run): {first_step:.2f} s; --help: {help_s:.2f} s")
+    if args.json:
+        args.json.write_text(json.dumps({"roof_gflops": round(roof), "epochs": args.epochs, "cases": rows,
+                                         "startup_seconds": round(first_step, 2), "help_seconds": round(help_s, 2)},
+                                        indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
