@@ -40,7 +40,7 @@ CASES = {
 
 
 # ---------------------------------------------------------------- the two ways (child processes)
-def run_dnn_train(case: dict, epochs: int, out: Path) -> dict:
+def run_dnn_train(case: dict, epochs: int, out: Path, extra: tuple = ()) -> dict:
     from dnn_train.tasks import run_task
     from tests.conftest import make_cfg
 
@@ -50,6 +50,7 @@ def run_dnn_train(case: dict, epochs: int, out: Path) -> dict:
                  "trainer.early_stopping.enabled=false"]
     if case.get("onecycle"):
         overrides.append("schedule=1cycle")
+    overrides += list(extra)  # --overrides, e.g. trainer.jit_compile=true
     import pandas as pd
 
     results = run_task(make_cfg(*overrides), out)
@@ -131,9 +132,10 @@ def EpochTimer():
     return t
 
 
-def child(case_name: str, way: str, epochs: int, out: Path) -> None:
+def child(case_name: str, way: str, epochs: int, out: Path, extra: tuple = ()) -> None:
     case = CASES[case_name]
-    result = (run_dnn_train if way == "dnn_train" else run_plain_keras)(case, epochs, out / way)
+    result = run_dnn_train(case, epochs, out / way, extra) if way == "dnn_train" else \
+        run_plain_keras(case, epochs, out / way)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print("RESULT " + json.dumps(result))
 
@@ -159,9 +161,10 @@ def flops_per_epoch(case: dict, inputs: int, train: int, valid: int) -> float:
     return 6 * weights * train + 2 * weights * valid
 
 
-def run_child(case: str, way: str, epochs: int, out: Path) -> dict:
+def run_child(case: str, way: str, epochs: int, out: Path, extra: list) -> dict:
     env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    proc = subprocess.run([sys.executable, __file__, "--child", case, way, "--epochs", str(epochs), "--out", str(out)],
+    proc = subprocess.run([sys.executable, __file__, "--child", case, way, "--epochs", str(epochs), "--out", str(out),
+                           "--overrides", *extra],
                           capture_output=True, text=True, env=env)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
@@ -193,11 +196,13 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path("/tmp/dnn_train_bench"))
     parser.add_argument("--json", type=Path, help="also write the numbers here")
+    parser.add_argument("--overrides", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="extra dnn_train overrides, e.g. trainer.jit_compile=true")
     parser.add_argument("--child", nargs=2, metavar=("CASE", "WAY"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.child:
-        return child(*args.child, args.epochs, args.out / args.child[0])
+        return child(*args.child, args.epochs, args.out / args.child[0], tuple(args.overrides))
 
     import shutil
 
@@ -206,11 +211,12 @@ def main() -> None:
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
     roof = matmul_gflops()
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
-          f"float32 matmul roof {roof:.0f} GFLOP/s; {args.epochs} epochs per way, first epoch left out")
+          f"float32 matmul roof {roof:.0f} GFLOP/s; {args.epochs} epochs per way, first epoch left out; "
+          f"dnn_train overrides: {' '.join(args.overrides) or 'none (defaults)'}")
     rows = []
     for name in args.cases.split(","):
         case = CASES[name]
-        ways = {way: run_child(name, way, args.epochs, args.out) for way in ("plain_keras", "dnn_train")}
+        ways = {way: run_child(name, way, args.epochs, args.out, args.overrides) for way in ("plain_keras", "dnn_train")}
         inputs = 784 if case["data"] == "fashion_mnist" else 3072
         row = {"case": name, "what": case["what"]}
         for way, r in ways.items():
@@ -231,7 +237,8 @@ def main() -> None:
     first_step, help_s = startup_seconds(args.out)
     print(f"\nstart-up (command to first training step, default run): {first_step:.2f} s; --help: {help_s:.2f} s")
     if args.json:
-        args.json.write_text(json.dumps({"roof_gflops": round(roof), "epochs": args.epochs, "cases": rows,
+        args.json.write_text(json.dumps({"roof_gflops": round(roof), "epochs": args.epochs,
+                                         "overrides": args.overrides, "cases": rows,
                                          "startup_seconds": round(first_step, 2), "help_seconds": round(help_s, 2)},
                                         indent=2) + "\n")
 

@@ -327,6 +327,13 @@ def synthetic_dir(data_cfg) -> Path:
 
 
 # ---------------------------------------------------------------- input pipeline
+EVAL_BATCH = 1024  # validation and test batches: no gradient, so big batches only save per-step overhead
+
+
+def eval_batch(batch_size: int) -> int:
+    return max(batch_size, EVAL_BATCH)
+
+
 def make_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool, seed: int, epoch=None):
     """A tf.data pipeline of uint8 batches that gathers whole batches from the arrays (no copy).
 

@@ -37,10 +37,10 @@ def pretrain_autoencoder(cfg, run_dir: Path) -> dict:
                "loss": cfg.autoencoder.loss}
     try:
         history = model.fit(image_pairs(splits.x_train, t.batch_size, True, t.seed),
-                            validation_data=image_pairs(splits.x_valid, t.batch_size, False, t.seed),
+                            validation_data=image_pairs(splits.x_valid, data.eval_batch(t.batch_size), False, t.seed),
                             epochs=t.epochs, callbacks=s.schedule_callbacks + _callbacks(cfg, run_dir, "pretrain"),
                             verbose=_verbosity(t.progress), shuffle=False)
-        test_loss = model.evaluate(image_pairs(splits.x_test, t.batch_size, False, t.seed), verbose=0)
+        test_loss = model.evaluate(image_pairs(splits.x_test, data.eval_batch(t.batch_size), False, t.seed), verbose=0)
     except KeyboardInterrupt:
         finish(run_dir, results, started, status="interrupted")
         raise

@@ -118,7 +118,7 @@ def train(cfg, run_dir: Path) -> dict:
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False)  # set by EpochSeeds, read by the data order
     train_data = data.make_dataset(splits.x_train, splits.y_train, t.batch_size, shuffle=True, seed=t.seed,
                                    epoch=epoch)
-    valid_data = data.make_dataset(splits.x_valid, splits.y_valid, t.batch_size, False, t.seed)
+    valid_data = data.make_dataset(splits.x_valid, splits.y_valid, data.eval_batch(t.batch_size), False, t.seed)
     done = 0
     try:
         for i, phase in enumerate(phases(cfg, s.reused)):
@@ -147,7 +147,7 @@ def train(cfg, run_dir: Path) -> dict:
                                 verbose=_verbosity(t.progress), shuffle=False)  # the dataset shuffles itself
             done += len(history.epoch)
         test_loss, test_accuracy = model.evaluate(
-            data.make_dataset(splits.x_test, splits.y_test, t.batch_size, False, t.seed), verbose=0)
+            data.make_dataset(splits.x_test, splits.y_test, data.eval_batch(t.batch_size), False, t.seed), verbose=0)
         if t.mc_samples:
             results.update(mc_metrics(mc_dropout_predict(model, splits.x_test, t.mc_samples), splits.y_test))
             log.info("MC dropout (%d passes): accuracy %.4f, mean predictive std %.4f",
