@@ -131,10 +131,11 @@ def _fail(message: str, code: int):
 
 def print_help() -> None:
     """Our --help: Hydra's own lists every plugin group and takes ~1 s; this reads conf/ directly."""
-    lines = []
-    for group, options in option_summaries().items():
+    lines, summaries = [], option_summaries()
+    width = max(22, *(len(name) for options in summaries.values() for name, _, _ in options))
+    for group, options in summaries.items():
         lines.append(f"  {group}:")
-        lines.extend(f"    {name:<22} {'*' if default else ' '} {summary}" for name, default, summary in options)
+        lines.extend(f"    {name:<{width}} {'*' if default else ' '} {summary}" for name, default, summary in options)
     print(USAGE.format(groups="\n".join(lines)))
 
 
