@@ -83,6 +83,7 @@ class TrainerConf:
     seed: int = 42
     early_stopping: EarlyStoppingConf = field(default_factory=EarlyStoppingConf)
     steps_per_execution: int = 64
+    fuse_steps: int = 1  # K > 1: K steps fused into one compiled loop (with jit_compile=true: fastest on CPU)
     jit_compile: Any = "auto"  # true | false | auto (Keras' default: off on CPU)
     progress: str = "auto"  # auto (bar on a terminal, a line per epoch otherwise) | bar | line | none
     mc_samples: int = 0  # MC dropout: stochastic test passes with dropout on (0: off)
@@ -206,6 +207,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "trainer.epochs": _number(1, integer=True),
     "trainer.batch_size": _number(1, integer=True),
     "trainer.steps_per_execution": _number(1, integer=True),
+    "trainer.fuse_steps": _number(1, integer=True),
     "trainer.early_stopping.patience": _number(0, integer=True),
     "trainer.mc_samples": _number(0, integer=True),
     "trainer.diagnostics_batch": _number(1, integer=True),

@@ -334,27 +334,43 @@ def eval_batch(batch_size: int) -> int:
     return max(batch_size, EVAL_BATCH)
 
 
-def make_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool, seed: int, epoch=None):
+def make_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool, seed: int, epoch=None,
+                 group: int = 1):
     """A tf.data pipeline of uint8 batches that gathers whole batches from the arrays (no copy).
 
     With `shuffle`, each epoch's order is a function of (seed, epoch) alone: `epoch` is a tf.Variable
     that the EpochSeeds callback sets as each epoch begins, so a resumed run sees the same orders as
     an uninterrupted one (tf.data's own reshuffling would start over from the first epoch's order).
+    With `group` > 1 (trainer.fuse_steps), elements are `group` consecutive batches stacked
+    (group x batch x image); the last partial batch comes alone, as a group of one.
     """
     import tensorflow as tf
 
     images, labels, n = tf.constant(x), tf.constant(y), len(x)
-    if shuffle:
-        epoch = tf.Variable(0, dtype=tf.int64, trainable=False) if epoch is None else epoch
+    full, rest = divmod(n, batch_size)
 
-        def order(_):
-            key = tf.stack([tf.constant(seed, tf.int64), tf.cast(epoch, tf.int64)])
-            return tf.data.Dataset.from_tensor_slices(
-                tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), seed=key))
+    def order(_):
+        if not shuffle:
+            return tf.range(n, dtype=tf.int64)
+        key = tf.stack([tf.constant(seed, tf.int64), tf.cast(epoch, tf.int64)])
+        return tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), seed=key)
 
-        ds = tf.data.Dataset.from_tensors(0).flat_map(order).apply(tf.data.experimental.assert_cardinality(n))
+    if shuffle and epoch is None:
+        epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+    if group > 1:
+        def groups(_):
+            idx = order(_)
+            ds = tf.data.Dataset.from_tensor_slices(tf.reshape(idx[: full * batch_size], (full, batch_size)))
+            ds = ds.batch(group)
+            if rest:
+                ds = ds.concatenate(tf.data.Dataset.from_tensors(tf.reshape(idx[full * batch_size:], (1, rest))))
+            return ds
+
+        count = -(-full // group) + (1 if rest else 0)
+        ds = tf.data.Dataset.from_tensors(0).flat_map(groups).apply(tf.data.experimental.assert_cardinality(count))
     else:
-        ds = tf.data.Dataset.range(n)
-    ds = ds.batch(batch_size).map(lambda i: (tf.gather(images, i), tf.gather(labels, i)),
-                                  num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        ds = tf.data.Dataset.from_tensors(0).flat_map(lambda _: tf.data.Dataset.from_tensor_slices(order(_)))
+        ds = ds.apply(tf.data.experimental.assert_cardinality(n)).batch(batch_size)
+    ds = ds.map(lambda i: (tf.gather(images, i), tf.gather(labels, i)),
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE)

@@ -16,7 +16,7 @@ import numpy as np
 from hydra.errors import InstantiationException
 from omegaconf import OmegaConf
 
-from dnn_train import checkpoint, data, diagnostics, report, transfer
+from dnn_train import checkpoint, data, diagnostics, fused, report, transfer
 from dnn_train.callbacks import Diverged, EpochLog, EpochSeeds, EpochStats, MetricsCSV, StopOnDivergence
 from dnn_train.config import ConfigError, chapter_warnings, source_file
 from dnn_train.evaluate import mc_dropout_predict, mc_metrics
@@ -107,6 +107,8 @@ def train(cfg, run_dir: Path) -> dict:
         return json.loads((run_dir / report.RESULTS_FILE).read_text())
     s = setup(cfg, run_dir)
     splits, model = s.splits, s.model
+    if t.fuse_steps > 1:
+        model = fused.fuse(model)
     results = {"status": "running", "dataset": cfg.data.name, "params": model.count_params(),
                "train_examples": len(splits.y_train), "valid_examples": len(splits.y_valid),
                "test_examples": len(splits.y_test)}
@@ -117,7 +119,7 @@ def train(cfg, run_dir: Path) -> dict:
 
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False)  # set by EpochSeeds, read by the data order
     train_data = data.make_dataset(splits.x_train, splits.y_train, t.batch_size, shuffle=True, seed=t.seed,
-                                   epoch=epoch)
+                                   epoch=epoch, group=t.fuse_steps)
     valid_data = data.make_dataset(splits.x_valid, splits.y_valid, data.eval_batch(t.batch_size), False, t.seed)
     done = 0
     try:
@@ -130,7 +132,8 @@ def train(cfg, run_dir: Path) -> dict:
                 else phase_optimizer(cfg, phase, s.steps_per_epoch)
             transfer.set_trainable(model, s.reused, phase.trainable)
             model.compile(optimizer=optimizer, loss=loss_name(cfg), metrics=["accuracy"],
-                          steps_per_execution=t.steps_per_execution, jit_compile=t.jit_compile)
+                          steps_per_execution=1 if t.fuse_steps > 1 else t.steps_per_execution,
+                          jit_compile=t.jit_compile)
             if s.reused:
                 log.info("phase %s: %d epochs, reused layers %s, learning rate %.3g", phase.name, phase.epochs,
                          "trainable" if phase.trainable else "frozen", current_learning_rate(optimizer))
@@ -153,7 +156,7 @@ def train(cfg, run_dir: Path) -> dict:
             log.info("MC dropout (%d passes): accuracy %.4f, mean predictive std %.4f",
                      t.mc_samples, results["mc_accuracy"], results["mc_mean_std"])
         with report.atomic_path(run_dir / report.MODEL_FILE, ".keras") as tmp:
-            model.save(tmp)
+            fused.plain(model).save(tmp)
         metrics = report.read_metrics(run_dir / report.METRICS_FILE)
         results.update(test_loss=test_loss, test_accuracy=test_accuracy, epochs=len(metrics),
                        **report.best_epoch(metrics))

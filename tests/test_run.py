@@ -101,3 +101,23 @@ def test_find_lr_task_writes_the_range_test_and_a_suggestion(tmp_path):
     best = table["learning_rate"][table["smoothed_loss"].idxmin()]
     assert results["min_loss_lr"] == pytest.approx(best) and results["suggested_max_lr"] == pytest.approx(best / 10)
     assert (run_dir / "lr_find.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_fused_steps_train_exactly_like_ordinary_steps(tmp_path):
+    """trainer.fuse_steps only regroups the work: same batches, same updates, same numbers
+    (1,800 images at batch 32: 56 full batches and a last one of 8, in groups of 5)."""
+    from dnn_train.tasks import run_task
+    from tests.conftest import make_cfg
+
+    common = [*SMALL, f"data.root={tmp_path / 'data'}", "regularizer=dropout", "regularizer.rate=0.2",
+              "optimizer=momentum", "schedule=1cycle", "trainer.epochs=2"]
+    ordinary = run_task(make_cfg(*common), tmp_path / "ordinary")
+    fused = run_task(make_cfg(*common, "trainer.fuse_steps=5"), tmp_path / "fused")
+    cols = ["loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"]
+    np.testing.assert_allclose(pd.read_csv(tmp_path / "fused" / "metrics.csv")[cols].to_numpy(),
+                               pd.read_csv(tmp_path / "ordinary" / "metrics.csv")[cols].to_numpy(), rtol=1e-5)
+    assert fused["test_accuracy"] == pytest.approx(ordinary["test_accuracy"], abs=1e-6)
+    import keras
+
+    saved = keras.saving.load_model(tmp_path / "fused" / "model.keras", compile=False)
+    assert type(saved) is keras.Model or type(saved).__name__ == "Functional"  # loads without dnn_train
