@@ -2,7 +2,8 @@
 
 TensorFlow is imported only when a job runs, so --help, --cfg and config errors answer at once.
 Configuration errors end with one line on stderr and exit code 2; DNN_TRAIN_DEBUG=1 (or
-HYDRA_FULL_ERROR=1) shows the full traceback instead.
+HYDRA_FULL_ERROR=1) shows the full traceback instead. In a sweep (-m), a job that fails is recorded
+in its results.json and the next one runs; each job returns trainer.objective to Hydra's sweeper.
 """
 from __future__ import annotations
 
@@ -141,7 +142,11 @@ def print_help() -> None:
 
 def main() -> None:
     if any(arg in ("--help", "-h") for arg in sys.argv[1:]):
-        print_help()
+        try:
+            print_help()
+            sys.stdout.flush()
+        except BrokenPipeError:  # `--help | head`: the reader left; not an error
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return
     if os.environ.get("HYDRA_FULL_ERROR"):
         os.environ["DNN_TRAIN_DEBUG"] = "1"
