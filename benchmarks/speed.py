@@ -2,14 +2,17 @@
 split, seed and number of epochs. Not a test: it prints a table (and writes JSON) for the README.
 
     python benchmarks/speed.py                      # every case, 3 epochs each way
-    python benchmarks/speed.py --cases mlp_300_100 --epochs 5 --json benchmarks/results.json
+    python benchmarks/speed.py --epochs 4 --seeds 3 --json results.json   # what the README quotes
 
 (b) "plain Keras" is the chapter's code: float32 NumPy arrays scaled to [0, 1], a Sequential
 model, `compile()` with its defaults, `model.fit(X, y, batch_size, validation_data=...)`, and for
 1cycle a per-batch callback that sets the learning rate (the book's OneCycleScheduler).
-(a) is `dnn_train` with its defaults (uint8 data scaled in the graph, steps_per_execution, ...).
-Each way runs in its own process, so its peak memory (ru_maxrss) is its own. Epoch times leave
-out the first epoch (tracing). FLOPs count the Dense layers' multiply-adds: 6 per weight per
+(a) is `dnn_train` with its defaults (uint8 data scaled in the graph, 64 steps fused into one
+XLA-compiled loop, validation in batches of 1,024, ...).
+Each way runs in its own process, so its peak memory (ru_maxrss) is its own; with --seeds N the
+two ways alternate N times (seeds 42, 43, ...), and the validation accuracies of the seeds show
+the noise that a difference between the ways must be compared with. Epoch times are the median
+of the epochs after the first (which traces and compiles). FLOPs count the Dense layers' multiply-adds: 6 per weight per
 training example (forward and backward), 2 per validation example; the roof is the measured
 float32 matrix-multiply throughput of this machine.
 """
@@ -20,6 +23,7 @@ import json
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -40,13 +44,14 @@ CASES = {
 
 
 # ---------------------------------------------------------------- the two ways (child processes)
-def run_dnn_train(case: dict, epochs: int, out: Path, extra: tuple = ()) -> dict:
+def run_dnn_train(case: dict, epochs: int, out: Path, seed: int, extra: tuple = ()) -> dict:
     from dnn_train.tasks import run_task
     from tests.conftest import make_cfg
 
     overrides = [f"data={case['data']}", f"model.widths={case['widths']}", f"activation={case['activation']}",
                  "initializer=he_normal", f"optimizer={case['optimizer']}", f"optimizer.learning_rate={case['lr']}",
                  f"trainer.batch_size={case['batch']}", f"trainer.epochs={epochs}", "trainer.progress=none",
+                 f"trainer.seed={seed}",
                  "trainer.early_stopping.enabled=false"]
     if case.get("onecycle"):
         overrides.append("schedule=1cycle")
@@ -59,14 +64,14 @@ def run_dnn_train(case: dict, epochs: int, out: Path, extra: tuple = ()) -> dict
             "train_examples": results["train_examples"], "valid_examples": results["valid_examples"]}
 
 
-def run_plain_keras(case: dict, epochs: int, out: Path) -> dict:
+def run_plain_keras(case: dict, epochs: int, out: Path, seed: int) -> dict:
     import keras
     import numpy as np
 
     from dnn_train import data
     from tests.conftest import make_cfg
 
-    keras.utils.set_random_seed(42)
+    keras.utils.set_random_seed(seed)
     splits = data.load(make_cfg(f"data={case['data']}").data)  # the same split as dnn_train's
     x_train, x_valid = splits.x_train / 255.0, splits.x_valid / 255.0  # the book: X / 255. (float)
     x_train, x_valid = x_train.astype("float32"), x_valid.astype("float32")
@@ -132,10 +137,11 @@ def EpochTimer():
     return t
 
 
-def child(case_name: str, way: str, epochs: int, out: Path, extra: tuple = ()) -> None:
+def child(case_name: str, way: str, epochs: int, out: Path, seed: int, extra: tuple = ()) -> None:
     case = CASES[case_name]
-    result = run_dnn_train(case, epochs, out / way, extra) if way == "dnn_train" else \
-        run_plain_keras(case, epochs, out / way)
+    out = out / f"{way}-{seed}"
+    result = run_dnn_train(case, epochs, out, seed, extra) if way == "dnn_train" else \
+        run_plain_keras(case, epochs, out, seed)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print("RESULT " + json.dumps(result))
 
@@ -161,10 +167,10 @@ def flops_per_epoch(case: dict, inputs: int, train: int, valid: int) -> float:
     return 6 * weights * train + 2 * weights * valid
 
 
-def run_child(case: str, way: str, epochs: int, out: Path, extra: list) -> dict:
+def run_child(case: str, way: str, epochs: int, out: Path, seed: int, extra: list) -> dict:
     env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
     proc = subprocess.run([sys.executable, __file__, "--child", case, way, "--epochs", str(epochs), "--out", str(out),
-                           "--overrides", *extra],
+                           "--seed", str(seed), "--overrides", *extra],
                           capture_output=True, text=True, env=env)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
@@ -172,28 +178,37 @@ def run_child(case: str, way: str, epochs: int, out: Path, extra: list) -> dict:
     return json.loads(lines[-1][len("RESULT "):])
 
 
-def startup_seconds(out: Path) -> tuple[float, float]:
-    """(command start to the first training step of the default run, `--help`), in seconds."""
+def startup_seconds(out: Path, repeats: int = 3) -> dict:
+    """Medians over `repeats` rounds of: command start to the first training step of the default
+    run; `import tensorflow` alone (most of it, and the noisiest part on a shared machine, whose
+    page cache may have dropped TensorFlow's libraries); `--help`."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "dnn_train", "trainer.progress=line", f"hydra.run.dir={out}/startup"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=out)
-    first_step = None
-    for line in proc.stdout:
-        if "first training step done" in line:
-            first_step = time.perf_counter() - start
-            proc.kill()
-            break
-    proc.wait()
-    start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "dnn_train", "--help"], capture_output=True, env=env, check=True)
-    return first_step, time.perf_counter() - start
+    runs: dict[str, list] = {"first_step": [], "import_tensorflow": [], "help": []}
+    for i in range(repeats):
+        start = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-m", "dnn_train", "trainer.progress=line",
+                                 f"hydra.run.dir={out}/startup{i}"],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=out)
+        for line in proc.stdout:
+            if "first training step done" in line:
+                runs["first_step"].append(time.perf_counter() - start)
+                proc.kill()
+                break
+        proc.wait()
+        for key, args in (("import_tensorflow", ["-c", "import tensorflow"]), ("help", ["-m", "dnn_train", "--help"])):
+            start = time.perf_counter()
+            subprocess.run([sys.executable, *args], capture_output=True, env=env, check=True)
+            runs[key].append(time.perf_counter() - start)
+    return {key: round(statistics.median(values), 2) for key, values in runs.items() if values}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cases", default=",".join(CASES), help="comma-separated: " + ", ".join(CASES))
+    parser.add_argument("--cases", default=",".join(CASES), help="comma-separated: " + ", ".join(CASES) +
+                        "; none: only the start-up times")
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=1, help="runs per way and case (seeds 42, 43, ...), alternating")
+    parser.add_argument("--seed", type=int, default=42, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=Path("/tmp/dnn_train_bench"))
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     parser.add_argument("--overrides", nargs="*", default=[], metavar="KEY=VALUE",
@@ -202,7 +217,7 @@ def main() -> None:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.child:
-        return child(*args.child, args.epochs, args.out / args.child[0], tuple(args.overrides))
+        return child(*args.child, args.epochs, args.out / args.child[0], args.seed, tuple(args.overrides))
 
     import shutil
 
@@ -211,35 +226,44 @@ def main() -> None:
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
     roof = matmul_gflops()
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
-          f"float32 matmul roof {roof:.0f} GFLOP/s; {args.epochs} epochs per way, first epoch left out; "
+          f"float32 matmul roof {roof:.0f} GFLOP/s; {args.epochs} epochs per way and seed, {args.seeds} seed(s); "
+          f"s/epoch: median over the epochs after the first; "
           f"dnn_train overrides: {' '.join(args.overrides) or 'none (defaults)'}")
     rows = []
-    for name in args.cases.split(","):
+    for name in [c for c in args.cases.split(",") if c != "none"]:
         case = CASES[name]
-        ways = {way: run_child(name, way, args.epochs, args.out, args.overrides) for way in ("plain_keras", "dnn_train")}
+        runs = {"plain_keras": [], "dnn_train": []}
+        for seed in range(42, 42 + args.seeds):  # the two ways alternate, so a slow spell hits both
+            for way in runs:
+                runs[way].append(run_child(name, way, args.epochs, args.out, seed, args.overrides))
         inputs = 784 if case["data"] == "fashion_mnist" else 3072
-        row = {"case": name, "what": case["what"]}
-        for way, r in ways.items():
-            steady = r["epoch_seconds"][1:] or r["epoch_seconds"]
-            seconds = sum(steady) / len(steady)
-            flops = flops_per_epoch(case, inputs, r["train_examples"], r["valid_examples"])
-            row[way] = {"epoch_seconds": round(seconds, 3), "val_accuracy": round(r["val_accuracy"], 4),
-                        "peak_rss_mb": round(r["peak_rss_mb"]), "gflops": round(flops / seconds / 1e9, 1),
+        row = {"case": name, "what": case["what"], "seeds": args.seeds}
+        for way, results in runs.items():
+            steady = [t for r in results for t in (r["epoch_seconds"][1:] or r["epoch_seconds"])]
+            seconds = statistics.median(steady)  # robust to the shared machine's slow spells
+            accuracies = [r["val_accuracy"] for r in results]
+            flops = flops_per_epoch(case, inputs, results[0]["train_examples"], results[0]["valid_examples"])
+            row[way] = {"epoch_seconds": round(seconds, 3), "val_accuracy": [round(a, 4) for a in accuracies],
+                        "val_accuracy_mean": round(statistics.mean(accuracies), 4),
+                        "peak_rss_mb": round(max(r["peak_rss_mb"] for r in results)),
+                        "gflops": round(flops / seconds / 1e9, 1),
                         "roof_percent": round(100 * flops / seconds / 1e9 / roof, 1)}
         row["speedup"] = round(row["plain_keras"]["epoch_seconds"] / row["dnn_train"]["epoch_seconds"], 2)
         rows.append(row)
         print(f"\n{name}: {case['what']}")
         for way in ("plain_keras", "dnn_train"):
             w = row[way]
-            print(f"  {way:<12} {w['epoch_seconds']:7.2f} s/epoch  val acc {w['val_accuracy']:.4f}  "
+            print(f"  {way:<12} {w['epoch_seconds']:7.2f} s/epoch  val acc {w['val_accuracy_mean']:.4f} "
+                  f"({' '.join(f'{a:.4f}' for a in w['val_accuracy'])})  "
                   f"{w['gflops']:6.1f} GFLOP/s ({w['roof_percent']:4.1f}% of roof)  peak RSS {w['peak_rss_mb']} MB")
         print(f"  speed-up {row['speedup']:.2f}x")
-    first_step, help_s = startup_seconds(args.out)
-    print(f"\nstart-up (command to first training step, default run): {first_step:.2f} s; --help: {help_s:.2f} s")
+    startup = startup_seconds(args.out)
+    print(f"\nstart-up, medians of 3: command to the first training step of the default run "
+          f"{startup['first_step']:.2f} s (`import tensorflow` alone: {startup['import_tensorflow']:.2f} s); "
+          f"--help {startup['help']:.2f} s")
     if args.json:
-        args.json.write_text(json.dumps({"roof_gflops": round(roof), "epochs": args.epochs,
-                                         "overrides": args.overrides, "cases": rows,
-                                         "startup_seconds": round(first_step, 2), "help_seconds": round(help_s, 2)},
+        args.json.write_text(json.dumps({"roof_gflops": round(roof), "epochs": args.epochs, "seeds": args.seeds,
+                                         "overrides": args.overrides, "cases": rows, "startup_seconds": startup},
                                         indent=2) + "\n")
 
 

@@ -135,7 +135,8 @@ class Diverged(RuntimeError):
 
 class StopOnDivergence(keras.callbacks.Callback):
     """Raises Diverged as soon as the training loss is not finite. Batch-end callbacks fire once per
-    trainer.steps_per_execution steps: the loss is checked that often (a NaN stays in the running mean)."""
+    graph call (trainer.fuse_steps steps, or steps_per_execution with fuse_steps=1): the loss is
+    checked that often (a NaN stays in the running mean)."""
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch

@@ -82,9 +82,9 @@ class TrainerConf:
     batch_size: int = 32
     seed: int = 42
     early_stopping: EarlyStoppingConf = field(default_factory=EarlyStoppingConf)
-    steps_per_execution: int = 64
-    fuse_steps: int = 1  # K > 1: K steps fused into one compiled loop (with jit_compile=true: fastest on CPU)
-    jit_compile: Any = "auto"  # true | false | auto (Keras' default: off on CPU)
+    steps_per_execution: int = 64  # with fuse_steps=1: steps per graph call in Keras' own loop
+    fuse_steps: int = 64  # K steps fused into one compiled loop (dnn_train/fused.py)
+    jit_compile: Any = "auto"  # true | false | auto (XLA on the fused loop; with fuse_steps=1, Keras' choice)
     progress: str = "auto"  # auto (bar on a terminal, a line per epoch otherwise) | bar | line | none
     mc_samples: int = 0  # MC dropout: stochastic test passes with dropout on (0: off)
     resume: bool = False  # continue the run in hydra.run.dir from its last completed epoch

@@ -1,38 +1,89 @@
-"""trainer.fuse_steps=K: K training steps fused into one compiled loop (ours: Keras has no such option).
+"""trainer.fuse_steps=K (default 64): K training steps in one compiled loop (ours: Keras has none).
 
 Keras runs `steps_per_execution` steps as a TensorFlow while-loop that fetches each batch from the
 iterator and launches each step separately; at batch 32 on a CPU that per-step overhead costs more
-than the arithmetic. Here the input pipeline hands over K batches at once (shape K x batch x image,
-the same batches in the same order) and `train_step` loops over them inside the one function
-Keras compiles (with XLA when trainer.jit_compile=true): K ordinary steps of Keras' own train_step,
-each with its own gradient, optimizer update (so schedules see every step) and metric update.
+than the arithmetic. Here the input pipeline hands over K batches at once (K x batch x image, the
+same batches in the same order; `data.make_dataset(group=K)`) and `train_step` loops over them inside
+one function: K ordinary steps of Keras' own train_step, each with its own gradient, optimizer
+update (so schedules see every step) and metric update.
+
+With XLA (trainer.jit_compile=auto or true) that loop is compiled, once: every group has one shape
+(the epoch's last, shorter group comes padded to K with the count of its real batches, and the odd
+partial batch rides along with each group, trained after the last group's batches, outside XLA),
+and validation and test run without XLA. Each extra shape would cost seconds of compiling for a
+deep net. Start-up is kept short the same way: Keras' step is traced once, for any batch size,
+and used by both paths, and the metrics', loss' and optimizer's variables are built before the
+first trace (otherwise TensorFlow traces it twice).
 """
 from __future__ import annotations
 
 import keras
+import tensorflow as tf
 
 
 class FusedSteps(keras.Model):
     """A functional model whose train_step runs Keras' train_step on each batch of a group."""
 
-    def train_step(self, data):
-        import tensorflow as tf
+    xla: bool = False
+    _compiled_loop = _traced_step = None
 
-        x, y = data  # (k, batch, ...) and (k, batch)
+    def compile(self, *args, **kwargs):
+        self._compiled_loop = self._traced_step = None  # a new optimizer: trace again
+        super().compile(*args, **kwargs)
 
-        def body(i):
-            super(FusedSteps, self).train_step((x[i], y[i]))
-            return (i + 1,)
+    def fit(self, x=None, *args, **kwargs):
+        # Without a distribution strategy Keras creates the metrics', loss' and optimizer's variables
+        # while tracing the first step, and so traces every step function twice; build them first,
+        # from the spec of one batch (Keras' own builder, which fit calls under a strategy).
+        images, labels = x.element_spec[:2]
+        self._symbolic_build(data_batch=(tf.TensorSpec(images.shape[1:], images.dtype),
+                                         tf.TensorSpec(labels.shape[1:], labels.dtype)))
+        return super().fit(x, *args, **kwargs)
 
-        tf.while_loop(lambda i: i < tf.shape(x)[0], body, (tf.constant(0),))
+    @tf.autograph.experimental.do_not_convert  # only TensorFlow control flow: AutoGraph's source
+    def train_step(self, data):  # rewriting (here and in the functions below) would only cost start-up time
+        x, y, n, *last = data  # (k, batch, ...), (k, batch), real batches; [the epoch's partial batch]
+        if self._traced_step is None:  # Keras' step, traced once for any batch size: used by both paths
+            spec = [tf.TensorSpec((None,) + tuple(t.shape[2:]), t.dtype) for t in (x, y)]
+            self._traced_step = tf.function(self._step, input_signature=spec, autograph=False)
+        (self._xla_loop if self.xla else self._loop)(x, y, n)
+        if last:
+            x_last, y_last, is_last = last
+            tf.cond(is_last, lambda: self._traced_step(x_last, y_last), lambda: tf.constant(0))
         return self.get_metrics_result()
 
+    def _step(self, x, y):
+        super().train_step((x, y))
+        return tf.constant(0)
 
-def fuse(model: keras.Model) -> FusedSteps:
-    """The same layers and weights, with the fused train_step."""
-    return FusedSteps(model.inputs, model.outputs, name=model.name)
+    def _loop(self, x, y, n):
+        def body(i):
+            self._traced_step(x[i], y[i])
+            return (i + 1,)
+
+        return tf.while_loop(lambda i: i < n, body, (tf.constant(0),))[0]
+
+    def _xla_loop(self, x, y, n):
+        if self._compiled_loop is None:
+            self._compiled_loop = tf.function(self._loop, jit_compile=True, autograph=False)
+        return self._compiled_loop(x, y, n)
+
+
+def fuse(model: keras.Model, xla: bool) -> FusedSteps:
+    """The same layers and weights, with the fused train_step (its loop compiled by XLA if `xla`)."""
+    out = FusedSteps(model.inputs, model.outputs, name=model.name)
+    out.xla = xla
+    return out
 
 
 def plain(model: keras.Model) -> keras.Model:
-    """A plain functional model on the same layers, to save (loadable without dnn_train)."""
-    return keras.Model(model.inputs, model.outputs, name=model.name) if isinstance(model, FusedSteps) else model
+    """A plain functional model on the same layers, compiled with the same optimizer (its state
+    included), loss and metrics: what gets saved (loadable without dnn_train)."""
+    if not isinstance(model, FusedSteps):
+        return model
+    out = keras.Model(model.inputs, model.outputs, name=model.name)
+    if model.optimizer is not None:
+        settings = model.get_compile_config()
+        out.compile(optimizer=model.optimizer, loss=model.loss, metrics=settings["metrics"],
+                    weighted_metrics=settings["weighted_metrics"])
+    return out

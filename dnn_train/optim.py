@@ -2,7 +2,7 @@
 
 Keras provides the optimizers and most schedules; 1cycle and power scheduling with an exponent
 are ours (Keras has neither). Step-based schedules are `LearningRateSchedule`s evaluated at the
-optimizer's iteration count, so they stay exact per step whatever `steps_per_execution` is.
+optimizer's iteration count, so they stay exact per step however many steps a graph call runs.
 A schedule option whose `_target_` is a Keras callback (ReduceLROnPlateau) acts between epochs.
 Durations in the schedule YAMLs are in epochs (`decay_epochs`, `boundaries_epochs`): they are
 converted to the steps Keras expects (`decay_steps`, `boundaries`).

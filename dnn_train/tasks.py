@@ -28,6 +28,9 @@ def run_task(cfg: DictConfig, run_dir: Path | None = None, remove_on_bad_input: 
         run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         validate(cfg)
+        from dnn_train import data
+
+        data.preload(cfg.data)  # in a thread, while TensorFlow loads
         _import_tensorflow_quietly()
         _set_threads(cfg.trainer.threads)
         with _sigterm_interrupts():
@@ -36,6 +39,10 @@ def run_task(cfg: DictConfig, run_dir: Path | None = None, remove_on_bad_input: 
         if remove_on_bad_input:
             _remove_if_unstarted(run_dir)
         raise
+    finally:
+        from dnn_train import data
+
+        data.discard_preloaded()  # a job that never loaded its data (already completed) leaves none behind
 
 
 def _dispatch(cfg: DictConfig, run_dir: Path):

@@ -108,7 +108,7 @@ def train(cfg, run_dir: Path) -> dict:
     s = setup(cfg, run_dir)
     splits, model = s.splits, s.model
     if t.fuse_steps > 1:
-        model = fused.fuse(model)
+        model = fused.fuse(model, xla=t.jit_compile in (True, "auto"))
     results = {"status": "running", "dataset": cfg.data.name, "params": model.count_params(),
                "train_examples": len(splits.y_train), "valid_examples": len(splits.y_valid),
                "test_examples": len(splits.y_test)}
@@ -133,7 +133,7 @@ def train(cfg, run_dir: Path) -> dict:
             transfer.set_trainable(model, s.reused, phase.trainable)
             model.compile(optimizer=optimizer, loss=loss_name(cfg), metrics=["accuracy"],
                           steps_per_execution=1 if t.fuse_steps > 1 else t.steps_per_execution,
-                          jit_compile=t.jit_compile)
+                          jit_compile=False if t.fuse_steps > 1 else t.jit_compile)  # fused: XLA on the loop only
             if s.reused:
                 log.info("phase %s: %d epochs, reused layers %s, learning rate %.3g", phase.name, phase.epochs,
                          "trainable" if phase.trainable else "frozen", current_learning_rate(optimizer))

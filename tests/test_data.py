@@ -126,6 +126,24 @@ def test_splits_are_class_balanced_disjoint_and_deterministic(tmp_path):
     assert not np.array_equal(other.x_train, a.x_train)
 
 
+def test_preloaded_data_is_what_load_returns_and_its_errors_surface_in_load(tmp_path, monkeypatch):
+    """Start-up reads the files in a thread while TensorFlow is imported: `load` must return that
+    result (not read again), and raise that thread's error as its own."""
+    write_fashion(tmp_path / "f", n_train=200, n_test=50)
+    cfg = make_cfg(f"data.root={tmp_path / 'f'}", "data.valid_split=20").data
+    direct = data.load(cfg)
+    data.preload(cfg)
+    monkeypatch.setattr(data, "_load", lambda _: pytest.fail("read again instead of using the preloaded result"))
+    preloaded = data.load(cfg)
+    np.testing.assert_array_equal(preloaded.x_train, direct.x_train)
+    np.testing.assert_array_equal(preloaded.y_test, direct.y_test)
+    monkeypatch.undo()
+    (tmp_path / "f" / data.FASHION_FILES["x_test"]).write_bytes(b"not gzip")
+    data.preload(cfg)
+    with pytest.raises(DataError, match="cannot read IDX file"):
+        data.load(cfg)
+
+
 def test_synthetic_data_goes_through_the_idx_loader(tmp_path):
     cfg = make_cfg("data=synthetic", f"data.root={tmp_path}")
     splits = data.load(cfg.data)

@@ -110,8 +110,8 @@ def test_fused_steps_train_exactly_like_ordinary_steps(tmp_path):
     from tests.conftest import make_cfg
 
     common = [*SMALL, f"data.root={tmp_path / 'data'}", "regularizer=dropout", "regularizer.rate=0.2",
-              "optimizer=momentum", "schedule=1cycle", "trainer.epochs=2"]
-    ordinary = run_task(make_cfg(*common), tmp_path / "ordinary")
+              "optimizer=momentum", "schedule=1cycle", "trainer.epochs=2", "trainer.jit_compile=false"]
+    ordinary = run_task(make_cfg(*common, "trainer.fuse_steps=1"), tmp_path / "ordinary")
     fused = run_task(make_cfg(*common, "trainer.fuse_steps=5"), tmp_path / "fused")
     cols = ["loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"]
     np.testing.assert_allclose(pd.read_csv(tmp_path / "fused" / "metrics.csv")[cols].to_numpy(),
@@ -121,3 +121,38 @@ def test_fused_steps_train_exactly_like_ordinary_steps(tmp_path):
 
     saved = keras.saving.load_model(tmp_path / "fused" / "model.keras", compile=False)
     assert type(saved) is keras.Model or type(saved).__name__ == "Functional"  # loads without dnn_train
+
+
+def test_xla_fused_loop_matches_and_compiles_once():
+    """With XLA (the default: fuse_steps=64, jit_compile=auto) the fused loop gives the same numbers
+    as Keras' ordinary steps when nothing is random in a step (XLA draws its own dropout masks), and
+    compiled function is traced once for all the epochs (every group has one shape: the last, shorter
+    one is padded, and the odd last batch rides along, trained outside XLA)."""
+    import keras
+    import tensorflow as tf
+
+    from dnn_train import data, fused
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 255, (1000, 8, 8), dtype=np.uint8)  # 31 batches of 32 and one of 8: groups 8,8,8,7 + 1
+    y = (x.reshape(1000, -1).mean(axis=1) > 127).astype(np.uint8)
+
+    def trained(group, xla):
+        keras.utils.set_random_seed(1)
+        inputs = keras.Input((8, 8))
+        h = keras.layers.Dense(16, activation="relu")(keras.layers.Rescaling(1 / 255)(keras.layers.Flatten()(inputs)))
+        model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(h))
+        if group > 1:
+            model = fused.fuse(model, xla)
+        model.compile(keras.optimizers.SGD(0.1, momentum=0.9), "sparse_categorical_crossentropy", metrics=["accuracy"],
+                      jit_compile=False)
+        epoch = tf.Variable(0, dtype=tf.int64)
+        history = model.fit(data.make_dataset(x, y, 32, True, 1, epoch, group=group), epochs=3, verbose=0)
+        return model, np.array([history.history["loss"], history.history["accuracy"]])
+
+    _, ordinary = trained(1, False)
+    model, compiled = trained(8, True)
+    np.testing.assert_allclose(compiled, ordinary, rtol=1e-5)
+    assert model._compiled_loop.experimental_get_tracing_count() == 1
+    assert model._traced_step.experimental_get_tracing_count() == 1  # Keras' step: traced once for both paths
+
