@@ -79,10 +79,10 @@ def objective(cfg: DictConfig, results) -> float:
 def _sweep_job(cfg: DictConfig, run_dir: Path) -> float:
     """One job of a sweep: a job that fails is recorded (results.json, the summary) and the sweep
     goes on; rerun into the same sweep directory, a job resumes or is skipped if it completed."""
-    from dnn_train import report
+    from dnn_train import artifacts
     from dnn_train.tasks import run_task
 
-    if (run_dir / report.RESULTS_FILE).is_file() and cfg.task == "train":
+    if (run_dir / artifacts.RESULTS_FILE).is_file() and cfg.task == "train":
         cfg.trainer.resume = True  # continue (or skip, if completed) what an earlier sweep left here
     try:
         return objective(cfg, run_task(cfg, run_dir, remove_on_bad_input=False))
@@ -94,11 +94,11 @@ def _sweep_job(cfg: DictConfig, run_dir: Path) -> float:
             message = describe_failure(ex).removeprefix("failed: ")
             _traceback_to_log_file()
         logging.getLogger("dnn_train").error("job failed: %s", message)
-        results_path = run_dir / report.RESULTS_FILE
+        results_path = run_dir / artifacts.RESULTS_FILE
         results = json.loads(results_path.read_text()) if results_path.is_file() else {}
         if results.get("status") in (None, "running"):  # a config error, or a failure before training
             run_dir.mkdir(parents=True, exist_ok=True)
-            report.write_json(results_path, {**results, "status": "failed", "error": message})
+            artifacts.write_json(results_path, {**results, "status": "failed", "error": message})
         return float("nan")
 
 

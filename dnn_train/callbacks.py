@@ -18,7 +18,7 @@ import keras
 import numpy as np
 
 from dnn_train.optim import current_learning_rate
-from dnn_train.report import METRIC_COLUMNS
+from dnn_train.artifacts import METRIC_COLUMNS
 
 log = logging.getLogger("dnn_train")
 

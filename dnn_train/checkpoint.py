@@ -19,7 +19,7 @@ from typing import Optional
 import keras
 import numpy as np
 
-from dnn_train import report
+from dnn_train import artifacts
 
 log = logging.getLogger("dnn_train")
 
@@ -43,7 +43,7 @@ def prepare(cfg, run_dir: Path):
     from dnn_train.config import ConfigError
 
     run_dir = Path(run_dir)
-    results_path, metrics_path = run_dir / report.RESULTS_FILE, run_dir / report.METRICS_FILE
+    results_path, metrics_path = run_dir / artifacts.RESULTS_FILE, run_dir / artifacts.METRICS_FILE
     previous = json.loads(results_path.read_text()).get("status") if results_path.is_file() else None
     if not cfg.trainer.resume:
         if previous or metrics_path.exists():
@@ -52,7 +52,7 @@ def prepare(cfg, run_dir: Path):
         return None
     if previous == COMPLETED:
         return COMPLETED
-    config_path = run_dir / report.CONFIG_FILE
+    config_path = run_dir / artifacts.CONFIG_FILE
     if config_path.is_file():
         old, new = OmegaConf.load(config_path), OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
         changed = [k for k in _flat_keys(old) | _flat_keys(new)
@@ -68,7 +68,7 @@ def prepare(cfg, run_dir: Path):
             lines = path.read_text().splitlines(keepends=True)
             rows = [ln for ln in lines[1:] if ln.endswith("\n") and int(ln.split(",", 1)[0]) <= kept]
             if rows or path == metrics_path:
-                report.write_text(path, "".join(lines[:1] + rows) if rows else "")
+                artifacts.write_text(path, "".join(lines[:1] + rows) if rows else "")
             else:
                 path.unlink()
     log.info("resuming %s after epoch %d", run_dir, kept) if state else \
@@ -105,7 +105,7 @@ def restore_weights(model: keras.Model, run_dir: Path, state: dict) -> None:
 
 
 def _save_arrays(path: Path, arrays: list) -> None:
-    with report.atomic_path(path, ".npz") as tmp:
+    with artifacts.atomic_path(path, ".npz") as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, **{f"v{i}": a for i, a in enumerate(arrays)})
 
@@ -164,7 +164,7 @@ class Checkpoint(keras.callbacks.Callback):
                  "stopped": bool(self.model.stop_training), "weights": weights, "best_weights": best,
                  "callbacks": [{a: _plain(getattr(cb, a)) for a in CALLBACK_STATE if hasattr(cb, a)}
                                for cb in self.stateful]}
-        report.write_json(self.folder / STATE_FILE, state)  # the commit point
+        artifacts.write_json(self.folder / STATE_FILE, state)  # the commit point
         for old in self.folder.iterdir():
             if old.name not in (STATE_FILE, weights, best):
                 old.unlink(missing_ok=True)

@@ -19,7 +19,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from dnn_train import report
+from dnn_train import artifacts
 from dnn_train.evaluate import DROPOUT_LAYERS
 
 log = logging.getLogger("dnn_train")
@@ -176,6 +176,6 @@ def plot(table, path: Path, title: str = "") -> None:
     axes[0].legend(fontsize=8, ncol=2 if len(epochs) > 8 else 1)
     if title:
         fig.suptitle(title)
-    with report.atomic_path(path, ".png") as tmp:
+    with artifacts.atomic_path(path, ".png") as tmp:
         fig.savefig(tmp, dpi=100)
     plt.close(fig)

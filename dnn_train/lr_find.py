@@ -16,7 +16,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from dnn_train import data, report
+from dnn_train import data, artifacts
 from dnn_train.train import finish, setup
 
 log = logging.getLogger("dnn_train")
@@ -86,7 +86,7 @@ def find_lr(cfg, run_dir: Path) -> dict:
 
     table = pd.DataFrame({"step": range(1, len(recorder.losses) + 1), "learning_rate": recorder.rates,
                           "loss": recorder.losses, "smoothed_loss": smooth})
-    report.write_text(run_dir / CSV_FILE, table.to_csv(index=False))
+    artifacts.write_text(run_dir / CSV_FILE, table.to_csv(index=False))
     plot(table, suggested, at_min, run_dir / PLOT_FILE)
     results = {"task": "find_lr", "suggested_max_lr": suggested, "min_loss_lr": at_min,
                "steps": len(recorder.losses), "start_lr": f.start_lr, "end_lr": f.end_lr}
@@ -111,6 +111,6 @@ def plot(table, suggested: float, at_min: float, path: Path) -> None:
     ax.set_ylim(low * 0.9, min(np.nanmax(table["loss"]), 4 * low))
     ax.grid(alpha=0.3, which="both")
     ax.legend()
-    with report.atomic_path(path, ".png") as tmp:
+    with artifacts.atomic_path(path, ".png") as tmp:
         fig.savefig(tmp, dpi=100)
     plt.close(fig)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dnn_train import data, report
+from dnn_train import data, artifacts
 from dnn_train.train import _callbacks, _verbosity, finish, setup
 
 log = logging.getLogger("dnn_train")
@@ -47,10 +47,10 @@ def pretrain_autoencoder(cfg, run_dir: Path) -> dict:
     except Exception as ex:
         finish(run_dir, results, started, status="failed", error=f"{type(ex).__name__}: {ex}".splitlines()[0])
         raise
-    with report.atomic_path(run_dir / report.MODEL_FILE, ".keras") as tmp:
+    with artifacts.atomic_path(run_dir / artifacts.MODEL_FILE, ".keras") as tmp:
         model.save(tmp)
-    metrics = report.read_metrics(run_dir / report.METRICS_FILE)
-    report.plot_curves(metrics, run_dir / report.CURVES_FILE, title="autoencoder pretraining")
+    metrics = artifacts.read_metrics(run_dir / artifacts.METRICS_FILE)
+    artifacts.plot_curves(metrics, run_dir / artifacts.CURVES_FILE, title="autoencoder pretraining")
     shown = splits.x_test[: cfg.autoencoder.examples_plot]
     plot_reconstructions(shown, model.predict(shown, verbose=0), run_dir / RECONSTRUCTIONS_FILE)
     results.update(reconstruction_loss=test_loss, best_val_loss=float(metrics["val_loss"].min()),
@@ -77,6 +77,6 @@ def plot_reconstructions(images: np.ndarray, reconstructions: np.ndarray, path: 
             ax.set_xticks([]), ax.set_yticks([])
     axes[0][0].set_ylabel("test image")
     axes[1][0].set_ylabel("reconstructed")
-    with report.atomic_path(path, ".png") as tmp:
+    with artifacts.atomic_path(path, ".png") as tmp:
         fig.savefig(tmp, dpi=100)
     plt.close(fig)

@@ -1,126 +1,16 @@
-"""Run artifacts: atomic file writes, results.json, metrics.csv reading, and the curves plot.
-
-Every file is written to a temporary name and renamed into place, so a crash never leaves a
-half-written results.json, config.yaml, model or plot that looks complete.
-"""
+"""`python -m dnn_train.report PATH...`: compare runs made at any time, anywhere: summary.csv,
+summary.md, the validation curves overlaid and the final metric per run (dnn_train/compare.py)."""
 from __future__ import annotations
 
-import json
-import math
-import os
-from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
 
-METRICS_FILE = "metrics.csv"
-RESULTS_FILE = "results.json"
-MODEL_FILE = "model.keras"
-CURVES_FILE = "curves.png"
-CONFIG_FILE = "config.yaml"
-# Leading columns of metrics.csv, in this order; any other logged metric follows, sorted.
-METRIC_COLUMNS = ["epoch", "phase", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "epoch_seconds"]
-
-
-@contextmanager
-def atomic_path(path: Path, suffix: str = ""):
-    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}{suffix}")
-    try:
-        yield tmp
-        if tmp.exists():
-            with open(tmp, "rb+") as f:
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def write_text(path: Path, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (np.floating, float)):
-        return None if not math.isfinite(float(value)) else float(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
-
-
-def write_json(path: Path, obj: dict) -> None:
-    write_text(path, json.dumps(_jsonable(obj), indent=2) + "\n")
-
-
-def read_metrics(path: Path):
-    """metrics.csv as a DataFrame (only whole rows)."""
-    import pandas as pd
-
-    return pd.read_csv(path, on_bad_lines="skip")
-
-
-def _mark_phases(ax, metrics) -> None:
-    """A dotted line where a new training phase starts (transfer: frozen -> finetune)."""
-    if "phase" not in metrics:
-        return
-    starts = metrics.loc[metrics["phase"] != metrics["phase"].shift(), ["epoch", "phase"]]
-    for epoch, phase in starts.iloc[1:].itertuples(index=False):
-        ax.axvline(epoch - 0.5, color="grey", ls=":", lw=1)
-        ax.annotate(phase, (epoch - 0.5, 1), xycoords=("data", "axes fraction"), ha="left", va="top",
-                    fontsize=8, color="grey")
-
-
-def best_epoch(metrics) -> dict:
-    """best_val_accuracy and its (1-based) best_epoch from a metrics table."""
-    if "val_accuracy" not in metrics or metrics["val_accuracy"].isna().all():
-        return {"best_val_accuracy": None, "best_epoch": None}
-    row = metrics.loc[metrics["val_accuracy"].idxmax()]
-    return {"best_val_accuracy": float(row["val_accuracy"]), "best_epoch": int(row["epoch"])}
-
-
-def plot_curves(metrics, path: Path, title: str = "") -> None:
-    """Loss, accuracy (train and validation) and learning rate against epochs."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4), constrained_layout=True)
-    epochs = metrics["epoch"]
-    for ax, name in zip(axes[:2], ("loss", "accuracy")):
-        for prefix, label, style in (("", "train", "-"), ("val_", "validation", "--")):
-            if prefix + name in metrics:
-                ax.plot(epochs, metrics[prefix + name], style, marker="o", markersize=3, label=label)
-        ax.set(xlabel="epoch", ylabel=name, title=name)
-        _mark_phases(ax, metrics)
-        ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend()
-    if "learning_rate" in metrics:
-        axes[2].plot(epochs, metrics["learning_rate"], marker="o", markersize=3, color="tab:green")
-        axes[2].set_yscale("log")
-    axes[2].set(xlabel="epoch", ylabel="learning rate", title="learning rate (end of epoch)")
-    axes[2].grid(alpha=0.3, which="both")
-    if title:
-        fig.suptitle(title)
-    with atomic_path(path, ".png") as tmp:
-        fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-
-
-# ---------------------------------------------------------------- python -m dnn_train.report
 def main(argv=None) -> int:
     """Rebuild a summary (summary.csv, summary.md, sweep_curves.png, sweep_metric.png) from runs."""
     import argparse
     import sys
 
-    from dnn_train import summary
+    from dnn_train import compare
 
     numeric = ["best_val_accuracy", "test_accuracy", "epochs", "wall_seconds", "grad_ratio_epoch1"]
     parser = argparse.ArgumentParser(
@@ -135,7 +25,7 @@ def main(argv=None) -> int:
                         help="where to write (default: PATH if only one sweep directory is given, else .)")
     args = parser.parse_args(argv)
     try:
-        runs = summary.find_runs(args.paths)
+        runs = compare.find_runs(args.paths)
     except FileNotFoundError as ex:
         print(f"dnn_train.report: error: {ex}", file=sys.stderr)
         return 2
@@ -146,11 +36,11 @@ def main(argv=None) -> int:
     single_sweep = len(args.paths) == 1 and Path(args.paths[0]) not in runs
     out = Path(args.out or (args.paths[0] if single_sweep else "."))
     out.mkdir(parents=True, exist_ok=True)
-    table = summary.collect(runs)
-    summary.write(table, out, args.metric, ascending=args.sort == "asc")
-    print(summary.markdown(summary.sort_table(table, args.metric, args.sort == "asc"), args.metric), end="")
-    print(f"-> {out / summary.SUMMARY_MD}, {out / summary.SUMMARY_CSV}, {out / summary.CURVES_PLOT}, "
-          f"{out / summary.METRIC_PLOT}")
+    table = compare.collect(runs)
+    compare.write(table, out, args.metric, ascending=args.sort == "asc")
+    print(compare.markdown(compare.sort_table(table, args.metric, args.sort == "asc"), args.metric), end="")
+    print(f"-> {out / compare.SUMMARY_MD}, {out / compare.SUMMARY_CSV}, {out / compare.CURVES_PLOT}, "
+          f"{out / compare.METRIC_PLOT}")
     return 0
 
 

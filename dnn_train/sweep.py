@@ -1,5 +1,5 @@
 """Multirun sweeps: a Hydra callback that keeps the sweep's summary (summary.csv, summary.md and two
-plots, see dnn_train/summary.py) up to date at the sweep root as each job ends, and at the end says
+plots, see dnn_train/compare.py) up to date at the sweep root as each job ends, and at the end says
 how many jobs did not complete. Registered in conf/config.yaml under hydra.callbacks.
 
 Jobs run in whatever process the launcher chooses (this one, joblib's workers, Ray's); each
@@ -17,15 +17,15 @@ log = logging.getLogger("dnn_train")
 
 
 def update_summary(sweep_dir: Path, metric: str):
-    from dnn_train import summary
+    from dnn_train import compare
 
-    runs = summary.find_runs([sweep_dir]) if Path(sweep_dir).is_dir() else []
+    runs = compare.find_runs([sweep_dir]) if Path(sweep_dir).is_dir() else []
     if not runs:
         return None
-    table = summary.collect(runs)
+    table = compare.collect(runs)
     if metric not in table.columns:  # e.g. reconstruction_loss: not a summary column
         metric = "best_val_accuracy"
-    summary.write(table, sweep_dir, metric, ascending=metric.endswith("loss"))
+    compare.write(table, sweep_dir, metric, ascending=metric.endswith("loss"))
     return table
 
 

@@ -16,7 +16,7 @@ import numpy as np
 from hydra.errors import InstantiationException
 from omegaconf import OmegaConf
 
-from dnn_train import checkpoint, data, diagnostics, fused, report, transfer
+from dnn_train import checkpoint, data, diagnostics, fused, artifacts, transfer
 from dnn_train.callbacks import Diverged, EpochLog, EpochSeeds, EpochStats, MetricsCSV, StopOnDivergence
 from dnn_train.config import ConfigError, chapter_warnings, source_file
 from dnn_train.evaluate import mc_dropout_predict, mc_metrics
@@ -64,7 +64,7 @@ def setup(cfg, run_dir: Path, autoencoder: bool = False) -> Setup:
     log.info("model: %s, %s parameters; optimizer %s", _describe(model), f"{model.count_params():,}",
              type(optimizer).__name__)
     Path(run_dir).mkdir(parents=True, exist_ok=True)  # Hydra makes it; a call from Python may not
-    report.write_text(Path(run_dir) / report.CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))
+    artifacts.write_text(Path(run_dir) / artifacts.CONFIG_FILE, OmegaConf.to_yaml(cfg, resolve=True))
     return Setup(splits, model, optimizer, schedule_callbacks, steps_per_epoch, reused)
 
 
@@ -104,7 +104,7 @@ def train(cfg, run_dir: Path) -> dict:
     state = checkpoint.prepare(cfg, run_dir)  # None, or the checkpoint to resume from
     if state == checkpoint.COMPLETED:
         log.info("%s: already completed; nothing to resume", run_dir)
-        return json.loads((run_dir / report.RESULTS_FILE).read_text())
+        return json.loads((run_dir / artifacts.RESULTS_FILE).read_text())
     s = setup(cfg, run_dir)
     splits, model = s.splits, s.model
     if t.fuse_steps > 1:
@@ -114,7 +114,7 @@ def train(cfg, run_dir: Path) -> dict:
                "test_examples": len(splits.y_test)}
     if s.reused:
         results.update(init_from=str(source_file(cfg.model.init_from).resolve()), reused_layers=s.reused)
-    report.write_json(run_dir / report.RESULTS_FILE, results)  # until the run ends: "running"
+    artifacts.write_json(run_dir / artifacts.RESULTS_FILE, results)  # until the run ends: "running"
     import tensorflow as tf
 
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False)  # set by EpochSeeds, read by the data order
@@ -155,14 +155,14 @@ def train(cfg, run_dir: Path) -> dict:
             results.update(mc_metrics(mc_dropout_predict(model, splits.x_test, t.mc_samples), splits.y_test))
             log.info("MC dropout (%d passes): accuracy %.4f, mean predictive std %.4f",
                      t.mc_samples, results["mc_accuracy"], results["mc_mean_std"])
-        with report.atomic_path(run_dir / report.MODEL_FILE, ".keras") as tmp:
+        with artifacts.atomic_path(run_dir / artifacts.MODEL_FILE, ".keras") as tmp:
             fused.plain(model).save(tmp)
-        metrics = report.read_metrics(run_dir / report.METRICS_FILE)
+        metrics = artifacts.read_metrics(run_dir / artifacts.METRICS_FILE)
         results.update(test_loss=test_loss, test_accuracy=test_accuracy, epochs=len(metrics),
-                       **report.best_epoch(metrics))
-        report.plot_curves(metrics, run_dir / report.CURVES_FILE, title=_title(cfg))
+                       **artifacts.best_epoch(metrics))
+        artifacts.plot_curves(metrics, run_dir / artifacts.CURVES_FILE, title=_title(cfg))
         if t.diagnostics:
-            table = report.read_metrics(run_dir / diagnostics.DIAGNOSTICS_FILE)
+            table = artifacts.read_metrics(run_dir / diagnostics.DIAGNOSTICS_FILE)
             results["grad_ratio_epoch1"] = diagnostics.ratio_at_epoch(table, 1)
             diagnostics.plot(table, run_dir / diagnostics.GRADIENTS_PLOT, title=_title(cfg))
     except KeyboardInterrupt:
@@ -198,13 +198,13 @@ def _watch(cfg, run_dir: Path, splits: data.Splits) -> list:
 
 
 def _epochs_written(run_dir: Path) -> int:
-    path = run_dir / report.METRICS_FILE
-    return len(report.read_metrics(path)) if path.is_file() and path.stat().st_size else 0
+    path = run_dir / artifacts.METRICS_FILE
+    return len(artifacts.read_metrics(path)) if path.is_file() and path.stat().st_size else 0
 
 
 def _callbacks(cfg, run_dir: Path, phase: str = "train") -> list:
     t = cfg.trainer
-    cbs = [EpochStats(), MetricsCSV(run_dir / report.METRICS_FILE, phase)]
+    cbs = [EpochStats(), MetricsCSV(run_dir / artifacts.METRICS_FILE, phase)]
     if t.progress != "none":
         cbs.append(EpochLog(t.epochs))
     es = t.early_stopping
@@ -216,7 +216,7 @@ def _callbacks(cfg, run_dir: Path, phase: str = "train") -> list:
 
 def finish(run_dir: Path, results: dict, started: float, status: str, **extra) -> None:
     results.update(status=status, wall_seconds=round(time.time() - started, 2), rss_mb=_rss_mb(), **extra)
-    report.write_json(run_dir / report.RESULTS_FILE, results)
+    artifacts.write_json(run_dir / artifacts.RESULTS_FILE, results)
 
 
 def _rss_mb():

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from dnn_train import summary
+from dnn_train import compare as summary
 from dnn_train.__main__ import objective
 from tests.conftest import REPO, SMALL, make_cfg, read_results, run_cli
 from tests.test_reliability import popen_cli

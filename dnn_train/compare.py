@@ -10,7 +10,7 @@ import json
 import math
 from pathlib import Path
 
-from dnn_train import report
+from dnn_train import artifacts
 
 SUMMARY_CSV = "summary.csv"
 SUMMARY_MD = "summary.md"
@@ -33,7 +33,7 @@ def find_runs(paths: list) -> list[Path]:
 
 
 def _is_run(path: Path) -> bool:
-    return (path / report.RESULTS_FILE).is_file() or (path / ".hydra" / "overrides.yaml").is_file()
+    return (path / artifacts.RESULTS_FILE).is_file() or (path / ".hydra" / "overrides.yaml").is_file()
 
 
 def _job_key(path: Path):
@@ -56,8 +56,8 @@ def collect(run_dirs: list[Path]):
     rows, all_overrides = [], []
     for run_dir in run_dirs:
         results = {}
-        if (run_dir / report.RESULTS_FILE).is_file():
-            results = json.loads((run_dir / report.RESULTS_FILE).read_text())
+        if (run_dir / artifacts.RESULTS_FILE).is_file():
+            results = json.loads((run_dir / artifacts.RESULTS_FILE).read_text())
         overrides = _overrides(run_dir)
         all_overrides.append(dict(o.split("=", 1) if "=" in o else (o, "") for o in overrides
                                   if not o.startswith("hydra.")))
@@ -91,8 +91,8 @@ def sort_table(table, metric: str, ascending: bool = False):
 def write(table, out_dir: Path, metric: str = "best_val_accuracy", ascending: bool = False) -> None:
     """summary.csv (job order), summary.md (sorted by `metric`) and the two plots, in `out_dir`."""
     out_dir = Path(out_dir)
-    report.write_text(out_dir / SUMMARY_CSV, table.to_csv(index=False))
-    report.write_text(out_dir / SUMMARY_MD, markdown(sort_table(table, metric, ascending), metric))
+    artifacts.write_text(out_dir / SUMMARY_CSV, table.to_csv(index=False))
+    artifacts.write_text(out_dir / SUMMARY_MD, markdown(sort_table(table, metric, ascending), metric))
     plot_curves(table, out_dir / CURVES_PLOT)
     plot_metric(table, out_dir / METRIC_PLOT, metric)
 
@@ -137,10 +137,10 @@ def plot_curves(table, path: Path) -> None:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(12, 5.5), constrained_layout=True)
     for row in table.itertuples():
-        metrics_path = Path(row.run_dir) / report.METRICS_FILE
+        metrics_path = Path(row.run_dir) / artifacts.METRICS_FILE
         if not metrics_path.is_file() or metrics_path.stat().st_size == 0:
             continue
-        metrics = report.read_metrics(metrics_path)
+        metrics = artifacts.read_metrics(metrics_path)
         if "val_accuracy" in metrics and len(metrics):
             style = "-" if row.status == "completed" else ":"
             ax.plot(metrics["epoch"], metrics["val_accuracy"], style, marker="o", markersize=3,
@@ -150,7 +150,7 @@ def plot_curves(table, path: Path) -> None:
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the plot, not over it
-    with report.atomic_path(path, ".png") as tmp:
+    with artifacts.atomic_path(path, ".png") as tmp:
         fig.savefig(tmp, dpi=100)
     plt.close(fig)
 
@@ -174,6 +174,6 @@ def plot_metric(table, path: Path, metric: str) -> None:
         ax.set_xlim(max(0.0, low - (high - low) * 0.5 - 0.01), high + (high - low) * 0.25 + 0.02)
     ax.set(xlabel=metric, title=f"{metric} per run (red: not completed)")
     ax.grid(alpha=0.3, axis="x")
-    with report.atomic_path(path, ".png") as tmp:
+    with artifacts.atomic_path(path, ".png") as tmp:
         fig.savefig(tmp, dpi=100)
     plt.close(fig)
