@@ -1,0 +1,8 @@
+"""dnn_train: train deep neural networks from Hydra config groups (Keras 3), one knob at a time.
+
+Command line: `python -m dnn_train [GROUP=OPTION ...] [KEY=VALUE ...]` (see README.md).
+Python: `from dnn_train import compose, run, load_run` (dnn_train/api.py).
+"""
+from dnn_train.api import DnnTrainError, LoadedRun, compose, load_run, run
+
+__all__ = ["DnnTrainError", "LoadedRun", "compose", "load_run", "run"]

@@ -7,17 +7,14 @@ in its results.json and the next one runs; each job returns trainer.objective to
 """
 from __future__ import annotations
 
-import errno
-import json
 import logging
 import os
 import sys
-from pathlib import Path
-
 import hydra
 from omegaconf import DictConfig
 
 from dnn_train.config import CONF_DIR, describe_error, option_summaries
+from dnn_train.record import one_line
 
 USAGE = """\
 dnn_train: train a deep neural network from Hydra config groups (Keras 3).
@@ -49,10 +46,10 @@ def _app(cfg: DictConfig):
     from dnn_train.tasks import run_task  # imports TensorFlow once the config is valid
 
     run_dir = HydraConfig.get().runtime.output_dir
+    if HydraConfig.get().mode == RunMode.MULTIRUN:
+        return _sweep_job(cfg)
     if _debug():
         return objective(cfg, run_task(cfg))
-    if HydraConfig.get().mode == RunMode.MULTIRUN:
-        return _sweep_job(cfg, Path(run_dir))
     # A single run: report its failure ourselves, as one line (Hydra would add its own lines).
     try:
         return objective(cfg, run_task(cfg))
@@ -65,8 +62,7 @@ def _app(cfg: DictConfig):
             _fail(f"error: {msg}", EXIT_CONFIG_ERROR)
         if type(ex).__name__ == "Diverged":
             _fail(f"diverged: {ex} (results.json: status diverged)", EXIT_FAILED)
-        _traceback_to_log_file()
-        _fail(describe_failure(ex) + " (traceback in the run's dnn_train.log; DNN_TRAIN_DEBUG=1 prints it)",
+        _fail(f"failed: {one_line(ex)} (traceback in the run's dnn_train.log; DNN_TRAIN_DEBUG=1 prints it)",
               EXIT_FAILED)
 
 
@@ -76,49 +72,32 @@ def objective(cfg: DictConfig, results) -> float:
     return float("nan") if value is None else float(value)
 
 
-def _sweep_job(cfg: DictConfig, run_dir: Path) -> float:
+def _sweep_job(cfg: DictConfig) -> float:
     """One job of a sweep: a job that fails is recorded (results.json, the summary) and the sweep
-    goes on; rerun into the same sweep directory, a job resumes or is skipped if it completed."""
-    from dnn_train import artifacts
+    goes on; rerun into the same sweep directory, a job resumes, or is skipped if it completed
+    with the same config (a different config is refused and its directory left alone)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from dnn_train.record import Refused
     from dnn_train.tasks import run_task
 
-    if (run_dir / artifacts.RESULTS_FILE).is_file() and cfg.task == "train":
-        cfg.trainer.resume = True  # continue (or skip, if completed) what an earlier sweep left here
     try:
-        return objective(cfg, run_task(cfg, run_dir, remove_on_bad_input=False))
+        return objective(cfg, run_task(cfg, sweep_job=True))
     except KeyboardInterrupt:
         raise
     except Exception as ex:  # noqa: BLE001 - recorded, and the next job runs
-        message = describe_error(ex)
-        if message is None:
-            message = describe_failure(ex).removeprefix("failed: ")
-            _traceback_to_log_file()
-        logging.getLogger("dnn_train").error("job failed: %s", message)
-        results_path = run_dir / artifacts.RESULTS_FILE
-        results = json.loads(results_path.read_text()) if results_path.is_file() else {}
-        if results.get("status") in (None, "running"):  # a config error, or a failure before training
-            run_dir.mkdir(parents=True, exist_ok=True)
-            artifacts.write_json(results_path, {**results, "status": "failed", "error": message})
+        if _debug():
+            raise
+        message = describe_error(ex) or one_line(ex)
+        job = HydraConfig.get().job.num
+        if isinstance(ex, Refused):
+            REFUSED.append(f"job {job}: {message}")
+        logging.getLogger("dnn_train").error("job %s %s: %s", job, "refused" if isinstance(ex, Refused) else "failed",
+                                             message)
         return float("nan")
 
 
-def describe_failure(ex: BaseException) -> str:
-    """One line for a failure that is not a config error: disk problems named as such."""
-    if isinstance(ex, OSError) and ex.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
-        return f"failed: no space left writing {ex.filename or 'the run directory'} ({ex.strerror}); free some " \
-               "space or write elsewhere with hydra.run.dir=DIR"
-    if isinstance(ex, OSError) and ex.errno in (errno.EACCES, errno.EROFS, errno.ENOTDIR, errno.EPERM):
-        return f"failed: cannot write {ex.filename or 'the run directory'} ({ex.strerror}); choose a writable " \
-               "output directory with hydra.run.dir=DIR"
-    return f"failed: {type(ex).__name__}: {_first_line(ex)}"
-
-
-def _traceback_to_log_file() -> None:
-    """Write the current exception's traceback to the run's log file only (not the console)."""
-    record = logging.LogRecord("dnn_train", logging.ERROR, __file__, 0, "run failed", None, sys.exc_info())
-    for handler in logging.getLogger().handlers:
-        if isinstance(handler, logging.FileHandler):
-            handler.handle(record)
+REFUSED: list = []  # sweep jobs refused in this process (their directories hold other runs), for the sweep's end
 
 
 def _debug() -> bool:
@@ -141,12 +120,17 @@ def print_help() -> None:
 
 
 def main() -> None:
+    if not (CONF_DIR / "config.yaml").is_file():  # a broken install: say what is missing, not a traceback
+        _fail(f"error: dnn_train's configs are missing (no {CONF_DIR / 'config.yaml'}); reinstall the package "
+              "(pip install . from a checkout, or pip install -e .)", EXIT_CONFIG_ERROR)
     if any(arg in ("--help", "-h") for arg in sys.argv[1:]):
         try:
             print_help()
             sys.stdout.flush()
         except BrokenPipeError:  # `--help | head`: the reader left; not an error
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except Exception as ex:  # noqa: BLE001 - --help never prints a traceback
+            _fail(f"error: cannot read the configs in {CONF_DIR} for --help ({one_line(ex)})", EXIT_CONFIG_ERROR)
         return
     if os.environ.get("HYDRA_FULL_ERROR"):
         os.environ["DNN_TRAIN_DEBUG"] = "1"
@@ -161,12 +145,7 @@ def main() -> None:
         msg = describe_error(ex)
         if msg is not None:
             _fail(f"error: {msg}", EXIT_CONFIG_ERROR)
-        _fail(describe_failure(ex) + " (DNN_TRAIN_DEBUG=1 prints the traceback)", EXIT_FAILED)
-
-
-def _first_line(ex: BaseException) -> str:
-    text = str(ex).strip()
-    return text.splitlines()[0] if text else ""
+        _fail(f"failed: {one_line(ex)} (DNN_TRAIN_DEBUG=1 prints the traceback)", EXIT_FAILED)
 
 
 if __name__ == "__main__":

@@ -42,11 +42,11 @@ def write_text(path: Path, text: str) -> None:
         tmp.write_text(text)
 
 
-def _jsonable(value):
+def jsonable(value):
     if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
+        return {k: jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, (np.floating, float)):
         return None if not math.isfinite(float(value)) else float(value)
     if isinstance(value, np.integer):
@@ -55,7 +55,7 @@ def _jsonable(value):
 
 
 def write_json(path: Path, obj: dict) -> None:
-    write_text(path, json.dumps(_jsonable(obj), indent=2) + "\n")
+    write_text(path, json.dumps(jsonable(obj), indent=2) + "\n")
 
 
 def read_metrics(path: Path):
@@ -82,6 +82,18 @@ def best_epoch(metrics) -> dict:
         return {"best_val_accuracy": None, "best_epoch": None}
     row = metrics.loc[metrics["val_accuracy"].idxmax()]
     return {"best_val_accuracy": float(row["val_accuracy"]), "best_epoch": int(row["epoch"])}
+
+
+def restored(metrics, epoch) -> dict:
+    """The epoch whose weights the run saved (early stopping restores its best by the monitored
+    value) and that epoch's validation metrics."""
+    row = metrics[metrics["epoch"] == epoch] if epoch is not None else metrics.iloc[0:0]
+    if not len(row):
+        return {"restored_epoch": epoch, "restored_val_accuracy": None, "restored_val_loss": None}
+    row = row.iloc[-1]
+    return {"restored_epoch": int(epoch),
+            "restored_val_accuracy": float(row["val_accuracy"]) if "val_accuracy" in row else None,
+            "restored_val_loss": float(row["val_loss"]) if "val_loss" in row else None}
 
 
 def plot_curves(metrics, path: Path, title: str = "") -> None:

@@ -58,10 +58,11 @@ class EpochStats(keras.callbacks.Callback):
 class MetricsCSV(keras.callbacks.Callback):
     """Appends one row per finished epoch to metrics.csv, each row in one write, flushed to disk."""
 
-    def __init__(self, path: Path, phase: str = "train"):
+    def __init__(self, path: Path, phase: str = "train", run=None):
         super().__init__()
         self.path = Path(path)
         self.phase = phase  # transfer learning: frozen | finetune
+        self.run = run  # its record learns how many epochs are done
         self.columns = None
 
     def on_epoch_end(self, epoch, logs=None):
@@ -74,6 +75,8 @@ class MetricsCSV(keras.callbacks.Callback):
         csv.writer(buf, lineterminator="\n").writerow(
             [_fmt(row.get(c)) for c in self.columns])
         self._append(buf.getvalue())
+        if self.run is not None:
+            self.run.update(epochs=epoch + 1)
 
     def _append(self, text: str) -> None:
         with open(self.path, "a") as f:

@@ -29,44 +29,24 @@ STATE_FILE = "state.json"
 CALLBACK_STATE = ("wait", "best", "best_epoch", "cooldown_counter")
 
 
-COMPLETED = "completed"
-IGNORED_ON_RESUME = (("trainer", "resume"), ("trainer", "progress"))  # may differ between the two commands
+TRAINED = "trained"  # state.json's stage once every epoch is done: a resume goes straight to the test
 
 
-def prepare(cfg, run_dir: Path):
-    """Before a training run: None to start afresh, the checkpoint state to resume from, or
-    COMPLETED. Refuses to mix a new run into a directory that holds one, or a changed config."""
-    import json
-
-    from omegaconf import OmegaConf
-
-    from dnn_train.config import ConfigError
-
+def prepare(run_dir: Path, resuming: bool):
+    """Before training: None to start afresh, or the checkpoint state to go on from (the run's
+    record, dnn_train/record.py, has already judged that resuming is right). Rows written to
+    metrics.csv and diagnostics.csv after the checkpoint are dropped: those epochs run again."""
     run_dir = Path(run_dir)
-    results_path, metrics_path = run_dir / artifacts.RESULTS_FILE, run_dir / artifacts.METRICS_FILE
-    previous = json.loads(results_path.read_text()).get("status") if results_path.is_file() else None
-    if not cfg.trainer.resume:
-        if previous or metrics_path.exists():
-            raise ConfigError(f"{run_dir} already holds a run (status {previous or 'unknown'}); add "
-                              "trainer.resume=true to continue it, or choose another hydra.run.dir")
+    if not resuming:
         return None
-    if previous == COMPLETED:
-        return COMPLETED
-    config_path = run_dir / artifacts.CONFIG_FILE
-    if config_path.is_file():
-        old, new = OmegaConf.load(config_path), OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
-        changed = [k for k in _flat_keys(old) | _flat_keys(new)
-                   if tuple(k.split(".")[:2]) not in IGNORED_ON_RESUME
-                   and OmegaConf.select(old, k) != OmegaConf.select(new, k)]
-        if changed:
-            raise ConfigError(f"trainer.resume=true: {run_dir} was started with a different config "
-                              f"({', '.join(sorted(changed)[:5])}); resume with the same overrides")
     state = load_state(run_dir)
     kept = state["epoch"] if state else 0
-    for path in (metrics_path, run_dir / "diagnostics.csv"):  # drop rows written after the checkpoint
+    metrics_path = run_dir / artifacts.METRICS_FILE
+    for path in (metrics_path, run_dir / "diagnostics.csv"):
         if path.is_file():
             lines = path.read_text().splitlines(keepends=True)
-            rows = [ln for ln in lines[1:] if ln.endswith("\n") and int(ln.split(",", 1)[0]) <= kept]
+            rows = [ln for ln in lines[1:] if ln.endswith("\n") and ln.split(",", 1)[0].isdigit()
+                    and int(ln.split(",", 1)[0]) <= kept]
             if rows or path == metrics_path:
                 artifacts.write_text(path, "".join(lines[:1] + rows) if rows else "")
             else:
@@ -76,14 +56,18 @@ def prepare(cfg, run_dir: Path):
     return state
 
 
-def _flat_keys(node, prefix: str = "") -> set:
-    from omegaconf import DictConfig
-
-    keys = set()
-    for k, v in node.items():
-        full = f"{prefix}{k}"
-        keys |= _flat_keys(v, full + ".") if isinstance(v, DictConfig) else {full}
-    return keys
+def save_trained(run_dir: Path, model: keras.Model, epochs: int, restored_epoch: int) -> None:
+    """After the last epoch: the final weights (early stopping's best, restored) as the checkpoint,
+    so a run killed while testing or saving resumes to these weights, not the last epoch's."""
+    folder = Path(run_dir) / CHECKPOINT_DIR
+    folder.mkdir(exist_ok=True)
+    weights = "trained.npz"
+    _save_arrays(folder / weights, [keras.ops.convert_to_numpy(v) for v in _state_variables(model)])
+    artifacts.write_json(folder / STATE_FILE, {"stage": TRAINED, "epoch": epochs, "weights": weights,
+                                               "restored_epoch": restored_epoch})
+    for old in folder.iterdir():
+        if old.name not in (STATE_FILE, weights):
+            old.unlink(missing_ok=True)
 
 
 def _state_variables(model: keras.Model) -> list:
@@ -154,13 +138,13 @@ class Checkpoint(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         self.folder.mkdir(exist_ok=True)
         weights = f"epoch-{epoch + 1}.npz"
-        _save_arrays(self.folder / weights, [v.numpy() for v in _state_variables(self.model)])
+        _save_arrays(self.folder / weights, [keras.ops.convert_to_numpy(v) for v in _state_variables(self.model)])
         best = None
         best_weights = next((cb.best_weights for cb in self.stateful if getattr(cb, "best_weights", None)), None)
         if best_weights is not None:
             best = f"epoch-{epoch + 1}.best.npz"
             _save_arrays(self.folder / best, best_weights)
-        state = {"epoch": epoch + 1, "phase": self.phase, "phase_start": self.phase_start,
+        state = {"stage": "training", "epoch": epoch + 1, "phase": self.phase, "phase_start": self.phase_start,
                  "stopped": bool(self.model.stop_training), "weights": weights, "best_weights": best,
                  "callbacks": [{a: _plain(getattr(cb, a)) for a in CALLBACK_STATE if hasattr(cb, a)}
                                for cb in self.stateful]}

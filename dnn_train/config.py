@@ -19,15 +19,24 @@ from typing import Any, Callable, List, Optional
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+# conf/ sits at the top of the repository and ships inside the wheel as dnn_train/conf (pyproject.toml).
+_PACKAGED_CONF = Path(__file__).resolve().parent / "conf"
+CONF_DIR = _PACKAGED_CONF if _PACKAGED_CONF.is_dir() else Path(__file__).resolve().parent.parent / "conf"
 
 TASKS = ("train", "find_lr", "pretrain_autoencoder")
 KERAS_GROUPS = ("initializer", "activation", "normalization", "optimizer", "schedule", "regularizer")
 # Keys of Keras-class groups that configure our builder rather than the Keras class.
 BUILDER_KEYS = {
     "normalization": ("position", "input"),
-    "regularizer": ("attach",),
+    "regularizer": ("attach", "placement", "on_inputs"),
+    "schedule": ("max_momentum", "min_momentum"),
 }
+# What a `_target_` may name (configs run no foreign code): Keras' building blocks and our builders.
+# Not keras.saving, keras.utils or anything else that reads files or runs code. More: allow_targets.
+ALLOWED_TARGETS = tuple(f"keras.{m}." for m in (
+    "layers", "initializers", "optimizers", "regularizers", "constraints", "activations", "applications",
+    "losses", "metrics")) + ("keras.callbacks.ReduceLROnPlateau", "keras.callbacks.EarlyStopping",
+                             "dnn_train.models.", "dnn_train.optim.")
 
 
 class ConfigError(ValueError):
@@ -57,15 +66,6 @@ class DataConf:
     classes: Optional[List[Any]] = None  # keep these classes (names or indices), relabelled 0..k-1
     binary: Optional[List[Any]] = None  # [NEG, POS]: a two-class task (sigmoid output)
     synthetic: Optional[SyntheticConf] = None
-
-
-@dataclass
-class ModelConf:
-    name: str = "mlp"
-    depth: int = 3  # hidden layers
-    units: int = 100  # neurons per hidden layer
-    widths: Optional[List[int]] = None  # explicit per-layer widths, e.g. [300,100]; overrides depth/units
-    init_from: Optional[str] = None  # transfer learning: a run directory or .keras file to reuse layers of
 
 
 @dataclass
@@ -121,8 +121,9 @@ class RootConf:
     """Schema of the whole config (conf/config.yaml lists it first in its defaults)."""
 
     data: DataConf = field(default_factory=DataConf)
-    model: ModelConf = field(default_factory=ModelConf)
+    model: Any = None  # a family's keys (conf/model/*.yaml): checked against its builder's signature
     trainer: TrainerConf = field(default_factory=TrainerConf)
+    augment: Any = None
     initializer: Any = None
     activation: Any = None
     normalization: Any = None
@@ -133,6 +134,7 @@ class RootConf:
     lr_find: LrFindConf = field(default_factory=LrFindConf)
     autoencoder: AutoencoderConf = field(default_factory=AutoencoderConf)
     task: str = "train"
+    allow_targets: List[str] = field(default_factory=list)  # extra `_target_`s (or prefixes ending in '.') a config may name
 
 
 ConfigStore.instance().store(name="dnn_train_schema", node=RootConf)
@@ -140,7 +142,7 @@ ConfigStore.instance().store(name="dnn_train_schema", node=RootConf)
 
 # ---------------------------------------------------------------- value rules (no TF needed)
 def _number(lo=None, hi=None, lo_open=False, hi_open=False, integer=False, nullable=False):
-    kind = "an integer" if integer else "a number"
+    kind = "an integer" if integer else "a finite number"
     lo_s = "" if lo is None else f"{'>' if lo_open else '>='} {lo}"
     hi_s = "" if hi is None else f"{'<' if hi_open else '<='} {hi}"
     what = " and ".join(s for s in (lo_s, hi_s) if s)
@@ -151,7 +153,7 @@ def _number(lo=None, hi=None, lo_open=False, hi_open=False, integer=False, nulla
             return nullable
         if isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and not isinstance(v, int)):
             return False
-        if isinstance(v, float) and math.isnan(v):
+        if isinstance(v, float) and not math.isfinite(v):
             return False
         if lo is not None and (v <= lo if lo_open else v < lo):
             return False
@@ -163,10 +165,26 @@ def _number(lo=None, hi=None, lo_open=False, hi_open=False, integer=False, nulla
 
 
 def _choice(*options):
-    return (lambda v: v in options), "one of " + ", ".join(map(str, options))
+    return (lambda v: not isinstance(v, (DictConfig, ListConfig)) and v in options), \
+        "one of " + ", ".join("null" if o is None else str(o).lower() if isinstance(o, bool) else str(o)
+                              for o in options)
 
 
-# Checked wherever the key appears in a Keras-class group, and for the listed full keys.
+def _int_list(lo=1, hi=None, nullable=False, empty=False):
+    def check(v):
+        if v is None:
+            return nullable
+        items = list(v) if isinstance(v, (list, ListConfig)) else None
+        return items is not None and (empty or len(items) > 0) and len(items) <= 1000 and \
+            all(_number(lo, hi, integer=True)[0](i) for i in items)
+
+    what = f"a {'' if empty else 'non-empty '}list of integers >= {lo}{f' and <= {hi}' if hi else ''}"
+    return check, what + (" or null" if nullable else "")
+
+
+SEED = _number(0, 2 ** 32 - 1, integer=True)
+BOOL = ((lambda v: isinstance(v, bool)), "true or false")
+# Upper bounds are where a value stops being an experiment and becomes a crash or a week of waiting.
 RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "learning_rate": _number(0, lo_open=True),
     "max_lr": _number(0, lo_open=True),
@@ -182,16 +200,22 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "rate": _number(0, 1, hi_open=True),
     "alpha": _number(0),
     "negative_slope": _number(0),
-    "l1": _number(0),
-    "l2": _number(0),
+    "l1": _number(0, 100),
+    "l2": _number(0, 100),
     "max_value": _number(0, lo_open=True),
     "scale": _number(0, lo_open=True),
+    "stddev": _number(0, lo_open=True),
+    "mean": _number(),
+    "minval": _number(),
+    "maxval": _number(),
+    "seed": _number(0, 2 ** 32 - 1, integer=True, nullable=True),
     "initial_accumulator_value": _number(0),
     "decay_epochs": _number(0, lo_open=True),
     "decay_rate": _number(0, lo_open=True),
     "power": _number(0, lo_open=True),
     "factor": _number(0, 1, lo_open=True, hi_open=True),
     "patience": _number(0, integer=True),
+    "min_lr": _number(0),
     "div_factor": _number(1, lo_open=True),
     "final_div_factor": _number(1),
     "final_fraction": _number(0, 1, lo_open=True, hi_open=True),
@@ -201,24 +225,42 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "distribution": _choice("truncated_normal", "untruncated_normal", "uniform"),
     "position": _choice("none", "before", "after"),
     "attach": _choice("none", "kernel_regularizer", "kernel_constraint", "dropout_layer"),
-    "nesterov": ((lambda v: isinstance(v, bool)), "true or false"),
-    "input": ((lambda v: isinstance(v, bool)), "true or false"),
+    "placement": _choice("every_hidden", "before_output"),
+    "on_inputs": BOOL,
+    "nesterov": BOOL,
+    "input": BOOL,
+    "amsgrad": BOOL,
     # fixed-key groups: their types come from the dataclasses, their ranges from here
-    "trainer.epochs": _number(1, integer=True),
-    "trainer.batch_size": _number(1, integer=True),
-    "trainer.steps_per_execution": _number(1, integer=True),
-    "trainer.fuse_steps": _number(1, integer=True),
+    "trainer.epochs": _number(1, 100_000, integer=True),
+    "trainer.batch_size": _number(1, 1_000_000, integer=True),
+    "trainer.seed": SEED,
+    "trainer.steps_per_execution": _number(1, 100_000, integer=True),
+    "trainer.fuse_steps": _number(1, 100_000, integer=True),
     "trainer.early_stopping.patience": _number(0, integer=True),
-    "trainer.mc_samples": _number(0, integer=True),
-    "trainer.diagnostics_batch": _number(1, integer=True),
+    "trainer.mc_samples": _number(0, 10_000, integer=True),
+    "trainer.diagnostics_batch": _number(1, 100_000, integer=True),
     "trainer.jit_compile": _choice(True, False, "auto"),
     "trainer.progress": _choice("auto", "bar", "line", "none"),
     "trainer.objective": _choice("best_val_accuracy", "test_accuracy", "best_val_loss", "reconstruction_loss"),
-    "trainer.threads": ((lambda v: v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1)),
-                        "auto or an integer >= 1"),
-    "model.depth": _number(1, integer=True),
-    "model.units": _number(1, integer=True),
-    "model.name": _choice("mlp"),
+    "trainer.threads": ((lambda v: v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 1024)),
+                        "auto or an integer from 1 to 1024"),
+    "trainer.early_stopping.monitor": _choice("val_loss", "val_accuracy", "loss", "accuracy"),
+    # model families (keys present in the chosen family only)
+    "model.depth": _number(1, 500, integer=True),
+    "model.units": _number(1, 100_000, integer=True),
+    "model.widths": _int_list(1, 100_000, nullable=True),
+    "model.filters": _int_list(1, 100_000),
+    "model.convs_per_block": _number(1, 50, integer=True),
+    "model.kernel_size": _number(1, 31, integer=True),
+    "model.pool": _choice("max", "avg", "none"),
+    "model.global_pool": _choice("avg", "flatten"),
+    "model.head_units": _int_list(1, 100_000, empty=True),
+    "model.stages": _number(1, 8, integer=True),
+    "model.blocks_per_stage": _number(1, 100, integer=True),
+    "model.width": _number(1, 4096, integer=True),
+    "model.input_size": _int_list(1, 2048, nullable=True),
+    "model.weights": ((lambda v: v is None or (isinstance(v, str) and v != "")), "imagenet, null or a file path"),
+    "model.arch": ((lambda v: isinstance(v, str) and v.isidentifier()), "a keras.applications model name"),
     "task": _choice(*TASKS),
     "transfer.reuse_layers": _number(1, integer=True, nullable=True),
     "transfer.freeze_epochs": _number(0, integer=True),
@@ -227,18 +269,27 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "autoencoder.examples_plot": _number(1, 50, integer=True),
     "lr_find.start_lr": _number(0, lo_open=True),
     "lr_find.end_lr": _number(0, lo_open=True),
-    "lr_find.epochs": _number(0, lo_open=True),
+    "lr_find.epochs": _number(0, 1000, lo_open=True),
     "lr_find.stop_factor": _number(1, lo_open=True),
-    "data.name": _choice("fashion_mnist", "cifar10", "synthetic"),
     "data.valid_split": _number(1, integer=True),
     "data.train_size": _number(1, integer=True, nullable=True),
     "data.valid_size": _number(1, integer=True, nullable=True),
     "data.test_size": _number(1, integer=True, nullable=True),
+    "data.split_seed": SEED,
+    "data.synthetic.num_classes": _number(2, 255, integer=True),
+    "data.synthetic.image_shape": _int_list(1, 512),
+    "data.synthetic.train_examples": _number(2, 2_000_000, integer=True),
+    "data.synthetic.test_examples": _number(1, 2_000_000, integer=True),
+    "data.synthetic.noise": _number(0),
 }
+TOP_LEVEL_RULES = ("task",)
 
 
 def validate(cfg: DictConfig) -> None:
-    """Raise ConfigError naming the first key whose value is out of range."""
+    """Raise ConfigError naming the first key whose value is unknown or out of range. Needs no
+    TensorFlow; `check_targets` (after the import) checks the keys against the Keras classes."""
+    check_keys(cfg)
+    check_allowed_targets(cfg)
     for group in KERAS_GROUPS:
         node = cfg.get(group)
         if node is None:
@@ -247,17 +298,151 @@ def validate(cfg: DictConfig) -> None:
             if key in RULES:
                 _check(f"{group}.{key}", node[key], RULES[key])
     for full_key, rule in RULES.items():
-        if "." in full_key:
+        parent, _, leaf = full_key.rpartition(".")
+        node = OmegaConf.select(cfg, parent) if parent else cfg
+        if node is None or (parent == "model" and leaf not in node):  # a key of another family, or no synthetic
+            continue
+        if "." in full_key or full_key in TOP_LEVEL_RULES:
             _check(full_key, OmegaConf.select(cfg, full_key), rule)
-    widths = OmegaConf.select(cfg, "model.widths")
-    if widths is not None and (len(widths) == 0 or any(w < 1 for w in widths)):
-        raise ConfigError(f"model.widths={list(widths)}: expected a non-empty list of positive integers")
     if cfg.data.name == "synthetic" and cfg.data.get("synthetic") is None:
         raise ConfigError("data.synthetic: missing; use data=synthetic to get its settings")
     if cfg.trainer.resume and cfg.task != "train":
         raise ConfigError(f"trainer.resume=true: only task=train runs can be resumed (task={cfg.task})")
     _validate_classes(cfg.data)
     _validate_transfer(cfg)
+
+
+def check_keys(cfg: DictConfig) -> None:
+    """Unknown keys are refused, `+` additions included (Hydra lets `+trainer.epoch=3` through
+    silently): the typed groups hold only their dataclass's fields. The class-configured groups
+    and the model are checked against their targets' parameters by `check_targets`."""
+    import dataclasses
+    import typing
+
+    def walk(node, cls, prefix):
+        hints = typing.get_type_hints(cls)
+        for key in node:
+            full = f"{prefix}{key}"
+            if key not in hints:
+                if prefix == "" and key == "hydra":
+                    continue
+                raise ConfigError(f"{full}: unknown key{did_you_mean(full, [prefix + k for k in hints])}")
+            sub = next((t for t in (hints[key], *typing.get_args(hints[key])) if dataclasses.is_dataclass(t)), None)
+            child = node._get_node(key)
+            if sub is not None and isinstance(child, DictConfig) and not child._is_none():
+                walk(child, sub, full + ".")
+
+    walk(cfg, RootConf, "")
+    model = cfg.get("model")
+    if not isinstance(model, DictConfig) or "_target_" not in model:
+        raise ConfigError("model: no family chosen; use model=mlp|cnn|resnet|backbone")
+
+
+def check_allowed_targets(cfg: DictConfig) -> None:
+    """Every `_target_` in the config, nested ones included, must be allowlisted: a shared preset
+    cannot make a run call pandas.read_pickle or os.system."""
+    extra = tuple(cfg.get("allow_targets") or ())
+
+    def walk(node, path):
+        if isinstance(node, (DictConfig, ListConfig)) and node._is_none():
+            return
+        if isinstance(node, DictConfig):
+            for key in node:
+                child = node._get_node(key)
+                if key == "_target_":
+                    target = str(child._value())
+                    if not any(target == a or (a.endswith(".") and target.startswith(a))
+                               for a in ALLOWED_TARGETS + extra):
+                        raise ConfigError(f"{path}_target_={target}: not an allowed target (configs may name "
+                                          "Keras layers, initializers, optimizers, schedules, regularizers, "
+                                          "constraints, applications and dnn_train's builders; add it to "
+                                          "allow_targets=[...] if you trust it)")
+                else:
+                    walk(child, f"{path}{key}.")
+        elif isinstance(node, ListConfig):
+            for i, item in enumerate(node):
+                walk(node._get_node(i), f"{path}{i}.")
+
+    for key in cfg:
+        if key != "hydra":
+            walk(cfg._get_node(key), f"{key}.")
+
+
+def check_targets(cfg: DictConfig) -> None:
+    """Each key of a class-configured group must be a parameter of its `_target_` (imports Keras:
+    called once TensorFlow is loaded). A preset's key that does not fit the option a user chose
+    (experiment=vanishing_gradients sets initializer.stddev; initializer=lecun_normal takes no
+    stddev) is named with where it came from."""
+
+    from hydra.utils import get_method
+
+    for group in (*KERAS_GROUPS, "model"):
+        node = cfg.get(group)
+        if not isinstance(node, DictConfig) or not node.get("_target_"):
+            continue
+        skip = set(BUILDER_KEYS.get(group, ())) | ({"_target_", "name", "init_from"} if group == "model" else {"_target_"})
+        try:
+            target = get_method(node._target_)
+        except Exception as ex:  # noqa: BLE001
+            raise ConfigError(f"{group}._target_={node._target_}: cannot be imported ({ex})") from None
+        accepted = _parameters(target)
+        if accepted is None:
+            continue
+        if group == "schedule":
+            accepted |= {k.removesuffix("_steps") + "_epochs" for k in accepted} | {"boundaries_epochs"}
+        for key in node:
+            if key not in skip and key not in accepted:
+                raise ConfigError(_misfit(cfg, group, key, node._target_, sorted(accepted - {"kwargs", "name"})))
+
+
+def _parameters(target) -> Optional[set]:
+    """Keyword parameters `target` accepts (for a class, along its __init__ chain); None if it
+    takes anything (**kwargs that it does not check)."""
+    import inspect
+
+    classes = [c for c in target.__mro__ if "__init__" in vars(c)] if inspect.isclass(target) else [target]
+    names: set = set()
+    for c in classes:
+        params = inspect.signature(c.__init__ if inspect.isclass(target) else c).parameters
+        names |= {n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and n != "self"}
+        if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+            return names
+    return names  # Keras' base classes take **kwargs and check them themselves: the named ones are the API
+
+
+def _misfit(cfg: DictConfig, group: str, key: str, target: str, accepted: list) -> str:
+    origin = ""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        hc = HydraConfig.get()
+        preset = hc.runtime.choices.get("experiment")
+        option = hc.runtime.choices.get(group)
+        if preset and not any(o.split("=", 1)[0].lstrip("+~") == f"{group}.{key}" for o in hc.overrides.task):
+            origin = f" (set by experiment={preset}, which does not fit {group}={option}; drop {group}={option} " \
+                     f"or set a preset of your own)"
+    except ValueError:  # no Hydra context (the Python API)
+        pass
+    return f"{group}.{key}: not a parameter of {target}{did_you_mean(key, accepted)}{origin}; " \
+           f"its parameters: {', '.join(accepted)}"
+
+
+def did_you_mean(name: str, candidates) -> str:
+    """' (did you mean X?)' for the closest candidates, or '': an abbreviation or a prefix of a
+    candidate's last part first (optimizer.lr -> optimizer.learning_rate), else a close spelling."""
+    import difflib
+
+    by_leaf = {str(c).rsplit(".", 1)[-1].lower(): str(c) for c in candidates}
+    leaf = str(name).rsplit(".", 1)[-1].lower()
+    close = [c for k, c in by_leaf.items() if k != leaf and (_initials(k) == leaf or (len(leaf) > 1 and k.startswith(leaf)))]
+    if not close:
+        close = [by_leaf[k] for k in difflib.get_close_matches(leaf, list(by_leaf), n=2, cutoff=0.75)]
+    return f" (did you mean {' or '.join(close[:2])}?)" if close else ""
+
+
+def _initials(key: str) -> str:
+    parts = key.split("_")
+    return "".join(p[0] for p in parts if p) if len(parts) > 1 else ""
 
 
 def _validate_classes(data: DictConfig) -> None:
@@ -270,12 +455,12 @@ def _validate_classes(data: DictConfig) -> None:
 
 
 def _validate_transfer(cfg: DictConfig) -> None:
-    init_from = cfg.model.init_from
+    init_from = cfg.model.get("init_from")
     if init_from is None:
         for key in ("freeze_epochs", "reuse_layers", "finetune_lr"):
-            if cfg.transfer[key]:
+            if cfg.transfer[key] and not cfg.model.get("weights"):
                 raise ConfigError(f"transfer.{key} needs model.init_from=RUN_DIR (the earlier run to reuse "
-                                  "layers of)")
+                                  "layers of) or a pretrained model=backbone")
         return
     source_file(init_from)  # raises if missing or not a run
     if cfg.transfer.freeze_epochs >= cfg.trainer.epochs and cfg.transfer.finetune_lr is not None:
@@ -283,19 +468,21 @@ def _validate_transfer(cfg: DictConfig) -> None:
                           f"of trainer.epochs={cfg.trainer.epochs}; raise trainer.epochs")
 
 
-def source_file(init_from: str) -> Path:
+def source_file(init_from: str, key: str = "model.init_from") -> Path:
     """The .keras file that `model.init_from` names (a run directory or the file itself)."""
-    path = Path(init_from).expanduser()
+    path = Path(str(init_from)).expanduser()
     if not path.exists():
-        raise ConfigError(f"model.init_from={init_from}: no such file or directory; give an earlier run's "
+        raise ConfigError(f"{key}={init_from}: no such file or directory; give an earlier run's "
                           "directory or its model.keras")
     if path.is_dir():
         if not (path / "model.keras").is_file():
-            raise ConfigError(f"model.init_from={init_from}: not a dnn_train run (no model.keras in it; "
+            raise ConfigError(f"{key}={init_from}: not a dnn_train run (no model.keras in it; "
                               "did that run finish?)")
         return path / "model.keras"
+    if not path.is_file():
+        raise ConfigError(f"{key}={init_from}: not a regular file or a run directory")
     if path.suffix != ".keras":
-        raise ConfigError(f"model.init_from={init_from}: not a .keras model file")
+        raise ConfigError(f"{key}={init_from}: not a .keras model file")
     return path
 
 
@@ -322,7 +509,7 @@ def chapter_warnings(cfg: DictConfig) -> list[str]:
 
 def _check(key: str, value: Any, rule) -> None:
     ok, desc = rule
-    if isinstance(value, (DictConfig, ListConfig)) or not ok(value):
+    if isinstance(value, DictConfig) or not ok(value):
         raise ConfigError(f"{key}={_show(value)}: expected {desc}")
 
 
@@ -330,6 +517,14 @@ def _show(value: Any) -> str:
     if isinstance(value, (DictConfig, ListConfig)):
         return str(OmegaConf.to_container(value))
     return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def make(node, **kwargs):
+    """hydra.utils.instantiate, passing lists and dicts to the object as plain Python ones: a Keras
+    object holding an OmegaConf ListConfig cannot be saved (schedule=piecewise's values did that)."""
+    from hydra.utils import instantiate
+
+    return instantiate(node, _convert_="all", **kwargs)
 
 
 def keras_kwargs(node: DictConfig, group: str) -> tuple[dict, dict]:
@@ -358,6 +553,35 @@ def option_summaries() -> dict[str, list[tuple[str, bool, str]]]:
     return summaries
 
 
+def known_keys(prefix: str) -> list[str]:
+    """The full keys under `prefix` (e.g. "optimizer"): a typed group's fields, or the keys of the
+    option chosen on the command line (else the default) of a class-configured group."""
+    import sys
+    import typing
+
+    import yaml
+
+    node = RootConf
+    for part in prefix.split("."):
+        hints = typing.get_type_hints(node) if isinstance(node, type) else {}
+        node = next((t for t in (hints.get(part), *typing.get_args(hints.get(part))) if isinstance(t, type)
+                     and hasattr(t, "__dataclass_fields__")), None)
+        if node is None:
+            break
+    if node is not None:
+        return [f"{prefix}.{k}" for k in typing.get_type_hints(node)]
+    group = prefix.split(".")[0]
+    chosen = next((a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith(f"{group}=")), None)
+    chosen = chosen or dict(re.findall(r"^  - (?:optional )?(\w+): (\S+)", (CONF_DIR / "config.yaml").read_text(),
+                                       re.M)).get(group)
+    path = CONF_DIR / group / f"{chosen}.yaml"
+    try:
+        keys = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return []
+    return [f"{group}.{k}" for k in keys if k != "_target_"] if "." not in prefix else []
+
+
 def describe_error(ex: BaseException) -> Optional[str]:
     """One line for a configuration error (Hydra, OmegaConf or ours); None if it is not one."""
     from hydra.errors import HydraException, MissingConfigException
@@ -370,11 +594,13 @@ def describe_error(ex: BaseException) -> Optional[str]:
         if m:
             group, name = m.groups()
             valid = ex.options or options(group)
-            return f"{group}={name}: unknown option; valid {group} options: {', '.join(valid)}"
+            return f"{group}={name}: unknown option{did_you_mean(name, valid)}; valid {group} options: {', '.join(valid)}"
     text = f"{ex} {ex.__cause__ or ''}"
     m = re.search(r"Could not override '([\w.]+)'", text)
     if m and "not in" in text:
-        return f"{m.group(1)}: unknown key (see the group's keys with --cfg job)"
+        key = m.group(1)
+        return f"{key}: unknown key{did_you_mean(key, known_keys(key.rsplit('.', 1)[0]))} (see the group's keys " \
+               "with --cfg job)"
     m = re.search(r"Error merging override ([\w.]+=\S*).*?(Value '.*?' .*?could not be converted to \w+)", text, re.S)
     if m:
         return f"{m.group(1)}: {m.group(2)}"

@@ -1,14 +1,16 @@
-"""Per-layer diagnostics (trainer.diagnostics): watch gradients vanish or explode, and units
-saturate or die, layer by layer. Ours: Keras records only the loss and metrics.
+"""Per-block diagnostics (trainer.diagnostics): watch gradients vanish or explode, and units
+saturate or die, block by block. Ours: Keras records only the loss and metrics.
 
 Before training (epoch 0) and after every epoch, on one fixed batch of training images, for each
-hidden layer i (the output of its activation act_i, and the kernel of hidden_i):
-- act_mean, act_std: mean and standard deviation of the activations over the batch and the units;
+hidden block i of the model (dnn_train/models: `blocks`; in an MLP, one Dense layer and its
+activation; in a CNN, its convolutions, pooling and dropout):
+- act_mean, act_std: mean and standard deviation of the block's output over the batch and units;
 - saturated: the fraction of sigmoid outputs below 0.05 or above 0.95, or of tanh outputs beyond
   +-0.95 (empty for other activations);
-- dead: the fraction of units whose output is exactly 0 for every image of the batch (dead ReLUs);
-- grad_norm: the L2 norm of the loss gradient with respect to the kernel of hidden_i.
-The batch goes through the layers as in training (batch norm on batch statistics) but without
+- dead: the fraction of units (feature maps: each position counts as a unit) whose output is
+  exactly 0 for every image of the batch (dead ReLUs);
+- grad_norm: the L2 norm of the loss gradient with respect to the block's kernels (all of them).
+The batch goes through the model as in training (batch norm on batch statistics) but without
 dropout, and batch norm's moving statistics are put back afterwards: measuring changes nothing.
 """
 from __future__ import annotations
@@ -20,7 +22,7 @@ import keras
 import numpy as np
 
 from dnn_train import artifacts
-from dnn_train.evaluate import DROPOUT_LAYERS
+from dnn_train.models import DROPOUT_LAYERS, blocks
 
 log = logging.getLogger("dnn_train")
 
@@ -30,16 +32,6 @@ COLUMNS = ["epoch", "layer", "name", "act_mean", "act_std", "saturated", "dead",
 SATURATION = {"sigmoid": lambda a: (a < 0.05) | (a > 0.95), "tanh": lambda a: np.abs(a) > 0.95}
 
 
-def hidden_layers(model: keras.Model) -> list[tuple[int, str, str]]:
-    """(i, kernel layer hidden_i, activation layer act_i) for every hidden layer, bottom up."""
-    names = {layer.name for layer in model.layers}
-    out, i = [], 1
-    while f"hidden_{i}" in names and f"act_{i}" in names:
-        out.append((i, f"hidden_{i}", f"act_{i}"))
-        i += 1
-    return out
-
-
 def activation_kind(layer) -> str:
     """'sigmoid', 'tanh' or another name, for the saturation rule."""
     fn = getattr(layer, "activation", None)
@@ -47,39 +39,55 @@ def activation_kind(layer) -> str:
 
 
 def layer_stats(activations: np.ndarray, kind: str) -> dict:
-    """Statistics of one layer's activations (examples x units) on the probe batch."""
+    """Statistics of one block's output (examples x units) on the probe batch."""
     a = activations.reshape(len(activations), -1)
     return {"act_mean": float(a.mean()), "act_std": float(a.std()),
             "saturated": float(SATURATION[kind](a).mean()) if kind in SATURATION else None,
             "dead": float(np.all(a == 0, axis=0).mean())}
 
 
-def probe(model: keras.Model, x, y, loss_fn) -> list[dict]:
-    """One row per hidden layer: layer_stats and the kernel's gradient norm, on batch (x, y)."""
-    import tensorflow as tf
+class Probe:
+    """The model's block outputs and the loss, as one function of the weights: built once."""
 
-    layers = hidden_layers(model)
-    acts_wanted = {act for _, _, act in layers}
-    kernels = [model.get_layer(h).kernel for _, h, _ in layers]
-    saved = [v.numpy() for v in model.non_trainable_weights]  # BN moving statistics
-    with tf.GradientTape() as tape:
-        h, acts = x, {}
-        for layer in model.layers:
-            if isinstance(layer, keras.layers.InputLayer):
-                continue
-            h = layer(h, training=not isinstance(layer, DROPOUT_LAYERS))
-            if layer.name in acts_wanted:
-                acts[layer.name] = h
-        loss = loss_fn(y, h)
-    grads = tape.gradient(loss, kernels)
-    for v, value in zip(model.non_trainable_weights, saved):
-        v.assign(value)
-    rows = []
-    for (i, h_name, act_name), g in zip(layers, grads):
-        stats = layer_stats(keras.ops.convert_to_numpy(acts[act_name]), activation_kind(model.get_layer(act_name)))
-        rows.append({"layer": i, "name": h_name, **stats,
-                     "grad_norm": float(np.linalg.norm(keras.ops.convert_to_numpy(g))) if g is not None else None})
-    return rows
+    def __init__(self, model: keras.Model, loss_fn):
+        self.model, self.loss_fn = model, loss_fn
+        self.blocks = blocks(model)
+        outputs = [b.output_tensor for b in self.blocks] + list(model.outputs)
+        self.net = keras.Model(model.input, outputs)  # the same layers and weights, more outputs
+        self.dropouts = [layer for layer in model.layers if isinstance(layer, DROPOUT_LAYERS)]
+
+    def rows(self, x, y) -> list[dict]:
+        """One row per hidden block: layer_stats and the kernels' gradient norm, on batch (x, y)."""
+        import tensorflow as tf
+
+        kernels = [b.kernels() for b in self.blocks]
+        saved = [keras.ops.convert_to_numpy(v) for v in self.model.non_trainable_weights]  # BN moving statistics
+        rates = [layer.rate for layer in self.dropouts]
+        for layer in self.dropouts:
+            layer.rate = 0.0  # no dropout while measuring
+        try:
+            with tf.GradientTape() as tape:
+                *acts, out = self.net(x, training=True)
+                loss = self.loss_fn(y, out)
+            grads = tape.gradient(loss, [k for ks in kernels for k in ks])
+        finally:
+            for layer, rate in zip(self.dropouts, rates):
+                layer.rate = rate
+            for v, value in zip(self.model.non_trainable_weights, saved):
+                v.assign(value)
+        rows, i = [], 0
+        for block, act, ks in zip(self.blocks, acts, kernels):
+            g = [keras.ops.convert_to_numpy(t) for t in grads[i:i + len(ks)] if t is not None]
+            i += len(ks)
+            kind = activation_kind(block.activation) if block.activation is not None else "none"
+            rows.append({"layer": block.index, "name": block.name, **layer_stats(keras.ops.convert_to_numpy(act), kind),
+                         "grad_norm": float(np.sqrt(sum(float((t ** 2).sum()) for t in g))) if g else None})
+        return rows
+
+
+def probe(model: keras.Model, x, y, loss_fn) -> list[dict]:
+    """One row per hidden block (see Probe.rows)."""
+    return Probe(model, loss_fn).rows(x, y)
 
 
 def gradient_ratio(rows: list[dict]) -> float | None:
@@ -97,6 +105,7 @@ class Diagnostics(keras.callbacks.Callback):
         super().__init__()
         self.path = Path(run_dir) / DIAGNOSTICS_FILE
         self.x, self.y = x, y
+        self._probe = None
         self.loss_fn = {"binary_crossentropy": keras.losses.BinaryCrossentropy,
                         "sparse_categorical_crossentropy": keras.losses.SparseCategoricalCrossentropy}[loss]()
         self.writer = None
@@ -113,7 +122,9 @@ class Diagnostics(keras.callbacks.Callback):
         self._record(epoch + 1)
 
     def _record(self, epoch: int) -> None:
-        rows = probe(self.model, self.x, self.y, self.loss_fn)
+        if self._probe is None:
+            self._probe = Probe(self.model, self.loss_fn)
+        rows = self._probe.rows(self.x, self.y)
         new = not self.path.exists()
         lines = [",".join(COLUMNS)] if new else []
         lines += [",".join(_fmt(v) for v in [epoch, r["layer"], r["name"], r["act_mean"], r["act_std"],
@@ -130,13 +141,9 @@ class Diagnostics(keras.callbacks.Callback):
             for r in rows:
                 tf.summary.scalar(f"grad_norm/{r['name']}", r["grad_norm"] or 0.0)
                 tf.summary.scalar(f"act_std/{r['name']}", r["act_std"])
-            h, wanted = self.x, {f"act_{r['layer']}" for r in rows}
-            for layer in self.model.layers:  # activation histograms (Keras' callback draws only weights)
-                if isinstance(layer, keras.layers.InputLayer):
-                    continue
-                h = layer(h, training=False)
-                if layer.name in wanted:
-                    tf.summary.histogram(f"activations/{layer.name}", h)
+            *acts, _ = self._probe.net(self.x, training=False)  # activation histograms (Keras' callback: weights only)
+            for r, act in zip(rows, acts):
+                tf.summary.histogram(f"activations/{r['name']}", act)
         self.writer.flush()
 
 

@@ -1,36 +1,39 @@
 """Monte Carlo dropout evaluation (Gal & Ghahramani 2016, Géron ch. 11): ours, Keras has none.
 
 The model is run `samples` times on the test set with its dropout layers active and everything
-else (batch norm included) in inference mode; the mean of the passes is the prediction.
+else (batch norm included) in inference mode; the mean of the passes is the prediction. The
+model is cloned with each dropout layer wrapped so that it always drops (the book's MCDropout),
+sharing every other layer and its weights, so it works for any graph, residual ones included.
 """
 from __future__ import annotations
 
 import keras
 import numpy as np
 
-DROPOUT_LAYERS = (keras.layers.Dropout, keras.layers.AlphaDropout)
+from dnn_train.models import DROPOUT_LAYERS
 
 
-def stochastic_forward(model: keras.Model, x):
-    """One pass of our layer chain with dropout on and every other layer in inference mode."""
-    h = x
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.InputLayer):
-            continue
-        h = layer(h, training=isinstance(layer, DROPOUT_LAYERS))
-    return h
+class AlwaysDrop(keras.layers.Layer):
+    """A dropout layer that drops at inference too (the book's MCDropout, for any dropout class)."""
+
+    def __init__(self, inner, **kwargs):
+        super().__init__(name=f"mc_{inner.name}", **kwargs)
+        self.inner = inner
+
+    def call(self, x, training=None):
+        return self.inner(x, training=True)
+
+
+def mc_model(model: keras.Model) -> keras.Model:
+    """`model` with dropout always on; every other layer shared (same weights)."""
+    return keras.models.clone_model(
+        model, clone_function=lambda layer: AlwaysDrop(layer) if isinstance(layer, DROPOUT_LAYERS) else layer)
 
 
 def mc_dropout_predict(model: keras.Model, x: np.ndarray, samples: int, batch_size: int = 1024) -> np.ndarray:
     """Class probabilities of `samples` stochastic passes: shape (samples, examples, classes)."""
-    import tensorflow as tf
-
-    forward = tf.function(lambda batch: stochastic_forward(model, batch))
-    passes = []
-    for _ in range(samples):
-        passes.append(np.concatenate([keras.ops.convert_to_numpy(forward(x[i:i + batch_size]))
-                                      for i in range(0, len(x), batch_size)]))
-    return np.stack(passes)
+    stochastic = mc_model(model)
+    return np.stack([stochastic.predict(x, batch_size=batch_size, verbose=0) for _ in range(samples)])
 
 
 def mc_metrics(probs: np.ndarray, y: np.ndarray) -> dict:

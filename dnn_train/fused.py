@@ -69,9 +69,19 @@ class FusedSteps(keras.Model):
         return self._compiled_loop(x, y, n)
 
 
+def available() -> bool:
+    """The fused loop is TensorFlow's (tf.while_loop, tf.function): other backends use Keras'
+    own steps_per_execution."""
+    return keras.backend.backend() == "tensorflow"
+
+
+def is_fused(model) -> bool:
+    return isinstance(model, FusedSteps)
+
+
 def fuse(model: keras.Model, xla: bool) -> FusedSteps:
     """The same layers and weights, with the fused train_step (its loop compiled by XLA if `xla`)."""
-    out = FusedSteps(model.inputs, model.outputs, name=model.name)
+    out = FusedSteps(model.input, model.output, name=model.name)
     out.xla = xla
     return out
 
@@ -81,7 +91,7 @@ def plain(model: keras.Model) -> keras.Model:
     included), loss and metrics: what gets saved (loadable without dnn_train)."""
     if not isinstance(model, FusedSteps):
         return model
-    out = keras.Model(model.inputs, model.outputs, name=model.name)
+    out = keras.Model(model.input, model.output, name=model.name)
     if model.optimizer is not None:
         settings = model.get_compile_config()
         out.compile(optimizer=model.optimizer, loss=model.loss, metrics=settings["metrics"],

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from pathlib import Path
 
 import keras
 import numpy as np
 from keras import ops
 
-from dnn_train import data, artifacts
-from dnn_train.train import finish, setup
+from dnn_train import artifacts
+from dnn_train.models import loss_name
+from dnn_train.record import Run
+from dnn_train.train import setup, training_batches
 
 log = logging.getLogger("dnn_train")
 CSV_FILE, PLOT_FILE = "lr_find.csv", "lr_find.png"
@@ -67,17 +68,19 @@ def suggest(rates, smooth) -> tuple[float, float]:
     return rates[best] / 10.0, rates[best]
 
 
-def find_lr(cfg, run_dir: Path) -> dict:
-    started, run_dir, t, f = time.time(), Path(run_dir), cfg.trainer, cfg.lr_find
-    s = setup(cfg, run_dir)
+def find_lr(cfg, run: Run, extra_callbacks=()) -> dict:
+    run_dir, t, f = run.dir, cfg.trainer, cfg.lr_find
+    s = setup(cfg)
     steps = max(1, int(round(s.steps_per_epoch * f.epochs)))
     ramp = ExponentialRamp(f.start_lr, f.end_lr, steps)
     s.optimizer.learning_rate = ramp
     recorder = BatchLoss(ramp, f.stop_factor)
+    run.begin(task="find_lr", dataset=cfg.data.name, start_lr=f.start_lr, end_lr=f.end_lr)
     initial = s.model.get_weights()
-    s.model.compile(optimizer=s.optimizer, loss="sparse_categorical_crossentropy", steps_per_execution=1)
-    train = data.make_dataset(s.splits.x_train, s.splits.y_train, t.batch_size, shuffle=True, seed=t.seed)
-    s.model.fit(train.repeat(), steps_per_epoch=steps, epochs=1, callbacks=[recorder], verbose=0, shuffle=False)
+    s.model.compile(optimizer=s.optimizer, loss=loss_name(cfg), steps_per_execution=1)
+    train, epoch_seeds = training_batches(s.splits, t)
+    s.model.fit(train.repeat(), steps_per_epoch=steps, epochs=1, callbacks=[recorder, epoch_seeds, *extra_callbacks],
+                verbose=0, shuffle=False)
     s.model.set_weights(initial)
 
     smooth = smoothed(recorder.losses)
@@ -88,9 +91,7 @@ def find_lr(cfg, run_dir: Path) -> dict:
                           "loss": recorder.losses, "smoothed_loss": smooth})
     artifacts.write_text(run_dir / CSV_FILE, table.to_csv(index=False))
     plot(table, suggested, at_min, run_dir / PLOT_FILE)
-    results = {"task": "find_lr", "suggested_max_lr": suggested, "min_loss_lr": at_min,
-               "steps": len(recorder.losses), "start_lr": f.start_lr, "end_lr": f.end_lr}
-    finish(run_dir, results, started, status="completed")
+    results = run.finish("completed", suggested_max_lr=suggested, min_loss_lr=at_min, steps=len(recorder.losses))
     log.info("suggested max learning rate %.3g (lowest smoothed loss at %.3g) -> %s", suggested, at_min, run_dir)
     return results
 

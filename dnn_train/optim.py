@@ -12,10 +12,10 @@ from __future__ import annotations
 import inspect
 
 import keras
-from hydra.utils import get_class, instantiate
+from hydra.utils import get_class
 from keras import ops
 
-from dnn_train.config import keras_kwargs
+from dnn_train.config import keras_kwargs, make
 
 
 @keras.saving.register_keras_serializable(package="dnn_train")
@@ -139,13 +139,13 @@ def build_schedule(schedule_cfg, learning_rate: float, steps_per_epoch: int, epo
         return learning_rate, []
     cls = get_class(kwargs["_target_"])
     if issubclass(cls, keras.callbacks.Callback):
-        return learning_rate, [instantiate(kwargs)]
+        return learning_rate, [make(kwargs)]
     accepted = inspect.signature(cls).parameters
     kwargs = _epochs_to_steps(kwargs, accepted, steps_per_epoch)
     runtime = {"initial_learning_rate": learning_rate, "total_steps": steps_per_epoch * epochs,
                "steps_per_epoch": steps_per_epoch}
     kwargs.update({k: v for k, v in runtime.items() if k in accepted and k not in kwargs})
-    return instantiate(kwargs), []
+    return make(kwargs), []
 
 
 def build_optimizer(cfg, steps_per_epoch: int) -> tuple[keras.optimizers.Optimizer, list]:
@@ -157,7 +157,7 @@ def build_optimizer(cfg, steps_per_epoch: int) -> tuple[keras.optimizers.Optimiz
             and kwargs.get("momentum"):
         kwargs.update(_target_=f"{__name__}.OneCycleSGD", max_momentum=cfg.schedule.max_momentum,
                       min_momentum=cfg.schedule.min_momentum)
-    return instantiate(kwargs), callbacks
+    return make(kwargs), callbacks
 
 
 def current_learning_rate(optimizer) -> float:

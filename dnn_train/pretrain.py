@@ -5,13 +5,13 @@ save it as a run whose encoder a later run reuses with `model.init_from=RUN_DIR`
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 
 import numpy as np
 
-from dnn_train import data, artifacts
-from dnn_train.train import _callbacks, _verbosity, finish, setup
+from dnn_train import artifacts, data
+from dnn_train.record import Run
+from dnn_train.train import _callbacks, _verbosity, save_model, setup
 
 log = logging.getLogger("dnn_train")
 RECONSTRUCTIONS_FILE = "reconstructions.png"
@@ -26,36 +26,26 @@ def image_pairs(x: np.ndarray, batch_size: int, shuffle: bool, seed: int):
     return ds.map(lambda images, _: (images, tf.cast(images, tf.float32) / 255.0))
 
 
-def pretrain_autoencoder(cfg, run_dir: Path) -> dict:
-    started, run_dir, t = time.time(), Path(run_dir), cfg.trainer
-    s = setup(cfg, run_dir, autoencoder=True)
+def pretrain_autoencoder(cfg, run: Run, extra_callbacks=()) -> dict:
+    run_dir, t = run.dir, cfg.trainer
+    s = setup(cfg, autoencoder=True)
     model, splits = s.model, s.splits
     model.compile(optimizer=s.optimizer, loss=cfg.autoencoder.loss,
                   steps_per_execution=t.steps_per_execution, jit_compile=t.jit_compile)
-    results = {"status": "running", "task": "pretrain_autoencoder", "dataset": cfg.data.name,
-               "params": model.count_params(), "train_examples": len(splits.x_train),
-               "loss": cfg.autoencoder.loss}
-    try:
-        history = model.fit(image_pairs(splits.x_train, t.batch_size, True, t.seed),
-                            validation_data=image_pairs(splits.x_valid, data.eval_batch(t.batch_size), False, t.seed),
-                            epochs=t.epochs, callbacks=s.schedule_callbacks + _callbacks(cfg, run_dir, "pretrain"),
-                            verbose=_verbosity(t.progress), shuffle=False)
-        test_loss = model.evaluate(image_pairs(splits.x_test, data.eval_batch(t.batch_size), False, t.seed), verbose=0)
-    except KeyboardInterrupt:
-        finish(run_dir, results, started, status="interrupted")
-        raise
-    except Exception as ex:
-        finish(run_dir, results, started, status="failed", error=f"{type(ex).__name__}: {ex}".splitlines()[0])
-        raise
-    with artifacts.atomic_path(run_dir / artifacts.MODEL_FILE, ".keras") as tmp:
-        model.save(tmp)
+    run.begin(task="pretrain_autoencoder", dataset=cfg.data.name, params=model.count_params(),
+              train_examples=len(splits.x_train), loss=cfg.autoencoder.loss)
+    history = model.fit(image_pairs(splits.x_train, t.batch_size, True, t.seed),
+                        validation_data=image_pairs(splits.x_valid, data.eval_batch(t.batch_size), False, t.seed),
+                        epochs=t.epochs, callbacks=s.schedule_callbacks + _callbacks(cfg, run_dir, "pretrain", run)
+                        + list(extra_callbacks), verbose=_verbosity(t.progress), shuffle=False)
+    test_loss = model.evaluate(image_pairs(splits.x_test, data.eval_batch(t.batch_size), False, t.seed), verbose=0)
+    save_model(model, run_dir / artifacts.MODEL_FILE, splits.x_test[:64])
     metrics = artifacts.read_metrics(run_dir / artifacts.METRICS_FILE)
     artifacts.plot_curves(metrics, run_dir / artifacts.CURVES_FILE, title="autoencoder pretraining")
     shown = splits.x_test[: cfg.autoencoder.examples_plot]
     plot_reconstructions(shown, model.predict(shown, verbose=0), run_dir / RECONSTRUCTIONS_FILE)
-    results.update(reconstruction_loss=test_loss, best_val_loss=float(metrics["val_loss"].min()),
-                   epochs=len(history.epoch))
-    finish(run_dir, results, started, status="completed")
+    results = run.finish("completed", reconstruction_loss=test_loss, best_val_loss=float(metrics["val_loss"].min()),
+                         epochs=len(history.epoch))
     log.info("test reconstruction loss (%s) %.5f; %d epochs in %.1fs -> %s (reuse it with model.init_from=%s)",
              cfg.autoencoder.loss, test_loss, results["epochs"], results["wall_seconds"], run_dir, run_dir)
     return results

@@ -1,4 +1,4 @@
-"""Who owns a run directory, and whether its process is still alive.
+"""Who owns a run directory, what it records, and whether its process is still alive.
 
 A run holds an OS lock (`fcntl.flock`) on `RUN_DIR/.lock` for its whole life; the file names the
 holder (pid, host, start time, command). A second process that wants the directory (the same
@@ -8,13 +8,24 @@ Ours: Keras and Hydra have no notion of a directory owned by one process.
 """
 from __future__ import annotations
 
+import errno
 import json
+import logging
+import logging.handlers
 import os
+import shutil
+import signal
 import socket
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
+
+from hydra.experimental.callback import Callback
+
+from dnn_train.config import ConfigError
 
 LOCK_FILE = ".lock"
 
@@ -107,3 +118,323 @@ def liveness(run_dir: Path, results: dict) -> str:
     if alive is False:
         return "crashed (process gone)"
     return status
+
+
+# ---------------------------------------------------------------- one invocation's hold on a run
+RESERVE_FILE, RESERVE_BYTES = ".reserve", 65536  # freed when the disk fills up, so the final record still fits
+IGNORED_ON_RESUME = ("trainer.resume", "trainer.progress")  # may differ between the two commands
+RUN_FILES = {"results.json", "config.yaml", ".hydra", "metrics.csv", "dnn_train.log", "checkpoint"}
+# Directories Hydra (or the Python API) created for this invocation, so that bad input removes
+# only those: filled by the RunDirs callback before Hydra makes the run directory.
+CREATED: set = set()
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM (or SIGINT): handled like Ctrl-C, remembering the signal for the exit code."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class Refused(ConfigError):
+    """This invocation may not use the run directory (held by another process, a different config,
+    a finished run without resume): nothing in it was changed. One line, exit code 2."""
+
+
+def note_created(path: Path) -> None:
+    """Before `path` is made: remember its topmost ancestor that does not exist yet."""
+    path = Path(path).absolute()
+    missing = None
+    for p in (path, *path.parents):
+        if p.exists():
+            break
+        missing = p
+    if missing is not None:
+        CREATED.add(missing)
+
+
+class Run:
+    """The run directory as one invocation holds it, from validation to the final status.
+
+    Entered: the lock is taken (Refused if another process holds it) and what the directory holds
+    is judged: `state` is "new", "resume" (trainer.resume, or a sweep rerun, with the same config)
+    or "completed" (nothing to do). Nothing is written until `begin()`, so bad input found while
+    setting up (exit 2) leaves the directory as it was, and removes it if this invocation made it.
+    `begin` writes .hydra/ (a new run only), config.yaml and results.json ("running", with the pid
+    and host); `finish` writes the final status. Left by an exception, the record says what ended
+    it: interrupted (signals, also during set-up), diverged, or failed with the one-line reason.
+    """
+
+    def __init__(self, run_dir: Path, cfg, overrides=(), hydra_cfg=None, resume: bool = False,
+                 record_bad_input: bool = False):
+        self.dir = Path(run_dir).absolute()
+        self.cfg, self.overrides, self.hydra_cfg = cfg, list(overrides), hydra_cfg
+        self.resume = resume
+        self.record_bad_input = record_bad_input  # a sweep job: bad input is this job's recorded failure
+        self.lock = RunLock(self.dir)
+        self.state = "new"
+        self.results: dict = {}
+        self.started = time.time()
+        self._begun = False
+        self._created = self.dir in CREATED or any(p in CREATED for p in self.dir.parents)
+        self._wrote: list[Path] = []
+        self._buffer = logging.handlers.MemoryHandler(10_000, flushLevel=logging.CRITICAL + 1)
+        self._file_handler = None
+        self._signals: dict = {}
+
+    # ------------------------------------------------------------ entering
+    def __enter__(self) -> "Run":
+        self.dir.mkdir(parents=True, exist_ok=True)
+        lock_existed = self.lock.path.exists()
+        try:
+            self.lock.acquire()
+        except RunBusy as ex:
+            raise Refused(str(ex)) from None
+        if not lock_existed:
+            self._wrote.append(self.lock.path)
+        if logging.getLogger("dnn_train").getEffectiveLevel() > logging.INFO:  # the Python API: no logging set up
+            logging.getLogger("dnn_train").setLevel(logging.INFO)
+        logging.getLogger().addHandler(self._buffer)
+        self._install_signals()
+        try:
+            self._judge()
+        except BaseException:
+            self._remove_what_we_made()
+            self._leave()
+            raise
+        return self
+
+    def _judge(self) -> None:
+        from dnn_train.artifacts import CONFIG_FILE, RESULTS_FILE
+
+        contents = {p.name for p in self.dir.iterdir()} - {LOCK_FILE}
+        results_path = self.dir / RESULTS_FILE
+        if not contents:
+            return
+        if not contents & RUN_FILES:
+            raise Refused(f"{self.dir} exists and holds files that are not a dnn_train run; choose a new or "
+                          "empty directory (hydra.run.dir=DIR)")
+        try:
+            previous = json.loads(results_path.read_text()) if results_path.is_file() else {}
+        except ValueError:
+            previous = {"status": "unreadable"}
+        status = previous.get("status", "unknown")
+        if not self.resume:
+            raise Refused(f"{self.dir} already holds a run (status {status}); add trainer.resume=true to "
+                          "continue it, or choose another hydra.run.dir")
+        changed = self._changed_keys(self.dir / CONFIG_FILE)
+        if changed:
+            raise Refused(f"{self.dir} holds a run with a different config ({', '.join(changed[:6])}"
+                          f"{', ...' if len(changed) > 6 else ''}); rerun it with the same overrides, or choose "
+                          "another directory")
+        self.results = previous
+        self.state = "completed" if status == "completed" else "resume"
+
+    def _changed_keys(self, recorded: Path) -> list[str]:
+        from omegaconf import OmegaConf
+
+        if not recorded.is_file():
+            return []
+        old = OmegaConf.to_container(OmegaConf.load(recorded), resolve=False)
+        new = OmegaConf.to_container(self.cfg, resolve=True)
+        flat_old, flat_new = _flatten(old), _flatten(new)
+        return sorted(k for k in flat_old.keys() | flat_new.keys()
+                      if k not in IGNORED_ON_RESUME and flat_old.get(k, _ABSENT) != flat_new.get(k, _ABSENT))
+
+    # ------------------------------------------------------------ writing
+    def begin(self, **fields) -> None:
+        """The run starts for real: write its record (.hydra/ for a new run, config.yaml, results.json
+        "running"), and from now on its log goes to dnn_train.log too."""
+        from omegaconf import OmegaConf
+
+        from dnn_train import artifacts
+
+        if self._begun:
+            return
+        self._begun = True
+        if self.state == "new":
+            hydra_dir = self.dir / ".hydra"
+            hydra_dir.mkdir(exist_ok=True)
+            artifacts.write_text(hydra_dir / "config.yaml", OmegaConf.to_yaml(self.cfg))
+            artifacts.write_text(hydra_dir / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(self.overrides)))
+            if self.hydra_cfg is not None:
+                artifacts.write_text(hydra_dir / "hydra.yaml", OmegaConf.to_yaml(self.hydra_cfg))
+            artifacts.write_text(self.dir / artifacts.CONFIG_FILE, OmegaConf.to_yaml(self.cfg, resolve=True))
+        self._attach_log_file()
+        if self.state == "resume":
+            for key in ("error", "diverged_epoch", "diverged_step", "wall_seconds"):
+                self.results.pop(key, None)
+        self.results.update(fields)
+        self.results.update(status="running", pid=os.getpid(), host=socket.gethostname(),
+                            started=time.strftime("%Y-%m-%d %H:%M:%S"))
+        self._write(self.results)
+
+    def update(self, **fields) -> None:
+        self.results.update(fields)
+
+    def finish(self, status: str, **fields) -> dict:
+        """The final record: results.json with `status`, the wall time and this process's memory."""
+        self.results.update(fields)
+        self.results.update(status=status, wall_seconds=round(time.time() - self.started, 2), rss_mb=_rss_mb())
+        for key in ("pid", "host"):
+            self.results.pop(key, None)
+        with _signals_blocked():  # a second Ctrl-C waits until the record is whole
+            self._write(self.results)
+        return self.results
+
+    def _write(self, results: dict) -> None:
+        from dnn_train import artifacts
+
+        path, reserve = self.dir / artifacts.RESULTS_FILE, self.dir / RESERVE_FILE
+        if results.get("status") == "running" and not reserve.exists():
+            with open(reserve, "wb") as f:  # room kept for the final record
+                f.write(b"\0" * RESERVE_BYTES)
+        try:
+            artifacts.write_json(path, results)
+        except OSError as ex:
+            if ex.errno not in (errno.ENOSPC, errno.EDQUOT) or not reserve.exists():
+                raise
+            reserve.unlink()  # the disk is full: give back the reserved room, and write the record in it
+            artifacts.write_json(path, results)
+        if results.get("status") != "running":
+            reserve.unlink(missing_ok=True)
+
+    def _attach_log_file(self) -> None:
+        handler = logging.FileHandler(self.dir / "dnn_train.log")
+        handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
+        self._buffer.setTarget(handler)
+        self._buffer.flush()  # what was logged while setting up
+        logging.getLogger().removeHandler(self._buffer)
+        logging.getLogger().addHandler(handler)
+        self._file_handler = handler
+
+    # ------------------------------------------------------------ leaving
+    def __exit__(self, kind, ex, tb) -> bool:
+        try:
+            if ex is not None:
+                self._record_exception(ex)
+        finally:
+            self._leave()
+        return False
+
+    def _record_exception(self, ex: BaseException) -> None:
+        from dnn_train.config import ConfigError, describe_error
+
+        if isinstance(ex, ConfigError) and not self._begun and not self.record_bad_input:
+            self._remove_what_we_made()  # bad input: as if this invocation never ran
+            return
+        if not self._begun:
+            if self.state == "completed":
+                return
+            self.begin()
+        if isinstance(ex, KeyboardInterrupt):
+            self.finish("interrupted")
+        elif type(ex).__name__ == "Diverged":
+            self.finish("diverged", error=str(ex), diverged_epoch=getattr(ex, "epoch", None),
+                        diverged_step=getattr(ex, "step", None))
+        elif type(ex).__name__ == "TrialPruned":
+            self.finish("pruned", error=str(ex) or "pruned by the search's pruner")
+        else:
+            message = describe_error(ex) or one_line(ex)
+            if self._file_handler is not None and describe_error(ex) is None:  # the traceback, in dnn_train.log only
+                self._file_handler.handle(logging.LogRecord("dnn_train", logging.ERROR, __file__, 0, "run failed: %s",
+                                                            (message,), (type(ex), ex, ex.__traceback__)))
+            self.finish("failed", error=message)
+
+    def _remove_what_we_made(self) -> None:
+        logging.getLogger().removeHandler(self._buffer)
+        if self._created:
+            top = next((p for p in (self.dir, *self.dir.parents) if p in CREATED), self.dir)
+            self.lock.release()
+            shutil.rmtree(top, ignore_errors=True)
+        else:
+            for path in self._wrote:
+                path.unlink(missing_ok=True)
+
+    def _leave(self) -> None:
+        self._restore_signals()
+        logging.getLogger().removeHandler(self._buffer)
+        if self._file_handler is not None:
+            logging.getLogger().removeHandler(self._file_handler)
+            self._file_handler.close()
+            self._file_handler = None
+        self.lock.release()
+
+    # ------------------------------------------------------------ signals
+    def _install_signals(self) -> None:
+        """SIGTERM ends the run as Ctrl-C does: the current step finishes (Python handles signals
+        between graph calls), then the record says "interrupted"."""
+        if threading.current_thread() is not threading.main_thread():
+            return
+
+        def handler(signum, frame):
+            raise Interrupted(signum)
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._signals[sig] = signal.signal(sig, handler)
+
+    def _restore_signals(self) -> None:
+        for sig, previous in self._signals.items():
+            signal.signal(sig, previous)
+        self._signals = {}
+
+
+class RunDirs(Callback):
+    """Hydra callback (conf/config.yaml): notes, before Hydra makes the run or sweep directory,
+    whether it already existed, so bad input removes only what this invocation made."""
+
+    def on_run_start(self, config, **kwargs) -> None:
+        note_created(Path(str(config.hydra.run.dir)))
+
+    def on_multirun_start(self, config, **kwargs) -> None:
+        note_created(Path(str(config.hydra.sweep.dir)))
+
+
+_ABSENT = object()
+
+
+def _flatten(node, prefix: str = "") -> dict:
+    out = {}
+    if isinstance(node, dict):
+        for k, v in node.items():
+            out.update(_flatten(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: node}
+
+
+def one_line(ex: BaseException) -> str:
+    """A failure in one line: disk problems named as such, otherwise the exception's first line."""
+    if isinstance(ex, OSError) and ex.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        return f"no space left writing {ex.filename or 'the run directory'} ({ex.strerror}); free some " \
+               "space or write elsewhere with hydra.run.dir=DIR"
+    if isinstance(ex, OSError) and ex.errno in (errno.EACCES, errno.EROFS, errno.ENOTDIR, errno.EPERM):
+        return f"cannot write {ex.filename or 'the run directory'} ({ex.strerror}); choose a writable " \
+               "output directory with hydra.run.dir=DIR"
+    if isinstance(ex, RecursionError):
+        return "the model is too deep for Keras to build (Python's recursion limit); lower model.depth"
+    if isinstance(ex, MemoryError) or type(ex).__name__ == "ResourceExhaustedError":
+        return "out of memory; make the model (model.units, model.filters) or trainer.batch_size smaller"
+    text = str(ex).strip()
+    return f"{type(ex).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": ")
+
+
+@contextmanager
+def _signals_blocked():
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _rss_mb():
+    """This process's resident memory now (MB; Linux), to watch memory across a sweep's jobs."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) // 1024 for line in f if line.startswith("VmRSS:"))
+    except (OSError, StopIteration):
+        return None

@@ -1,109 +1,105 @@
-"""What a Hydra job does: validate the config, then run the task it names (`task=`)."""
+"""What a job does: validate the config, take the run directory (dnn_train/record.py), load
+TensorFlow, and run the task it names (`task=`): train, find_lr or pretrain_autoencoder."""
 from __future__ import annotations
 
 import logging
 import os
-import shutil
-import signal
 import sys
-import threading
-from contextlib import contextmanager
 from pathlib import Path
 
 from omegaconf import DictConfig
 
-from dnn_train.config import ConfigError, validate
+from dnn_train.config import ConfigError, check_targets, validate
+from dnn_train.record import CREATED, Run
 
 log = logging.getLogger("dnn_train")
-HYDRA_FILES = {".hydra", "dnn_train.log"}
 
 
-def run_task(cfg: DictConfig, run_dir: Path | None = None, remove_on_bad_input: bool = True):
-    """Run the job described by `cfg` in `run_dir` (default: Hydra's output directory). On bad
-    input the run directory goes too, unless `remove_on_bad_input` is false (a sweep keeps its
-    job directories, to record the failure in them)."""
+def run_task(cfg: DictConfig, run_dir: Path | None = None, overrides=None, hydra_cfg=None,
+             sweep_job: bool = False, callbacks=()):
+    """Run the job described by `cfg` in `run_dir` (default: Hydra's output directory) and return
+    its results. Bad input (ConfigError, exit 2) leaves the directory as it was, and removes it if
+    this invocation made it; in a sweep (`sweep_job`) it is recorded as the job's failure instead,
+    and a directory holding an earlier job is resumed or, if that job completed with the same
+    config, left as it is. `callbacks`: extra Keras callbacks (the Python API)."""
     if run_dir is None:
         from hydra.core.hydra_config import HydraConfig
 
-        run_dir = Path(HydraConfig.get().runtime.output_dir)
+        hc = HydraConfig.get()
+        run_dir, overrides, hydra_cfg = Path(hc.runtime.output_dir), list(hc.overrides.task), hc
+    bad_input = None
     try:
         validate(cfg)
+    except ConfigError as ex:
+        if not sweep_job:
+            remove_created(Path(run_dir))
+            raise
+        bad_input = ex
+    resume = sweep_job or bool(cfg.trainer.get("resume"))
+    with Run(run_dir, cfg, overrides or [], hydra_cfg, resume=resume, record_bad_input=sweep_job) as run:
+        if bad_input is not None:
+            raise bad_input
+        if run.state == "completed":
+            log.info("%s: already completed with this config; nothing to do", run.dir)
+            return run.results
         from dnn_train import data
 
-        data.preload(cfg.data)  # in a thread, while TensorFlow loads
-        _import_tensorflow_quietly()
-        _set_threads(cfg.trainer.threads)
-        with _sigterm_interrupts():
-            return _dispatch(cfg, run_dir)
-    except ConfigError:
-        if remove_on_bad_input:
-            _remove_if_unstarted(run_dir)
-        raise
-    finally:
-        from dnn_train import data
-
-        data.discard_preloaded()  # a job that never loaded its data (already completed) leaves none behind
+        try:
+            data.preload(cfg.data)  # the files are read in a thread while TensorFlow loads
+            import_backend()
+            _set_threads(cfg.trainer.threads)
+            check_targets(cfg)
+            return _task(cfg.task)(cfg, run, list(callbacks))
+        finally:
+            data.discard_preloaded()
 
 
-def _dispatch(cfg: DictConfig, run_dir: Path):
-    if cfg.task == "find_lr":
+def _task(name: str):
+    if name == "find_lr":
         from dnn_train.lr_find import find_lr
 
-        return find_lr(cfg, run_dir)
-    if cfg.task == "pretrain_autoencoder":
+        return find_lr
+    if name == "pretrain_autoencoder":
         from dnn_train.pretrain import pretrain_autoencoder
 
-        return pretrain_autoencoder(cfg, run_dir)
+        return pretrain_autoencoder
     from dnn_train.train import train
 
-    return train(cfg, run_dir)
+    return train
 
 
-class Interrupted(KeyboardInterrupt):
-    """SIGTERM (or SIGINT): handled like Ctrl-C, remembering the signal for the exit code."""
+def remove_created(run_dir: Path) -> None:
+    """Bad input before the run started: remove the directory if this invocation made it."""
+    import shutil
 
-    def __init__(self, signum: int):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-@contextmanager
-def _sigterm_interrupts():
-    """SIGTERM ends the run as Ctrl-C does: the current step finishes (Python handles signals
-    between graph calls), results.json says "interrupted", the checkpoint stays for trainer.resume."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        raise Interrupted(signum)
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    run_dir = Path(run_dir).absolute()
+    top = next((p for p in (run_dir, *run_dir.parents) if p in CREATED), None)
+    if top is not None:
+        logging.shutdown()  # close any log file before removing it
+        shutil.rmtree(top, ignore_errors=True)
+        CREATED.discard(top)
 
 
-def _import_tensorflow_quietly() -> None:
-    """TensorFlow's C++ start-up lines (oneDNN, CPU features) go to fd 2 whatever
-    TF_CPP_MIN_LOG_LEVEL says; hide them during the import only (Python errors still raise)."""
+def import_backend() -> None:
+    """Import Keras' backend (TensorFlow by default). TensorFlow's C++ start-up lines (oneDNN, CPU
+    features) go to fd 2 whatever TF_CPP_MIN_LOG_LEVEL says: hidden during the import only."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if "tensorflow" in sys.modules or os.environ.get("DNN_TRAIN_DEBUG"):
+    if "keras" in sys.modules or os.environ.get("DNN_TRAIN_DEBUG"):
+        import keras  # noqa: F401
         return
     saved = os.dup(2)
     try:
         with open(os.devnull, "w") as devnull:
             os.dup2(devnull.fileno(), 2)
-            import tensorflow  # noqa: F401
+            import keras  # noqa: F401
     finally:
         os.dup2(saved, 2)
         os.close(saved)
 
 
 def job_threads(threads) -> int | None:
-    """TensorFlow threads for this job: N, or for `auto` the cores divided among the jobs that
-    hydra/launcher=joblib runs at once (None: TensorFlow's default, every core)."""
+    """Threads for this job: N, or for `auto` the cores divided among the jobs that
+    hydra/launcher=joblib runs at once (None: the backend's default, every core)."""
     if threads != "auto":
         return int(threads)
     try:
@@ -124,6 +120,12 @@ def _set_threads(threads) -> None:
     n = job_threads(threads)
     if n is None:
         return
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        log.info("trainer.threads=%s: set XLA_FLAGS / OMP_NUM_THREADS for the %s backend", threads,
+                 keras.backend.backend())
+        return
     import tensorflow as tf
 
     try:
@@ -134,11 +136,3 @@ def _set_threads(threads) -> None:
             log.warning("trainer.threads=%s: TensorFlow already started in this process with %d threads",
                         threads, tf.config.threading.get_intra_op_parallelism_threads())
     log.info("TensorFlow threads per job: %d", n)
-
-
-def _remove_if_unstarted(run_dir: Path) -> None:
-    """Bad input: leave no run directory behind if it holds only what Hydra wrote before the job."""
-    run_dir = Path(run_dir)
-    if run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= HYDRA_FILES | {"config.yaml"}:
-        logging.shutdown()  # close the log file before removing it
-        shutil.rmtree(run_dir, ignore_errors=True)

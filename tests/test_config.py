@@ -12,7 +12,8 @@ from tests.conftest import REPO, make_cfg, run_cli
 
 REQUIRED = {
     "data": {"fashion_mnist", "cifar10", "synthetic"},
-    "model": {"mlp"},
+    "model": {"mlp", "cnn", "resnet", "backbone"},
+    "augment": {"none", "flip", "flip_translate"},
     "initializer": {"glorot_uniform", "he_normal"},
     "activation": {"relu", "elu"},
     "normalization": {"none", "batchnorm"},
@@ -67,11 +68,22 @@ def test_out_of_range_values_name_the_key(override, key):
 BAD_INPUT = [
     # (overrides, text the one line must contain)
     (["optimizer=bogus"], "valid optimizer options: adagrad, adam, adamax, adamw, momentum, nadam, nesterov, rmsprop, sgd"),
-    (["data=nope"], "valid data options: cifar10, fashion_mnist, synthetic"),
+    (["data=nope"], "valid data options: cifar10"),
+    (["optimizer=nadm"], "optimizer=nadm: unknown option (did you mean nadam or adam?)"),
     (["trainer.epochs=abc"], "trainer.epochs=abc"),
-    (["optimizer.lr=0.1"], "optimizer.lr: unknown key"),
+    (["optimizer.lr=0.1"], "optimizer.lr: unknown key (did you mean optimizer.learning_rate?)"),
+    (["optimizer=adam", "optimizer.beta1=0.8"], "optimizer.beta1: unknown key (did you mean optimizer.beta_1?)"),
     (["trainer.bogus=1"], "trainer.bogus: unknown key"),
+    (["+trainer.epoch=3"], "trainer.epoch: unknown key (did you mean trainer.epochs?)"),
+    (["+newkey=1"], "newkey: unknown key"),
+    (["task=bogus"], "task=bogus: expected one of train, find_lr, pretrain_autoencoder"),
+    (["trainer.seed=-1"], "trainer.seed=-1: expected an integer >= 0"),
+    (["data.split_seed=4294967296"], "data.split_seed=4294967296: expected an integer >= 0 and <= 4294967295"),
+    (["optimizer.clipnorm=inf"], "optimizer.clipnorm=inf: expected a finite number > 0 or null"),
+    (["regularizer=l2", "regularizer.l2=1e300"], "regularizer.l2=1e+300: expected a finite number >= 0 and <= 100"),
     (["model.depth=1.5"], "model.depth=1.5"),
+    (["model.depth=1000"], "model.depth=1000: expected an integer >= 1 and <= 500"),
+    (["data=synthetic", "data.synthetic.num_classes=0"], "data.synthetic.num_classes=0: expected an integer >= 2"),
 ]
 
 
@@ -87,14 +99,15 @@ def test_composition_errors_are_one_line_exit_2(tmp_path, args, expected):
 
 @pytest.mark.parametrize("args, expected", [
     (["trainer.epochs=0"], "trainer.epochs=0: expected an integer >= 1"),
-    (["optimizer.learning_rate=-0.1"], "optimizer.learning_rate=-0.1: expected a number > 0"),
+    (["optimizer.learning_rate=-0.1"], "optimizer.learning_rate=-0.1: expected a finite number > 0"),
+    (["optimizer.learning_rate=inf"], "optimizer.learning_rate=inf: expected a finite number > 0"),
 ])
 def test_range_errors_leave_no_run_directory(tmp_path, args, expected):
     proc = run_cli(*args, cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr
-    assert proc.stderr.strip().splitlines() == [f"dnn_train: error: {expected}"]
-    runs = list((tmp_path / "outputs").rglob("*")) if (tmp_path / "outputs").exists() else []
-    assert not [p for p in runs if p.is_file()], runs
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"dnn_train: error: {expected}"), lines
+    assert not (tmp_path / "outputs").exists()  # not even an empty directory: this invocation made it
 
 
 PROBE = """
@@ -143,3 +156,56 @@ def test_readme_lists_every_option_with_its_summary():
             assert summary, f"conf/{group}/{name}.yaml needs a one-line summary as its first line"
             cell = f"**`{name}`**" if default else f"`{name}`"
             assert f"| `{group}` | {cell} | {summary} |" in readme, (group, name)
+
+
+# ---------------------------------------------------------------- configs run no foreign code
+@pytest.mark.parametrize("target", ["pandas.read_pickle", "os.system", "numpy.load", "keras.saving.load_model",
+                                    "keras.utils.get_file", "dnn_train.artifacts.write_text"])
+def test_a_crafted_preset_cannot_name_a_foreign_target(tmp_path, target):
+    """A shared preset (from --config-dir) with a nested _target_ is refused before anything runs."""
+    presets = tmp_path / "presets" / "experiment"
+    presets.mkdir(parents=True)
+    (presets / "evil.yaml").write_text(
+        "# @package _global_\ninitializer:\n  seed:\n    _target_: " + target + "\n    path: /tmp/x.pkl\n")
+    marker = tmp_path / "ran"
+    proc = run_cli("--config-dir", str(tmp_path / "presets"), "experiment=evil", "data=synthetic",
+                   f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"dnn_train: error: initializer.seed._target_={target}: not an allowed target (configs may name Keras "
+        "layers, initializers, optimizers, schedules, regularizers, constraints, applications and dnn_train's "
+        "builders; add it to allow_targets=[...] if you trust it)"]
+    assert not (tmp_path / "run").exists() and not marker.exists()
+
+
+def test_allow_targets_lets_a_trusted_target_through():
+    cfg = make_cfg("+initializer.extra._target_=mypackage.MyThing")
+    with pytest.raises(ConfigError, match="not an allowed target"):
+        validate(cfg)
+    from dnn_train.config import check_allowed_targets
+
+    check_allowed_targets(make_cfg("+initializer.extra._target_=mypackage.MyThing", "allow_targets=[mypackage.]"))
+
+
+# ---------------------------------------------------------------- keys that do not fit the chosen class
+def test_a_key_the_keras_class_does_not_take_is_named_with_its_parameters():
+    from dnn_train.config import check_targets
+
+    with pytest.raises(ConfigError, match=r"^initializer\.stddev: not a parameter of keras\.initializers\."
+                                          r"VarianceScaling; its parameters: distribution, .*mode, .*scale, seed$"):
+        check_targets(make_cfg("experiment=vanishing_gradients", "initializer=lecun_normal"))
+    check_targets(make_cfg("experiment=vanishing_gradients"))  # the preset's own choice fits
+    with pytest.raises(ConfigError, match=r"^model\.depth: not a parameter of dnn_train\.models\.cnn\.build"):
+        check_targets(make_cfg("experiment=transfer_a", "model=cnn"))
+
+
+def test_a_preset_key_that_does_not_fit_the_users_option_says_so_in_one_line(tmp_path):
+    proc = run_cli("experiment=vanishing_gradients", "initializer=lecun_normal", "data=synthetic",
+                   f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        "dnn_train: error: initializer.stddev: not a parameter of keras.initializers.VarianceScaling (set by "
+        "experiment=vanishing_gradients, which does not fit initializer=lecun_normal; drop initializer=lecun_normal "
+        "or set a preset of your own); its parameters: distribution, "), lines
+    assert not (tmp_path / "run").exists()

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from dnn_train import diagnostics
-from dnn_train.model import build_model
+from dnn_train.models import build_model
 from dnn_train.tasks import run_task
 from tests.conftest import make_cfg, read_results
 
@@ -48,7 +48,7 @@ def test_statistics_and_gradient_norms_match_a_numpy_computation():
         assert row["act_std"] == pytest.approx(a.std(), rel=1e-5)
         assert row["saturated"] == pytest.approx(((a < 0.05) | (a > 0.95)).mean())
         assert row["grad_norm"] == pytest.approx(np.linalg.norm(g), rel=1e-4)
-    assert [r["name"] for r in rows] == ["hidden_1", "hidden_2"]
+    assert [r["name"] for r in rows] == ["block1_dense", "block2_dense"]
     assert diagnostics.gradient_ratio(rows) == pytest.approx(np.linalg.norm(grads[0]) / np.linalg.norm(grads[1]),
                                                              rel=1e-4)
 

@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import pytest
 
-from dnn_train.model import build_model
+from dnn_train.models import build_model
 from tests.conftest import make_cfg
 
 
@@ -14,7 +14,7 @@ def build(*overrides, shape=(28, 28), classes=10, stats=None):
 
 
 def hidden(model):
-    return [layer for layer in model.layers if layer.name.startswith("hidden_")]
+    return [layer for layer in model.layers if layer.name.startswith("block") and layer.name.endswith("_dense")]
 
 
 def test_the_chapters_20x100_net():
@@ -61,22 +61,22 @@ def test_he_normal_weights_have_the_predicted_variance():
 @pytest.mark.parametrize("name, cls", [("relu", keras.layers.ReLU), ("elu", keras.layers.ELU)])
 def test_activation_layer_follows_each_hidden_layer(name, cls):
     model = build(f"activation={name}", "model.depth=3")
-    acts = [layer for layer in model.layers if layer.name.startswith("act_")]
+    acts = [layer for layer in model.layers if layer.name.endswith("_act")]
     assert len(acts) == 3 and all(isinstance(a, cls) for a in acts)
     names = [layer.name for layer in model.layers]
-    assert names.index("act_1") == names.index("hidden_1") + 1
+    assert names.index("block1_act") == names.index("block1_dense") + 1
 
 
 def test_elu_alpha_reaches_the_layer():
     model = build("activation=elu", "activation.alpha=0.5")
-    assert model.get_layer("act_1").alpha == 0.5
+    assert model.get_layer("block1_act").alpha == 0.5
 
 
 def test_batchnorm_goes_after_each_activation():
     model = build("normalization=batchnorm", "model.depth=2")
     names = [layer.name for layer in model.layers]
-    assert names.index("bn_1") == names.index("act_1") + 1 and names.index("bn_2") == names.index("act_2") + 1
-    assert isinstance(model.get_layer("bn_1"), keras.layers.BatchNormalization)
+    assert names.index("block1_bn") == names.index("block1_act") + 1 and names.index("block2_bn") == names.index("block2_act") + 1
+    assert isinstance(model.get_layer("block1_bn"), keras.layers.BatchNormalization)
     assert "bn_input" not in names
     assert "bn_input" in [layer.name for layer in build("normalization=batchnorm", "normalization.input=true").layers]
 

@@ -96,7 +96,7 @@ def test_a_bad_value_in_one_job_is_recorded_too(tmp_path):
     assert proc.returncode == 1
     table = pd.read_csv(sweep / "summary.csv")
     assert table["status"].tolist() == ["completed", "failed"]
-    assert table["error"][1] == "regularizer.rate=1.5: expected a number >= 0 and < 1"
+    assert table["error"][1] == "regularizer.rate=1.5: expected a finite number >= 0 and < 1"
 
 
 def test_a_killed_sweep_reruns_only_its_missing_jobs(tmp_path):
@@ -114,7 +114,7 @@ def test_a_killed_sweep_reruns_only_its_missing_jobs(tmp_path):
     proc = run_cli(*args, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (sweep / "0" / "results.json").read_text() == first  # not run again
-    assert "already completed; nothing to resume" in (sweep / "0" / "dnn_train.log").read_text()
+    assert "sweep/0: already completed with this config; nothing to do" in proc.stdout
     table = pd.read_csv(sweep / "summary.csv")
     assert table["job"].tolist() == [0, 1, 2] and set(table["status"]) == {"completed"}
 

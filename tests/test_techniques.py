@@ -7,7 +7,7 @@ import pytest
 from hydra.utils import instantiate
 
 from dnn_train.config import options
-from dnn_train.model import build_model
+from dnn_train.models import build_model
 from dnn_train.optim import build_optimizer
 from tests.conftest import make_cfg
 
@@ -77,17 +77,17 @@ def test_batchnorm_before_puts_bn_between_a_biasless_dense_and_the_activation():
     model = build_model(make_cfg("normalization=batchnorm_before", "model.depth=2"), (8, 8), 4)
     names = layer_names(model)
     for i in (1, 2):
-        assert names.index(f"bn_{i}") == names.index(f"hidden_{i}") + 1
-        assert names.index(f"act_{i}") == names.index(f"bn_{i}") + 1
-        assert model.get_layer(f"hidden_{i}").bias is None
+        assert names.index(f"block{i}_bn") == names.index(f"block{i}_dense") + 1
+        assert names.index(f"block{i}_act") == names.index(f"block{i}_bn") + 1
+        assert model.get_layer(f"block{i}_dense").bias is None
     assert model.get_layer("output").bias is not None
 
 
 def test_batchnorm_after_keeps_the_dense_bias():
     model = build_model(make_cfg("normalization=batchnorm", "model.depth=2"), (8, 8), 4)
-    assert model.get_layer("hidden_1").bias is not None
+    assert model.get_layer("block1_dense").bias is not None
     names = layer_names(model)
-    assert names.index("bn_1") == names.index("act_1") + 1
+    assert names.index("block1_bn") == names.index("block1_act") + 1
 
 
 # ---------------------------------------------------------------- schedules
@@ -157,10 +157,10 @@ def test_max_norm_bounds_every_hidden_column_after_training():
                    "model.depth=2", "model.units=16")
     model, _ = tiny_fit(cfg, x, y)
     for i in (1, 2):
-        kernel = keras.ops.convert_to_numpy(model.get_layer(f"hidden_{i}").kernel)
+        kernel = keras.ops.convert_to_numpy(model.get_layer(f"block{i}_dense").kernel)
         assert np.linalg.norm(kernel, axis=0).max() <= 0.5 + 1e-5
     out = keras.ops.convert_to_numpy(model.get_layer("output").kernel)
-    assert isinstance(model.get_layer("hidden_1").kernel_constraint, keras.constraints.MaxNorm)
+    assert isinstance(model.get_layer("block1_dense").kernel_constraint, keras.constraints.MaxNorm)
     assert model.get_layer("output").kernel_constraint is None and out.size
 
 
@@ -183,7 +183,7 @@ def test_gradient_clipping_bounds_the_update(clip):
                                        ("l2", keras.regularizers.L2)])
 def test_weight_penalties_on_hidden_kernels_only(name, cls):
     model = build_model(make_cfg(f"regularizer={name}", "model.depth=2"), (4, 4), 3)
-    assert all(isinstance(model.get_layer(f"hidden_{i}").kernel_regularizer, cls) for i in (1, 2))
+    assert all(isinstance(model.get_layer(f"block{i}_dense").kernel_regularizer, cls) for i in (1, 2))
     assert model.get_layer("output").kernel_regularizer is None
 
 
@@ -192,9 +192,9 @@ def test_dropout_layers_follow_each_hidden_layer(name, cls):
     model = build_model(make_cfg(f"regularizer={name}", "regularizer.rate=0.3", "model.depth=2"), (4, 4), 3)
     names = layer_names(model)
     for i in (1, 2):
-        layer = model.get_layer(f"dropout_{i}")
+        layer = model.get_layer(f"block{i}_dropout")
         assert isinstance(layer, cls) and layer.rate == pytest.approx(0.3)
-        assert names.index(f"dropout_{i}") == names.index(f"act_{i}") + 1
+        assert names.index(f"block{i}_dropout") == names.index(f"block{i}_act") + 1
 
 
 # ---------------------------------------------------------------- every option builds and trains

@@ -14,7 +14,7 @@ from dnn_train.data import DataError, class_indices, load, select_classes
 from dnn_train.tasks import run_task
 from tests.conftest import make_cfg, read_results, real_data_root, run_cli
 
-HIDDEN = ["hidden_1", "hidden_2"]
+HIDDEN = ["block1_dense", "block2_dense"]
 
 
 def weights(path, names):
@@ -101,10 +101,10 @@ def test_the_chapters_tasks_a_and_b_on_fashion_mnist():
 def test_frozen_phase_leaves_the_reused_weights_and_the_source_file_untouched(source_run, tmp_path):
     source_file = source_run / "run" / "model.keras"
     before = sha256(source_file)
-    reused = HIDDEN + ["bn_1", "bn_2"]
+    reused = HIDDEN + ["block1_bn", "block2_bn"]
     cfg = transfer_cfg(source_run, "trainer.epochs=2", "transfer.freeze_epochs=2")
     results = run_task(cfg, tmp_path / "run")
-    assert results["reused_layers"] == ["hidden_1", "bn_1", "hidden_2", "bn_2"]
+    assert results["reused_layers"] == ["block1_dense", "block1_bn", "block2_dense", "block2_bn"]
     assert sha256(source_file) == before  # the source on disk is never altered
     src, new = weights(source_file, reused + ["output"]), weights(tmp_path / "run" / "model.keras", reused + ["output"])
     for name in reused:  # kernels, biases and BN moving statistics: bit for bit
@@ -123,16 +123,16 @@ def test_finetune_phase_unfreezes_at_its_own_learning_rate(source_run, tmp_path)
     assert metrics["phase"].tolist() == ["frozen", "frozen", "finetune", "finetune"]
     assert metrics["learning_rate"].tolist() == pytest.approx([0.02, 0.02, 0.003, 0.003])
     src, new = weights(source_run / "run" / "model.keras", HIDDEN), weights(tmp_path / "run" / "model.keras", HIDDEN)
-    assert not np.allclose(src["hidden_1"][0], new["hidden_1"][0])  # trainable again in phase 2
+    assert not np.allclose(src["block1_dense"][0], new["block1_dense"][0])  # trainable again in phase 2
 
 
 def test_reuse_layers_copies_only_the_lowest_k(source_run, tmp_path):
     cfg = transfer_cfg(source_run, "trainer.epochs=1", "transfer.reuse_layers=1", "transfer.freeze_epochs=1")
     results = run_task(cfg, tmp_path / "run")
-    assert results["reused_layers"] == ["hidden_1", "bn_1"]
+    assert results["reused_layers"] == ["block1_dense", "block1_bn"]
     src, new = weights(source_run / "run" / "model.keras", HIDDEN), weights(tmp_path / "run" / "model.keras", HIDDEN)
-    np.testing.assert_array_equal(src["hidden_1"][0], new["hidden_1"][0])
-    assert not np.allclose(src["hidden_2"][0], new["hidden_2"][0])  # a fresh, trained layer 2
+    np.testing.assert_array_equal(src["block1_dense"][0], new["block1_dense"][0])
+    assert not np.allclose(src["block2_dense"][0], new["block2_dense"][0])  # a fresh, trained layer 2
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -140,8 +140,8 @@ def test_reuse_layers_copies_only_the_lowest_k(source_run, tmp_path):
     (["model.init_from=EMPTY_DIR"], "not a dnn_train run"),
     (["model.init_from=NOT_KERAS"], "not a .keras model file"),
     (["model.init_from=GARBAGE"], "not a readable Keras model"),
-    (["transfer.reuse_layers=3"], "the source model has only 2 hidden layers"),
-    (["model.depth=1", "transfer.reuse_layers=2"], "this run's model has only 1 hidden layers"),
+    (["transfer.reuse_layers=3"], "the source model has only 2 hidden blocks"),
+    (["model.depth=1", "transfer.reuse_layers=2"], "this run's model has only 1 hidden blocks"),
     (["data.synthetic.image_shape=[10,10]"], r"takes images of shape \(8, 8\), but data=synthetic has \(10, 10\)"),
     (["normalization=none"], "differ from this run's model"),
     (["model.units=16"], "has weights of shape"),
@@ -196,7 +196,7 @@ def test_autoencoder_pretraining_learns_and_its_encoder_is_reusable(tmp_path):
     assert (tmp_path / "ae" / "reconstructions.png").read_bytes()[:4] == b"\x89PNG"
     model = keras.saving.load_model(tmp_path / "ae" / "model.keras", compile=False)
     assert [layer.name for layer in model.layers if isinstance(layer, keras.layers.Dense)] == \
-        ["hidden_1", "hidden_2", "decoder_1", "reconstruction"] and model.output_shape == (None, 8, 8)
+        ["block1_dense", "block2_dense", "decoder1_dense", "reconstruction"] and model.output_shape == (None, 8, 8)
 
     clf = make_cfg("data=synthetic", root, "model.widths=[48,16]", "trainer.epochs=1", "data.synthetic.noise=0.5",
                    f"model.init_from={tmp_path / 'ae'}", "transfer.freeze_epochs=1")

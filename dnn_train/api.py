@@ -1,0 +1,118 @@
+"""The Python API, for notebooks: the same configs, checks and runs as the command line.
+
+    from dnn_train import compose, run, load_run
+    cfg = compose("optimizer=nadam", "schedule=1cycle")       # the config the CLI would use, validated
+    results = run("optimizer=nadam", "trainer.epochs=5")       # trains in this process; results.json's content
+    past = load_run(results["run_dir"])                        # .metrics (DataFrame), .results, .config, .model()
+
+Every error is a DnnTrainError carrying the command line's one-line message and exit code.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class DnnTrainError(Exception):
+    """A run refused (bad input: exit_code 2) or failed (exit_code 1); str() is the one-line message."""
+
+    def __init__(self, message: str, exit_code: int, run_dir: str | None = None):
+        super().__init__(message)
+        self.message, self.exit_code, self.run_dir = message, exit_code, run_dir
+
+
+def compose(*overrides: str):
+    """The config `python -m dnn_train OVERRIDES...` would run, composed by Hydra and validated."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    from dnn_train.config import CONF_DIR, describe_error, validate
+
+    try:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = hydra_compose(config_name="config", overrides=list(overrides))
+        validate(cfg)
+    except Exception as ex:  # noqa: BLE001 - every config problem becomes one line
+        message = describe_error(ex)
+        if message is None:
+            raise
+        raise DnnTrainError(message, 2) from None
+    return cfg
+
+
+def run(*overrides: str, run_dir: str | Path | None = None, callbacks=()) -> dict:
+    """Run the experiment in this process (into `run_dir`, default outputs/<date>/<time>/ as the
+    command line) and return its results, with "run_dir" added. `callbacks`: extra Keras
+    callbacks for the fit (e.g. to watch or stop it)."""
+    from dnn_train.config import describe_error
+    from dnn_train.record import note_created, one_line
+    from dnn_train.tasks import run_task
+
+    cfg = compose(*overrides)
+    now = time.time()
+    run_dir = Path(run_dir) if run_dir is not None else \
+        Path("outputs") / time.strftime("%Y-%m-%d", time.localtime(now)) / \
+        (time.strftime("%H-%M-%S", time.localtime(now)) + f"-{int(now % 1 * 1e6):06d}")
+    note_created(run_dir)
+    try:
+        results = run_task(cfg, run_dir, overrides=list(overrides), callbacks=callbacks)
+    except KeyboardInterrupt:
+        raise
+    except Exception as ex:  # noqa: BLE001
+        message = describe_error(ex)
+        code = 2 if message is not None else 1
+        raise DnnTrainError(message or (str(ex) if type(ex).__name__ == "Diverged" else one_line(ex)), code,
+                            str(run_dir)) from ex
+    return {**results, "run_dir": str(Path(run_dir).absolute())}
+
+
+@dataclass
+class LoadedRun:
+    """A run directory read back: its results, config, per-epoch metrics and model."""
+
+    dir: Path
+
+    @property
+    def results(self) -> dict:
+        import json
+
+        return json.loads((self.dir / "results.json").read_text())
+
+    @property
+    def config(self):
+        from omegaconf import OmegaConf
+
+        return OmegaConf.load(self.dir / "config.yaml")
+
+    @property
+    def metrics(self):
+        """metrics.csv as a pandas DataFrame, one row per epoch."""
+        from dnn_train.artifacts import read_metrics
+
+        return read_metrics(self.dir / "metrics.csv")
+
+    @property
+    def diagnostics(self):
+        """diagnostics.csv as a DataFrame (None if the run had trainer.diagnostics=false)."""
+        from dnn_train.artifacts import read_metrics
+
+        path = self.dir / "diagnostics.csv"
+        return read_metrics(path) if path.is_file() else None
+
+    def model(self, compile: bool = False):
+        """The saved model (safe mode). It takes raw uint8 images: model.predict(x_uint8)."""
+        import keras
+
+        import dnn_train.models.backbone  # noqa: F401  our layers and schedules, for Keras to find
+        import dnn_train.optim  # noqa: F401
+
+        return keras.saving.load_model(self.dir / "model.keras", compile=compile, safe_mode=True)
+
+
+def load_run(run_dir: str | Path) -> LoadedRun:
+    """Read back a finished (or unfinished) run directory."""
+    path = Path(run_dir)
+    if not (path / "results.json").is_file():
+        raise DnnTrainError(f"{run_dir}: not a dnn_train run directory (no results.json)", 2)
+    return LoadedRun(path)

@@ -1,0 +1,29 @@
+"""model=resnet: a small residual net for 32x32 images (He et al. 2016, the CIFAR variant).
+A 3x3 stem (block 1), then `stages` stages of `blocks_per_stage` residual blocks; stage s has
+`width * 2**s` maps and halves the resolution at its first block (a strided 1x1 projection on the
+shortcut). A block: conv -> [BN] -> act -> conv -> [BN] -> + shortcut -> act, with the
+normalization and activation knobs; global average pooling at the end."""
+from __future__ import annotations
+
+import keras
+
+from dnn_train.models.parts import Knobs
+
+
+def build(inputs, knobs: Knobs, stages: int = 3, blocks_per_stage: int = 2, width: int = 16, kernel_size: int = 3):
+    x = knobs.images(inputs)
+    x = knobs.activate(knobs.conv(x, width, kernel_size, "block1_conv1"), 1, suffix="1")
+    block = 1
+    for stage in range(stages):
+        maps = width * 2 ** stage
+        for b in range(blocks_per_stage):
+            block += 1
+            strides = 2 if stage > 0 and b == 0 else 1
+            shortcut = x
+            if strides != 1 or x.shape[-1] != maps:
+                shortcut = knobs.conv(x, maps, 1, f"block{block}_shortcut", strides=strides)
+                shortcut = knobs.normalize(shortcut, f"block{block}_bn_shortcut")
+            h = knobs.activate(knobs.conv(x, maps, kernel_size, f"block{block}_conv1", strides=strides), block, "1")
+            h = knobs.conv(h, maps, kernel_size, f"block{block}_conv2")
+            x = knobs.block_end(knobs.activate(h, block, "2", skip=shortcut), block, spatial=True)
+    return keras.layers.GlobalAveragePooling2D(name="global_pool")(x)
