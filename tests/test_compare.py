@@ -101,6 +101,9 @@ def test_report_command_compares_runs_from_different_places(tmp_path):
                                                                             "optimizer=nadam"}
     proc = report(tmp_path / "nothing", cwd=tmp_path)
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0 and "no such run" in proc.stderr
+    (tmp_path / "a_file").write_text("")
+    proc = report(a, "--out", tmp_path / "a_file", cwd=tmp_path)  # any other failure: one line too
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and "a_file" in proc.stderr, proc.stderr
 
 
 # ------------------------------------------------------------------ configurations: all keys but the seed
