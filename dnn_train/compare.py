@@ -1,25 +1,106 @@
-"""Comparing runs: a table (summary.csv, summary.md) and two plots (validation curves overlaid, the
-final metric per run) built from any set of run or sweep directories.
+"""Comparing runs: the tables, the grouping of runs into configurations, and the plots.
 
-A sweep writes them at its root as each job ends (dnn_train.sweep.SweepSummary); the same can be
-rebuilt later, for runs made on different days, with `python -m dnn_train.report PATH... `.
+Runs that differ only in `trainer.seed` are repeats of one configuration: two runs are one
+configuration iff every key of their resolved config (config.yaml; Hydra's .hydra/config.yaml for a
+job that failed before writing it; the overrides for a run without either) is equal, except
+trainer.seed and the keys that do not change a run (NOT_CONFIGURATION).
+
+- summary.csv: one row per run (COLUMNS), in job order, with its status; a run left "running" by a
+  process that is gone shows as "crashed (process gone)" (dnn_train.record.liveness).
+- summary_groups.csv: one row per configuration and metric (GROUP_COLUMNS): n, mean, std, 95%
+  confidence interval, and against the baseline configuration the runs paired by seed: pairs, mean
+  difference, its 95% interval and the verdict (the numbers: dnn_train/stats.py).
+- summary.md: the configurations first (mean ± CI and verdict), then the per-run table.
+- sweep_curves.png: validation accuracy against epochs, one line per configuration (mean over its
+  seeds) with a band (min to max over seeds); sweep_metric.png: each configuration's mean with its
+  95% CI as an error bar, and its single runs as dots, on one shared axis.
+
+Built from any run or sweep directories: a sweep writes them at its root as each job ends
+(dnn_train/sweep.py), `python -m dnn_train.report PATH...` rebuilds them (dnn_train/report.py). A
+run directory whose files cannot be read is skipped, with the reason (Comparison.skipped).
 """
 from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
-from dnn_train import artifacts
+from dnn_train import artifacts, record, stats
 
 SUMMARY_CSV = "summary.csv"
+GROUPS_CSV = "summary_groups.csv"
 SUMMARY_MD = "summary.md"
 CURVES_PLOT = "sweep_curves.png"
 METRIC_PLOT = "sweep_metric.png"
-COLUMNS = ["job", "overrides", "status", "epochs", "best_val_accuracy", "test_accuracy", "grad_ratio_epoch1",
-           "wall_seconds", "error", "run_dir"]
+COMPLETED = "completed"
+COLUMNS = ["job", "configuration", "seed", "overrides", "status", "epochs", "best_val_accuracy", "test_accuracy",
+           "test_loss", "grad_ratio_epoch1", "wall_seconds", "error", "run_dir"]
+# Compared per configuration; for these lower is better.
+METRICS = ["best_val_accuracy", "test_accuracy", "test_loss", "wall_seconds"]
+LOWER_IS_BETTER = {"test_loss", "wall_seconds"}
+GROUP_COLUMNS = ["configuration", "metric", "n", "mean", "std", "ci_low", "ci_high", "baseline", "pairs",
+                 "difference", "diff_ci_low", "diff_ci_high", "verdict", "runs", "not_completed"]
+# The seed makes repeats; resume and progress change how a run is driven, not what it computes
+# (a rerun sweep sets trainer.resume=true itself; checkpoint.py ignores both when resuming).
+SEED = "trainer.seed"
+NOT_CONFIGURATION = (SEED, "trainer.resume", "trainer.progress")
+NO_COMPLETED_RUN = "no completed run"
+BASELINE = "baseline"
 
 
+class BadRun(ValueError):
+    """A run directory whose files cannot be read: skipped, with this reason."""
+
+
+class BaselineError(ValueError):
+    """A baseline that names no configuration, or several."""
+
+
+@dataclass
+class Run:
+    """What a run directory says: results.json, overrides, group choices, flat resolved config, curve."""
+
+    dir: Path
+    results: dict
+    overrides: dict  # KEY -> VALUE as typed on the command line (hydra.* left out)
+    choices: dict  # config group -> option, from Hydra's record ({} if unknown)
+    config: Optional[dict]  # "a.b" -> value, the resolved config (None if not recorded)
+    curve: Optional[object]  # metrics.csv as a DataFrame (None if absent or empty)
+
+    @property
+    def key(self) -> str:
+        """The configuration: equal for two runs iff they differ only in NOT_CONFIGURATION keys."""
+        if self.config is not None:
+            same = {k: v for k, v in self.config.items() if k not in NOT_CONFIGURATION}
+            return json.dumps({"config": same}, sort_keys=True, default=str)
+        return json.dumps({"overrides": {k: v for k, v in self.overrides.items() if k not in NOT_CONFIGURATION}},
+                          sort_keys=True)
+
+    @property
+    def seed(self):
+        value = (self.config or {}).get(SEED, self.overrides.get(SEED))
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            return None  # unknown: the run pairs with no other
+
+
+@dataclass
+class Comparison:
+    runs: object  # DataFrame: COLUMNS (+ "_key"), one row per run, job order
+    groups: object  # DataFrame: GROUP_COLUMNS, one row per configuration and metric
+    curves: dict  # run_dir -> metrics DataFrame
+    metric: str  # what summary.md and sweep_metric.png lead with
+    ascending: bool
+    baseline: Optional[str]  # the baseline configuration's label (None: none chosen)
+    baseline_spec: Optional[str] = None  # as the user named it (None: the first run's configuration)
+    notes: list = field(default_factory=list)  # e.g. a baseline that matches no configuration yet
+    skipped: list = field(default_factory=list)  # "RUN_DIR: reason" for each unreadable run
+
+
+# ----------------------------------------------------------------------------------- reading runs
 def find_runs(paths: list) -> list[Path]:
     """Run directories (holding results.json or Hydra's record) under each path, in job order."""
     found = []
@@ -40,40 +121,113 @@ def _job_key(path: Path):
     return (str(path.parent), int(path.name) if path.name.isdigit() else math.inf, path.name)
 
 
-def _overrides(run_dir: Path) -> list[str]:
-    path = run_dir / ".hydra" / "overrides.yaml"
-    if not path.is_file():
-        return []
+def _yaml(run_dir: Path, name: str):
+    """RUN_DIR/name parsed; BadRun naming it if it cannot be."""
     import yaml
 
-    return [str(o) for o in (yaml.safe_load(path.read_text()) or [])]
+    try:
+        return yaml.safe_load((run_dir / name).read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as ex:
+        raise BadRun(f"{name} cannot be read ({_first_line(ex)})") from None
 
 
-def collect(run_dirs: list[Path]):
-    """One row per run: the COLUMNS above (overrides: only those that differ between the runs)."""
+def _first_line(ex: BaseException) -> str:
+    return (str(ex).strip().splitlines() or [type(ex).__name__])[0]
+
+
+def _flatten(node, prefix: str = "") -> dict:
+    if isinstance(node, dict) and node:
+        return {k: v for key, value in node.items() for k, v in _flatten(value, f"{prefix}{key}.").items()}
+    return {prefix[:-1]: node}
+
+
+def _config(run_dir: Path) -> Optional[dict]:
+    """The flat resolved config: config.yaml, else Hydra's .hydra/config.yaml (resolved), else None."""
+    if (run_dir / artifacts.CONFIG_FILE).is_file():
+        config = _yaml(run_dir, artifacts.CONFIG_FILE)
+    elif (run_dir / ".hydra" / "config.yaml").is_file():
+        from omegaconf import OmegaConf
+        from omegaconf.errors import OmegaConfBaseException
+
+        config = _yaml(run_dir, ".hydra/config.yaml")
+        try:
+            config = OmegaConf.to_container(OmegaConf.create(config), resolve=True)
+        except (OmegaConfBaseException, ValueError):
+            pass  # an interpolation only Hydra can resolve: compare it as written
+    else:
+        return None
+    if not isinstance(config, dict):
+        raise BadRun("config.yaml is not a mapping")
+    return _flatten(config)
+
+
+def _results(run_dir: Path) -> dict:
+    path = run_dir / artifacts.RESULTS_FILE
+    if not path.is_file():
+        return {}
+    try:
+        results = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as ex:
+        raise BadRun(f"results.json is not valid JSON ({_first_line(ex)})") from None
+    if not isinstance(results, dict):
+        raise BadRun("results.json is not a JSON object")
+    return results
+
+
+def _curve(run_dir: Path):
+    """metrics.csv, checked: an `epoch` column and numbers in it and in val_accuracy."""
     import pandas as pd
 
-    rows, all_overrides = [], []
+    path = run_dir / artifacts.METRICS_FILE
+    if not path.is_file() or path.stat().st_size == 0:
+        return None
+    try:
+        metrics = artifacts.read_metrics(path)
+    except (OSError, UnicodeDecodeError, ValueError, pd.errors.ParserError) as ex:
+        raise BadRun(f"metrics.csv cannot be read ({_first_line(ex)})") from None
+    if "epoch" not in metrics:
+        raise BadRun("metrics.csv has no epoch column")
+    for column in ("epoch", "val_accuracy"):
+        if column in metrics and not pd.api.types.is_numeric_dtype(metrics[column]):
+            raise BadRun(f"metrics.csv: {column} holds values that are not numbers")
+    return metrics if len(metrics) else None
+
+
+def _choices(run_dir: Path) -> dict:
+    """Hydra's record of the option chosen in each config group (only to match a baseline)."""
+    try:
+        choices = _yaml(run_dir, ".hydra/hydra.yaml")["hydra"]["runtime"]["choices"]
+    except (BadRun, KeyError, TypeError):
+        return {}
+    return {str(k): str(v) for k, v in choices.items()} if isinstance(choices, dict) else {}
+
+
+def read_run(run_dir: Path) -> Run:
+    """A run directory's record; BadRun (with the reason) if one of its files cannot be read."""
+    run_dir = Path(run_dir)
+    results = _results(run_dir)
+    overrides = []
+    if (run_dir / ".hydra" / "overrides.yaml").is_file():
+        overrides = _yaml(run_dir, ".hydra/overrides.yaml") or []
+        if not isinstance(overrides, list):
+            raise BadRun(".hydra/overrides.yaml is not a list of overrides")
+    pairs = dict(str(o).split("=", 1) if "=" in str(o) else (str(o), "") for o in overrides)
+    return Run(run_dir, results, {k: v for k, v in pairs.items() if not k.startswith("hydra.")},
+               _choices(run_dir), _config(run_dir), _curve(run_dir))
+
+
+def load(run_dirs: list[Path]) -> tuple[list[Run], list[str]]:
+    """The readable runs, and "RUN_DIR: reason" for each one skipped."""
+    runs, skipped = [], []
     for run_dir in run_dirs:
-        results = {}
-        if (run_dir / artifacts.RESULTS_FILE).is_file():
-            results = json.loads((run_dir / artifacts.RESULTS_FILE).read_text())
-        overrides = _overrides(run_dir)
-        all_overrides.append(dict(o.split("=", 1) if "=" in o else (o, "") for o in overrides
-                                  if not o.startswith("hydra.")))
-        rows.append({"job": int(run_dir.name) if run_dir.name.isdigit() else run_dir.name,
-                     "status": results.get("status", "not started"), "epochs": results.get("epochs"),
-                     "best_val_accuracy": results.get("best_val_accuracy"), "test_accuracy": results.get("test_accuracy"),
-                     "grad_ratio_epoch1": results.get("grad_ratio_epoch1"),
-                     "wall_seconds": results.get("wall_seconds"), "error": results.get("error", ""),
-                     "run_dir": str(run_dir)})
-    keys = sorted({k for o in all_overrides for k in o})
-    varying = [k for k in keys if len({o.get(k) for o in all_overrides}) > 1]
-    for row, o in zip(rows, all_overrides):
-        row["overrides"] = " ".join(f"{k}={_short(o[k])}" for k in varying if k in o) or "defaults"
-    return pd.DataFrame(rows, columns=COLUMNS)
+        try:
+            runs.append(read_run(run_dir))
+        except BadRun as ex:
+            skipped.append(f"{run_dir}: {ex}")
+    return runs, skipped
 
 
+# ----------------------------------------------------------------------------------- the tables
 def _short(value: str) -> str:
     """Numbers as a reader wants them in a label: 0.0046225890 -> 0.00462, 1000000000.0 -> 1e+09."""
     try:
@@ -83,46 +237,267 @@ def _short(value: str) -> str:
     return value if number.is_integer() and abs(number) < 1e6 and "." not in value else f"{number:.3g}"
 
 
+def _label(overrides: dict, keys: list) -> str:
+    return " ".join(f"{k}={_short(overrides[k])}" for k in keys if k in overrides)
+
+
+def _varying(dicts: list[dict]) -> list[str]:
+    keys = sorted({k for d in dicts for k in d})
+    return [k for k in keys if len({d.get(k) for d in dicts}) > 1]
+
+
+def _configuration_labels(runs: list[Run]) -> dict:
+    """key -> a label: the overrides, other than the seed, that vary between configurations (the
+    first run's); configurations that their overrides do not tell apart get the config keys that do."""
+    firsts = {}
+    for run in runs:
+        firsts.setdefault(run.key, run)
+    bare = [{k: v for k, v in r.overrides.items() if k not in NOT_CONFIGURATION} for r in firsts.values()]
+    varying = _varying(bare)
+    labels = {key: _label(o, varying or sorted(o)) or "defaults" for key, o in zip(firsts, bare)}
+    for label in {v for v in labels.values() if list(labels.values()).count(v) > 1}:
+        same = [key for key in labels if labels[key] == label]
+        configs = [{k: v for k, v in (firsts[key].config or {}).items() if k not in NOT_CONFIGURATION} for key in same]
+        differ = _varying(configs)[:3]
+        for key, config in zip(same, configs):
+            extra = " ".join(f"{k}={config.get(k)}" for k in differ) or str(firsts[key].dir)
+            labels[key] = f"{label} [{extra}]"
+    return labels
+
+
+def run_table(runs: list[Run]):
+    """One row per run: COLUMNS (overrides: only those that differ between the runs), and "_key"."""
+    import pandas as pd
+
+    varying = _varying([r.overrides for r in runs])
+    labels = _configuration_labels(runs)
+    rows = [{"job": int(r.dir.name) if r.dir.name.isdigit() else r.dir.name, "configuration": labels[r.key],
+             "seed": r.seed, "overrides": _label(r.overrides, varying) or "defaults",
+             "status": record.liveness(r.dir, r.results),
+             **{c: r.results.get(c) for c in ("epochs", *METRICS, "grad_ratio_epoch1")},
+             "error": r.results.get("error", ""), "run_dir": str(r.dir), "_key": r.key} for r in runs]
+    table = pd.DataFrame(rows, columns=[*COLUMNS, "_key"])
+    table["seed"] = table["seed"].astype("Int64")
+    for column in ("epochs", *METRICS, "grad_ratio_epoch1"):
+        table[column] = pd.to_numeric(table[column], errors="coerce")
+    return table
+
+
+def choose_baseline(runs: list[Run], spec: Optional[str]) -> str:
+    """The key of the configuration `spec` names ("KEY=VALUE ...": every pair must hold, as an
+    override, a config group's option or a resolved config value); without spec the first run's."""
+    if not spec or not spec.strip():
+        return runs[0].key
+    pairs = [p.split("=", 1) for p in spec.split()]
+    if any(len(p) != 2 or not p[0] for p in pairs):
+        raise BaselineError(f"baseline {spec!r}: expected KEY=VALUE pairs separated by spaces, e.g. optimizer=adam")
+    if any(k == SEED for k, _ in pairs):
+        raise BaselineError(f"baseline {spec!r}: {SEED} cannot choose a baseline (a configuration is all of its seeds)")
+    keys = list(dict.fromkeys(r.key for r in runs if all(_matches(r, k, v) for k, v in pairs)))
+    labels = _configuration_labels(runs)
+    if len(keys) == 1:
+        return keys[0]
+    if not keys:
+        raise BaselineError(f"baseline {spec!r} matches no configuration; the configurations are: "
+                            + "; ".join(dict.fromkeys(labels.values())))
+    raise BaselineError(f"baseline {spec!r} matches {len(keys)} configurations ("
+                        + "; ".join(labels[k] for k in keys) + "); add KEY=VALUE pairs to choose one")
+
+
+def _matches(run: Run, key: str, value: str) -> bool:
+    import yaml
+
+    for source in (run.overrides, run.choices):
+        if key in source:
+            return _same(source[key], value)
+    if run.config is not None and key in run.config:
+        try:
+            return _same(run.config[key], yaml.safe_load(value))
+        except yaml.YAMLError:
+            return _same(run.config[key], value)
+    return False
+
+
+def _same(a, b) -> bool:
+    if a == b or str(a) == str(b):
+        return True
+    try:
+        return float(a) == float(b)
+    except (TypeError, ValueError):
+        return False
+
+
+def group_table(table, baseline_key: Optional[str]):
+    """One row per configuration and metric (GROUP_COLUMNS): the completed runs' n, mean, std and
+    95% CI; against the baseline, the runs paired by seed (a seed run twice: its mean)."""
+    import pandas as pd
+
+    done = table[table["status"] == COMPLETED]
+    labels = dict(zip(table["_key"], table["configuration"]))
+    rows = []
+    for metric in [m for m in METRICS if table[m].notna().any()]:
+        by_seed = done.dropna(subset=[metric, "seed"]).groupby(["_key", "seed"])[metric].mean().unstack()
+        for key, runs in table.groupby("_key", sort=False):
+            est = stats.mean_ci(runs.loc[runs["status"] == COMPLETED, metric])
+            row = {"configuration": labels[key], "metric": metric, "n": est.n, "mean": est.mean, "std": est.std,
+                   "ci_low": est.low, "ci_high": est.high, "baseline": labels.get(baseline_key),
+                   "runs": len(runs), "not_completed": int((runs["status"] != COMPLETED).sum()), "verdict": ""}
+            if baseline_key is None:
+                pass  # no baseline (yet): no differences
+            elif key == baseline_key:
+                row["verdict"] = BASELINE
+            elif est.n == 0:
+                row["verdict"] = NO_COMPLETED_RUN
+            else:
+                pairs = by_seed.reindex([key, baseline_key]).T.dropna()
+                diff = stats.paired(pairs[key], pairs[baseline_key], metric in LOWER_IS_BETTER)
+                row.update(pairs=diff.pairs, difference=diff.mean, diff_ci_low=diff.low, diff_ci_high=diff.high,
+                           verdict=diff.verdict)
+            rows.append(row)
+    groups = pd.DataFrame(rows, columns=GROUP_COLUMNS)
+    groups["pairs"] = groups["pairs"].astype("Int64")
+    return groups
+
+
+def build(run_dirs: list[Path], metric: str = "best_val_accuracy", baseline: Optional[str] = None,
+          ascending: Optional[bool] = None, strict: bool = True) -> Comparison:
+    """Read the runs and make both tables. A baseline that matches no configuration raises
+    BaselineError if strict, else leaves the verdicts empty with a note (a sweep whose baseline
+    job has not run yet)."""
+    runs, skipped = load(run_dirs)
+    table = run_table(runs)
+    ascending = metric in LOWER_IS_BETTER if ascending is None else ascending
+    notes, baseline_key = [], None
+    if runs:
+        try:
+            baseline_key = choose_baseline(runs, baseline)
+        except BaselineError as ex:
+            if strict:
+                raise
+            notes.append(f"{ex}: no verdicts")
+    labels = dict(zip(table["_key"], table["configuration"]))
+    return Comparison(table, group_table(table, baseline_key), {str(r.dir): r.curve for r in runs if r.curve is not None},
+                      metric, ascending, labels.get(baseline_key), baseline, notes, skipped)
+
+
+def write(comparison: Comparison, out_dir: Path) -> None:
+    """summary.csv (job order), summary_groups.csv, summary.md and the two plots, in `out_dir`."""
+    out_dir = Path(out_dir)
+    artifacts.write_text(out_dir / SUMMARY_CSV, comparison.runs[COLUMNS].to_csv(index=False))
+    artifacts.write_text(out_dir / GROUPS_CSV, comparison.groups.to_csv(index=False))
+    artifacts.write_text(out_dir / SUMMARY_MD, markdown(comparison))
+    plot_curves(comparison, out_dir / CURVES_PLOT)
+    plot_metric(comparison, out_dir / METRIC_PLOT)
+
+
+# ----------------------------------------------------------------------------------- summary.md
+FORMATS = {"wall_seconds": "{:.1f}", "grad_ratio_epoch1": "{:.3g}", "epochs": "{:.0f}"}
+SIGNED = {"wall_seconds": "{:+.1f}"}
+
+
 def sort_table(table, metric: str, ascending: bool = False):
     """Best first by `metric` (missing values last)."""
     return table.sort_values(metric, ascending=ascending, na_position="last", kind="stable")
 
 
-def write(table, out_dir: Path, metric: str = "best_val_accuracy", ascending: bool = False) -> None:
-    """summary.csv (job order), summary.md (sorted by `metric`) and the two plots, in `out_dir`."""
-    out_dir = Path(out_dir)
-    artifacts.write_text(out_dir / SUMMARY_CSV, table.to_csv(index=False))
-    artifacts.write_text(out_dir / SUMMARY_MD, markdown(sort_table(table, metric, ascending), metric))
-    plot_curves(table, out_dir / CURVES_PLOT)
-    plot_metric(table, out_dir / METRIC_PLOT, metric)
+def missing(value) -> bool:
+    import pandas as pd
 
-
-def markdown(table, metric: str) -> str:
-    failed = table[~table["status"].isin(["completed"])]
-    lines = [f"# {len(table)} runs, sorted by {metric}", ""]
-    shown = [c for c in COLUMNS if c not in ("error", "run_dir") and not table[c].isna().all()]
-    lines.append("| " + " | ".join(shown) + " |")
-    lines.append("| " + " | ".join("---" for _ in shown) + " |")
-    for _, row in table.iterrows():
-        lines.append("| " + " | ".join(_cell(row[c], c) for c in shown) + " |")
-    if len(failed):
-        lines += ["", f"{len(failed)} not completed:", ""]
-        lines += [f"- job {r.job} ({r.overrides}): {r.status}{': ' + r.error if r.error else ''}"
-                  for r in failed.itertuples()]
-    return "\n".join(lines) + "\n"
-
-
-FORMATS = {"wall_seconds": "{:.1f}", "grad_ratio_epoch1": "{:.3g}", "epochs": "{:.0f}"}
+    return value is None or (pd.api.types.is_scalar(value) and bool(pd.isna(value)))
 
 
 def _cell(value, column: str = "") -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if missing(value):
         return ""
     if isinstance(value, float):
         return FORMATS.get(column, "{:.4f}").format(value)
     return str(value).replace("|", "\\|")
 
 
+def _mean_ci(row) -> str:
+    if row["n"] == 0:
+        return ""
+    text = _cell(row["mean"], row["metric"])
+    return text if missing(row["ci_low"]) else f"{text} ± {_cell((row['ci_high'] - row['ci_low']) / 2, row['metric'])}"
+
+
+def difference_text(row) -> str:
+    if missing(row["difference"]):
+        return ""
+    fmt = SIGNED.get(row["metric"], "{:+.4f}")
+    text = fmt.format(row["difference"])
+    if not missing(row["diff_ci_low"]):
+        text += f" [{fmt.format(row['diff_ci_low'])}, {fmt.format(row['diff_ci_high'])}]"
+    return text
+
+
+def _table(header: list, rows: list) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |",
+            *("| " + " | ".join(r) + " |" for r in rows)]
+
+
+def markdown(comparison: Comparison) -> str:
+    """The configurations (mean ± CI, difference from the baseline, verdict), then the runs."""
+    table, metric = comparison.runs, comparison.metric
+    n_configs = table["_key"].nunique()
+    direction = "lower is better" if metric in LOWER_IS_BETTER else "higher is better"
+    lines = [f"# {n_configs} configuration{'s' * (n_configs != 1)}, {len(table)} run{'s' * (len(table) != 1)}: "
+             f"{metric} ({direction})", ""]
+    lines += _configurations_md(comparison, n_configs)
+    lines += [line for note in comparison.notes for line in ("", f"Note: {note}.")]
+    shown = [c for c in COLUMNS if c not in ("configuration", "seed", "error", "run_dir")
+             and not table[c].isna().all()]
+    lines += ["", f"## Runs, sorted by {metric}", ""]
+    lines += _table(shown, [[_cell(row[c], c) for c in shown]
+                            for _, row in sort_table(table, metric, comparison.ascending).iterrows()])
+    failed = table[table["status"] != COMPLETED]
+    if len(failed):
+        lines += ["", f"{len(failed)} not completed:", ""]
+        lines += [f"- job {r.job} ({r.overrides}): {r.status}{': ' + r.error if r.error else ''}"
+                  for r in failed.itertuples()]
+    if comparison.skipped:
+        lines += ["", f"{len(comparison.skipped)} skipped (unreadable):", ""]
+        lines += [f"- {s}" for s in comparison.skipped]
+    return "\n".join(lines) + "\n"
+
+
+def _configurations_md(comparison: Comparison, n_configs: int) -> list[str]:
+    groups, metric = comparison.groups, comparison.metric
+    main = sort_table(groups[groups["metric"] == metric], "mean", comparison.ascending)
+    if not len(main):
+        return []
+    lines = ["A configuration is the runs that differ only in `trainer.seed`. n: its completed runs; "
+             "mean ± the half-width of the 95% confidence interval (Student t); difference: "
+             "configuration − baseline, averaged over the seeds both ran, with its 95% interval "
+             "(paired t); better or worse when that interval excludes 0.", ""]
+    if comparison.baseline is not None and n_configs > 1:
+        how = "" if comparison.baseline_spec else \
+            " (the first run's configuration; choose another with `--baseline KEY=VALUE`, or in a sweep " \
+            "`'hydra.callbacks.summary.baseline=\"KEY=VALUE\"'`)"
+        lines += [f"Baseline: {comparison.baseline}{how}", ""]
+    lines += _table(["configuration", "n", f"{metric} mean ± 95% CI", "std", "difference [95% CI]", "pairs", "verdict"],
+                    [[_cell(r["configuration"]), str(r["n"]), _mean_ci(r), _cell(r["std"], metric),
+                      difference_text(r), _cell(r["pairs"]), r["verdict"]] for _, r in main.iterrows()])
+    others = [m for m in groups["metric"].unique() if m != metric and groups.loc[groups["metric"] == m, "n"].any()]
+    if others and n_configs > 1:
+        wide = {m: groups[groups["metric"] == m].set_index("configuration") for m in others}
+        lines += ["", "Other metrics (mean ± 95% CI, verdict where there are 2 pairs or more; lower is better for "
+                  f"{', '.join(sorted(LOWER_IS_BETTER))}):", ""]
+        lines += _table(["configuration", *others],
+                        [[_cell(c)] + [_other(wide[m].loc[c]) for m in others] for c in main["configuration"]])
+    if main["n"].max() == 1:
+        lines += ["", "At most one completed run per configuration: differences between seeds are unknown. Sweep "
+                      "seeds to tell real differences from seed noise, e.g. `trainer.seed=0,1,2,3,4`."]
+    return lines
+
+
+def _other(row) -> str:
+    text = _mean_ci(row)
+    shown = row["verdict"] not in ("", BASELINE, stats.NOT_ENOUGH_SEEDS)
+    return f"{text} ({row['verdict']})" if text and shown else text
+
+
+# ----------------------------------------------------------------------------------- plots
 def _pyplot():
     import matplotlib
 
@@ -132,48 +507,89 @@ def _pyplot():
     return plt
 
 
-def plot_curves(table, path: Path) -> None:
-    """Validation accuracy against epochs, one line per run, labelled by its varying overrides."""
+def _not_completed(runs) -> str:
+    """ "2 of 3 completed; 1 crashed (process gone)" for a configuration's runs, "" if all completed."""
+    bad = runs[runs["status"] != COMPLETED]
+    if not len(bad):
+        return ""
+    counts = ", ".join(f"{n} {status}" for status, n in bad["status"].value_counts().items())
+    return f"{len(runs) - len(bad)} of {len(runs)} completed; {counts}"
+
+
+def _save(fig, path: Path) -> None:
+    with artifacts.atomic_path(path, ".png") as tmp:
+        fig.savefig(tmp, dpi=100)
+    _pyplot().close(fig)
+
+
+def plot_curves(comparison: Comparison, path: Path) -> None:
+    """Validation accuracy against epochs: per configuration the mean over its completed runs, a
+    band from the lowest to the highest of them, and its other runs dotted."""
+    import pandas as pd
+
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(12, 5.5), constrained_layout=True)
-    for row in table.itertuples():
-        metrics_path = Path(row.run_dir) / artifacts.METRICS_FILE
-        if not metrics_path.is_file() or metrics_path.stat().st_size == 0:
-            continue
-        metrics = artifacts.read_metrics(metrics_path)
-        if "val_accuracy" in metrics and len(metrics):
-            style = "-" if row.status == "completed" else ":"
-            ax.plot(metrics["epoch"], metrics["val_accuracy"], style, marker="o", markersize=3,
-                    label=f"{row.overrides} ({row.status})" if row.status != "completed" else row.overrides)
-    ax.set(xlabel="epoch", ylabel="validation accuracy", title="validation accuracy per run")
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for i, (_, runs) in enumerate(comparison.runs.groupby("_key", sort=False)):
+        color, label = colors[i % len(colors)], runs["configuration"].iloc[0]
+        curves = {r.status: [] for r in runs.itertuples()}
+        for r in runs.itertuples():
+            curve = comparison.curves.get(r.run_dir)
+            if curve is not None and "val_accuracy" in curve:
+                curves[r.status].append(curve[["epoch", "val_accuracy"]])
+        done = curves.get(COMPLETED, [])
+        if done:
+            by_epoch = pd.concat(done).groupby("epoch")["val_accuracy"].agg(["mean", "min", "max"])
+            ax.plot(by_epoch.index, by_epoch["mean"], "-", marker="o", markersize=3, color=color,
+                    label=f"{label} (n={len(done)})")
+            if len(done) > 1:
+                ax.fill_between(by_epoch.index, by_epoch["min"], by_epoch["max"], color=color, alpha=0.2, lw=0)
+        others = [c for status, cs in curves.items() if status != COMPLETED for c in cs]
+        for j, curve in enumerate(others):
+            ax.plot(curve["epoch"], curve["val_accuracy"], ":", color=color, lw=1,
+                    label=f"{label}: {_not_completed(runs)}" if j == 0 else None)
+    dotted = "; dotted: runs not completed" if (comparison.runs["status"] != COMPLETED).any() else ""
+    ax.set(xlabel="epoch", ylabel="validation accuracy",
+           title=f"validation accuracy per configuration: mean over seeds, band: lowest to highest seed{dotted}")
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the plot, not over it
-    with artifacts.atomic_path(path, ".png") as tmp:
-        fig.savefig(tmp, dpi=100)
-    plt.close(fig)
+    _save(fig, path)
 
 
-def plot_metric(table, path: Path, metric: str) -> None:
-    """A horizontal bar per run: its final `metric`; runs that did not complete are marked."""
+def plot_metric(comparison: Comparison, path: Path) -> None:
+    """Per configuration, on one shared axis: its mean `metric` with the 95% CI as an error bar, and
+    each completed run as a dot; the baseline's mean as a dashed line. Configurations with runs not
+    completed say so in red."""
     plt = _pyplot()
-    table = sort_table(table, metric, ascending=True)
-    fig, ax = plt.subplots(figsize=(9, 1.2 + 0.4 * len(table)), constrained_layout=True)
-    values = [0.0 if v is None or (isinstance(v, float) and math.isnan(v)) else float(v) for v in table[metric]]
-    colors = ["tab:blue" if s == "completed" else "tab:red" for s in table["status"]]
-    labels = [o if s == "completed" else f"{o} ({s})" for o, s in zip(table["overrides"], table["status"])]
-    bars = ax.barh(range(len(table)), values, color=colors)
-    ax.set_yticks(range(len(table)), labels, fontsize=8)
-    for bar, v in zip(bars, values):
-        ax.annotate(f"{v:.4f}", (bar.get_width(), bar.get_y() + bar.get_height() / 2), xytext=(3, 0),
-                    textcoords="offset points", va="center", fontsize=8)
-    finite = [v for v in values if v > 0]
-    if finite:  # zoom on the spread between runs rather than on 0..1
-        low, high = min(finite), max(finite)
-        ax.set_xlim(max(0.0, low - (high - low) * 0.5 - 0.01), high + (high - low) * 0.25 + 0.02)
-    ax.set(xlabel=metric, title=f"{metric} per run (red: not completed)")
+    metric, table = comparison.metric, comparison.runs
+    groups = comparison.groups[comparison.groups["metric"] == metric]
+    groups = sort_table(groups, "mean", not comparison.ascending)  # best at the top
+    fig, ax = plt.subplots(figsize=(10, 1.8 + 0.45 * max(1, len(groups))), constrained_layout=True)
+    labels = []
+    for y, row in enumerate(groups.itertuples()):
+        runs = table[table["configuration"] == row.configuration]
+        values = runs.loc[runs["status"] == COMPLETED, metric].dropna()
+        ax.plot(values, [y] * len(values), "o", color="tab:blue", alpha=0.35, markersize=5)
+        if row.n:
+            err = [[row.mean - row.ci_low], [row.ci_high - row.mean]] if row.n > 1 else None
+            ax.errorbar([row.mean], [y], xerr=err, fmt="D", color="black", capsize=4, markersize=5)
+            ax.annotate(f"{row.mean:.4g}", (row.mean, y), xytext=(0, 7), textcoords="offset points",
+                        ha="center", fontsize=8)
+        if row.verdict == BASELINE:
+            ax.axvline(row.mean, color="grey", ls="--", lw=1)
+        note = _not_completed(runs)
+        verdict = f"; {row.verdict}" if row.verdict and row.verdict != BASELINE else \
+            ("; baseline" if row.verdict == BASELINE else "")
+        labels.append((f"{row.configuration} (n={row.n}{verdict})" + (f"\n{note}" if note else ""), bool(note)))
+    ax.set_yticks(range(len(labels)), [t for t, _ in labels], fontsize=8)
+    for tick, (_, bad) in zip(ax.get_yticklabels(), labels):
+        if bad:
+            tick.set_color("tab:red")
+    ax.set_ylim(-0.7, len(labels) - 0.3)
+    ax.set(xlabel=metric, title=f"{metric} per configuration: mean over seeds (black) with its 95% confidence "
+                                "interval (Student t)\nas error bar; dots: single runs; dashed: the baseline's mean")
+    ax.title.set_fontsize(9)
     ax.grid(alpha=0.3, axis="x")
-    with artifacts.atomic_path(path, ".png") as tmp:
-        fig.savefig(tmp, dpi=100)
-    plt.close(fig)
+    _save(fig, path)

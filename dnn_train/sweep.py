@@ -1,14 +1,21 @@
-"""Multirun sweeps: a Hydra callback that keeps the sweep's summary (summary.csv, summary.md and two
-plots, see dnn_train/compare.py) up to date at the sweep root as each job ends, and at the end says
-how many jobs did not complete. Registered in conf/config.yaml under hydra.callbacks.
+"""The Hydra callback of multirun sweeps (SweepSummary, registered in conf/config.yaml as
+hydra.callbacks.summary): it rebuilds the sweep's summary (summary.csv, summary_groups.csv,
+summary.md and two plots, see dnn_train/compare.py) at the sweep root as each job ends, and at the
+end says how many jobs did not complete and what each configuration's verdict is.
+
+Its parameters: `metric` (trainer.objective) and `baseline`, the configuration the others are
+compared with ("KEY=VALUE ..."; default: job 0's), set on the command line as
+'hydra.callbacks.summary.baseline="optimizer=adam"'.
 
 Jobs run in whatever process the launcher chooses (this one, joblib's workers, Ray's); each
-rebuilds the summary from the job directories on disk, so any launcher gets the same table.
+rebuilds the summary from the job directories on disk, so any launcher gets the same table. A job
+directory whose files cannot be read is skipped with a warning; it never stops the summary.
 """
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Optional
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
@@ -16,22 +23,27 @@ from omegaconf import DictConfig
 log = logging.getLogger("dnn_train")
 
 
-def update_summary(sweep_dir: Path, metric: str):
+def update_summary(sweep_dir: Path, metric: str, baseline: Optional[str] = None):
+    """Rebuild the summary files at `sweep_dir`; the Comparison, or None if no job has started."""
     from dnn_train import compare
 
     runs = compare.find_runs([sweep_dir]) if Path(sweep_dir).is_dir() else []
     if not runs:
         return None
-    table = compare.collect(runs)
-    if metric not in table.columns:  # e.g. reconstruction_loss: not a summary column
+    if metric not in compare.METRICS:  # e.g. reconstruction_loss: not a summary column
         metric = "best_val_accuracy"
-    compare.write(table, sweep_dir, metric, ascending=metric.endswith("loss"))
-    return table
+    # strict=False: the baseline's jobs may not have run yet
+    comparison = compare.build(runs, metric, baseline, strict=False)
+    for line in comparison.skipped:
+        log.warning("sweep summary: skipping %s", line)
+    compare.write(comparison, sweep_dir)
+    return comparison
 
 
 class SweepSummary(Callback):
-    def __init__(self, metric: str = "best_val_accuracy"):
+    def __init__(self, metric: str = "best_val_accuracy", baseline: Optional[str] = None):
         self.metric = metric
+        self.baseline = baseline
 
     def on_job_end(self, config: DictConfig, job_return, **kwargs) -> None:
         from hydra.core.hydra_config import HydraConfig
@@ -40,20 +52,43 @@ class SweepSummary(Callback):
         if HydraConfig.get().mode != RunMode.MULTIRUN:
             return
         try:
-            update_summary(Path(config.hydra.sweep.dir), self.metric)
+            update_summary(Path(config.hydra.sweep.dir), self.metric, self.baseline)
         except Exception as ex:  # noqa: BLE001 - a summary problem must not fail the job
             log.warning("could not update the sweep summary: %s", ex)
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        table = update_summary(sweep_dir, self.metric)
-        if table is None:
+        comparison = update_summary(sweep_dir, self.metric, self.baseline)
+        if comparison is None:
             return
+        table = comparison.runs
         bad = table[table["status"] != "completed"]
-        print(f"dnn_train: sweep of {len(table)} jobs: {len(table) - len(bad)} completed, {len(bad)} not "
+        n_bad = len(bad) + len(comparison.skipped)
+        total = len(table) + len(comparison.skipped)
+        print(f"dnn_train: sweep of {total} jobs: {total - n_bad} completed, {n_bad} not "
               f"-> {sweep_dir / 'summary.md'}", flush=True)
         for row in bad.itertuples():
             print(f"dnn_train:   job {row.job} ({row.overrides}): {row.status}"
                   f"{': ' + row.error if row.error else ''}", flush=True)
-        if len(bad):
+        for line in comparison.skipped:
+            print(f"dnn_train:   skipped {line}", flush=True)
+        for line in verdict_lines(comparison):
+            print(f"dnn_train: {line}", flush=True)
+        if n_bad:
             raise SystemExit(1)  # the sweep ran to its end, but not every job succeeded
+
+
+def verdict_lines(comparison) -> list[str]:
+    """One line per configuration other than the baseline: its verdict on the sweep's metric."""
+    from dnn_train import compare
+
+    groups = comparison.groups[comparison.groups["metric"] == comparison.metric]
+    if len(groups) < 2:
+        return [f"note: {note}" for note in comparison.notes]
+    lines = []
+    for _, row in groups.iterrows():
+        if row["verdict"] and row["verdict"] != compare.BASELINE:
+            pairs = 0 if compare.missing(row["pairs"]) else int(row["pairs"])
+            lines.append(f"{row['configuration']} vs {row['baseline']}: {row['verdict']} ({comparison.metric} "
+                         f"{compare.difference_text(row) or 'difference unknown'}, {pairs} pairs)")
+    return lines + [f"note: {note}" for note in comparison.notes]

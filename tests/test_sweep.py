@@ -1,8 +1,8 @@
-"""Sweeps: the summary at the sweep root, failed jobs recorded while the others run, resuming a
-killed sweep, Hydra's joblib and Ray launchers and Optuna sweeper, and `python -m dnn_train.report`."""
+"""Sweeps, run for real: the summary at the sweep root (seeds as repeats, the baseline chosen on the
+command line), failed jobs recorded while the others run, resuming a killed sweep, Hydra's joblib and
+Ray launchers and Optuna sweeper. The tables themselves, on hand-written runs: tests/test_compare.py."""
 from __future__ import annotations
 
-import json
 import math
 import signal
 import subprocess
@@ -13,7 +13,6 @@ import pandas as pd
 import pytest
 import yaml
 
-from dnn_train import compare as summary
 from dnn_train.__main__ import objective
 from tests.conftest import REPO, SMALL, make_cfg, read_results, run_cli
 from tests.test_reliability import popen_cli
@@ -22,58 +21,39 @@ TINY = [*SMALL, "trainer.epochs=2"]
 ROW_KEYS = ["overrides", "status", "epochs", "best_val_accuracy", "test_accuracy"]
 
 
-def fake_run(folder, overrides, status="completed", val=(0.5, 0.6), test=0.55, error=None):
-    (folder / ".hydra").mkdir(parents=True)
-    (folder / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
-    pd.DataFrame({"epoch": range(1, len(val) + 1), "val_accuracy": val}).to_csv(folder / "metrics.csv", index=False)
-    results = {"status": status, "epochs": len(val), "best_val_accuracy": max(val), "test_accuracy": test,
-               "wall_seconds": 1.5}
-    if error:
-        results["error"] = error
-    (folder / "results.json").write_text(json.dumps(results))
-    return folder
-
-
-def test_summary_rows_show_only_the_varying_overrides_and_sort_by_the_metric(tmp_path):
-    fake_run(tmp_path / "0", ["optimizer=sgd", "trainer.epochs=2"], val=(0.5, 0.7), test=0.69)
-    fake_run(tmp_path / "1", ["optimizer=adam", "trainer.epochs=2"], val=(0.6, 0.8), test=0.78)
-    fake_run(tmp_path / "2", ["optimizer=nadam", "trainer.epochs=2"], status="diverged", val=(0.4,), test=None,
-             error="loss became nan at epoch 2")
-    table = summary.collect(summary.find_runs([tmp_path]))
-    assert table["job"].tolist() == [0, 1, 2]
-    assert table["overrides"].tolist() == ["optimizer=sgd", "optimizer=adam", "optimizer=nadam"]
-    summary.write(table, tmp_path, "best_val_accuracy")
-    csv = pd.read_csv(tmp_path / "summary.csv")
-    assert list(csv.columns) == summary.COLUMNS and len(csv) == 3
-    md = (tmp_path / "summary.md").read_text().splitlines()
-    body = [ln for ln in md if ln.startswith("| ") and ln[2].isdigit()]
-    assert [ln.split(" | ")[1] for ln in body] == ["optimizer=adam", "optimizer=sgd", "optimizer=nadam"]
-    assert "- job 2 (optimizer=nadam): diverged: loss became nan at epoch 2" in md
-    for png in (summary.CURVES_PLOT, summary.METRIC_PLOT):
-        assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
-
-
-def test_report_command_compares_runs_from_different_places(tmp_path):
-    a = fake_run(tmp_path / "monday" / "run", ["optimizer=sgd"], val=(0.5, 0.7), test=0.69)
-    fake_run(tmp_path / "tuesday" / "0", ["optimizer=adam"], val=(0.6, 0.8), test=0.60)
-    fake_run(tmp_path / "tuesday" / "1", ["optimizer=nadam"], val=(0.6, 0.75), test=0.80)
-    out = tmp_path / "cmp"
-    proc = subprocess.run([sys.executable, "-m", "dnn_train.report", str(a), str(tmp_path / "tuesday"),
-                           "--metric", "test_accuracy", "--sort", "asc", "--out", str(out)],
-                          capture_output=True, text=True, cwd=tmp_path, env={"PYTHONPATH": str(REPO), "PATH": ""})
-    assert proc.returncode == 0, proc.stderr
-    md = (out / "summary.md").read_text()
-    assert md.index("optimizer=adam") < md.index("optimizer=sgd") < md.index("optimizer=nadam")  # ascending
-    assert len(pd.read_csv(out / "summary.csv")) == 3 and (out / "sweep_metric.png").exists()
-    proc = subprocess.run([sys.executable, "-m", "dnn_train.report", str(tmp_path / "nothing")],
-                          capture_output=True, text=True, env={"PYTHONPATH": str(REPO), "PATH": ""})
-    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0 and "no such run" in proc.stderr
-
-
 def test_objective_is_what_the_sweeper_optimizes():
     cfg = make_cfg("trainer.objective=test_accuracy")
     assert objective(cfg, {"test_accuracy": 0.8, "best_val_accuracy": 0.9}) == 0.8
     assert math.isnan(objective(cfg, {"status": "failed"}))
+
+
+# As README.md and `python -m dnn_train.report --help` write it (the shell's quotes removed).
+BASELINE_OVERRIDE = 'hydra.callbacks.summary.baseline="optimizer=adam"'
+
+
+def test_seeds_are_repeats_and_the_baseline_is_chosen_on_the_command_line(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = run_cli("-m", *TINY, f"data.root={tmp_path / 'data'}", "optimizer=sgd,adam", "trainer.seed=range(2)",
+                   BASELINE_OVERRIDE, f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = pd.read_csv(sweep / "summary.csv")
+    assert runs["configuration"].tolist() == ["optimizer=sgd"] * 2 + ["optimizer=adam"] * 2
+    assert runs["seed"].tolist() == [0, 1, 0, 1] and set(runs["status"]) == {"completed"}
+    groups = pd.read_csv(sweep / "summary_groups.csv")
+    best = groups[groups["metric"] == "best_val_accuracy"].set_index("configuration")
+    assert set(groups["baseline"]) == {"optimizer=adam"} and best.loc["optimizer=adam", "verdict"] == "baseline"
+    sgd = best.loc["optimizer=sgd"]
+    assert (sgd["n"], sgd["pairs"]) == (2, 2) and sgd["verdict"] in ("better", "worse", "no detectable difference")
+    expected = runs.groupby("seed")["best_val_accuracy"].agg(lambda v: v.iloc[0] - v.iloc[1]).mean()
+    assert sgd["difference"] == pytest.approx(expected)  # sgd - adam, paired by seed
+    assert f"dnn_train: optimizer=sgd vs optimizer=adam: {sgd['verdict']}" in proc.stdout
+    md = (sweep / "summary.md").read_text()
+    assert md.index("Baseline: optimizer=adam") < md.index("## Runs")
+    # the syntax the user reads is the one tested here
+    assert "'" + BASELINE_OVERRIDE + "'" in (REPO / "README.md").read_text()
+    helptext = subprocess.run([sys.executable, "-m", "dnn_train.report", "--help"], capture_output=True, text=True,
+                              env={"PYTHONPATH": str(REPO), "PATH": "", "COLUMNS": "200"}).stdout
+    assert "'" + BASELINE_OVERRIDE + "'" in " ".join(helptext.split())
 
 
 def test_a_diverging_job_is_recorded_and_the_others_finish(tmp_path):

@@ -1,0 +1,235 @@
+"""dnn_train/compare.py and `python -m dnn_train.report` on run directories written by hand: the
+per-run table, grouping by everything but the seed, pairing by seed, the baseline, unreadable runs
+skipped in one line, and runs whose process is gone."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import yaml
+
+from dnn_train import compare, record, sweep
+from tests.conftest import REPO
+
+CONFIG = {"optimizer": {"_target_": "keras.optimizers.SGD", "learning_rate": 0.01},
+          "model": {"depth": 1, "units": 16}, "trainer": {"seed": 42, "resume": False, "progress": "auto"}}
+OPTIMIZERS = {"sgd": "keras.optimizers.SGD", "adam": "keras.optimizers.Adam"}
+
+
+def fake_run(folder, overrides, status="completed", val=(0.5, 0.6), test=0.55, error=None, config=None,
+             choices=None):
+    """A run directory as a job leaves it: Hydra's record, metrics.csv, results.json (and
+    config.yaml if `config`, Hydra's choices if `choices`)."""
+    (folder / ".hydra").mkdir(parents=True)
+    (folder / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    if choices is not None:
+        (folder / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump({"hydra": {"runtime": {"choices": choices}}}))
+    if config is not None:
+        (folder / "config.yaml").write_text(yaml.safe_dump(config))
+    pd.DataFrame({"epoch": range(1, len(val) + 1), "val_accuracy": val}).to_csv(folder / "metrics.csv", index=False)
+    results = {"status": status, "epochs": len(val), "best_val_accuracy": max(val), "test_accuracy": test,
+               "wall_seconds": 1.5}
+    if error:
+        results["error"] = error
+    (folder / "results.json").write_text(json.dumps(results))
+    return folder
+
+
+def seeded_run(folder, optimizer: str, seed: int, val: float, units: int = 16, overrides=(), **config_changes):
+    """A completed run of `optimizer` with `seed`, its config.yaml as train.py writes it."""
+    config = json.loads(json.dumps(CONFIG))
+    config["optimizer"]["_target_"] = OPTIMIZERS[optimizer]
+    config["model"]["units"] = units
+    config["trainer"].update(seed=seed, **config_changes)
+    return fake_run(folder, [f"optimizer={optimizer}", f"trainer.seed={seed}", *overrides], val=(val / 2, val),
+                    test=val, config=config)
+
+
+def report(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "dnn_train.report", *map(str, args)], capture_output=True,
+                          text=True, cwd=cwd, env={"PYTHONPATH": str(REPO), "PATH": os.environ.get("PATH", "")})
+
+
+def groups_of(comparison, metric="best_val_accuracy"):
+    groups = comparison.groups
+    return groups[groups["metric"] == metric].set_index("configuration")
+
+
+# ------------------------------------------------------------------ the per-run table and the report
+def test_summary_rows_show_only_the_varying_overrides_and_sort_by_the_metric(tmp_path):
+    fake_run(tmp_path / "0", ["optimizer=sgd", "trainer.seed=42"], val=(0.5, 0.7), test=0.69)
+    fake_run(tmp_path / "1", ["optimizer=adam", "trainer.seed=42"], val=(0.6, 0.8), test=0.78)
+    fake_run(tmp_path / "2", ["optimizer=nadam", "trainer.seed=42"], status="diverged", val=(0.4,), test=None,
+             error="loss became nan at epoch 2")
+    comparison = compare.build(compare.find_runs([tmp_path]))
+    table = comparison.runs
+    assert table["job"].tolist() == [0, 1, 2]
+    assert table["overrides"].tolist() == ["optimizer=sgd", "optimizer=adam", "optimizer=nadam"]
+    compare.write(comparison, tmp_path)
+    csv = pd.read_csv(tmp_path / "summary.csv")
+    assert list(csv.columns) == compare.COLUMNS and len(csv) == 3
+    md = (tmp_path / "summary.md").read_text().splitlines()
+    body = [ln for ln in md if ln.startswith("| ") and ln[2].isdigit()]
+    assert [ln.split(" | ")[1] for ln in body] == ["optimizer=adam", "optimizer=sgd", "optimizer=nadam"]
+    assert "- job 2 (optimizer=nadam): diverged: loss became nan at epoch 2" in md
+    # one seed each: n = 1, no interval, and the configurations table says why there is no verdict
+    assert "| optimizer=adam | 1 | 0.8000 |  | +0.1000 | 1 | not enough seeds |" in md
+    assert "| optimizer=nadam | 0 |  |  |  |  | no completed run |" in md
+    assert any("trainer.seed=0,1,2,3,4" in ln for ln in md)
+    baseline = next(i for i, ln in enumerate(md) if ln.startswith("Baseline: optimizer=sgd (the first run's"))
+    assert md.index("## Runs, sorted by best_val_accuracy") > baseline
+    for png in (compare.CURVES_PLOT, compare.METRIC_PLOT):
+        assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_report_command_compares_runs_from_different_places(tmp_path):
+    a = fake_run(tmp_path / "monday" / "run", ["optimizer=sgd"], val=(0.5, 0.7), test=0.69)
+    fake_run(tmp_path / "tuesday" / "0", ["optimizer=adam"], val=(0.6, 0.8), test=0.60)
+    fake_run(tmp_path / "tuesday" / "1", ["optimizer=nadam"], val=(0.6, 0.75), test=0.80)
+    out = tmp_path / "cmp"
+    proc = report(a, tmp_path / "tuesday", "--metric", "test_accuracy", "--sort", "asc", "--out", out, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    md = (out / "summary.md").read_text()
+    runs = md[md.index("## Runs"):]
+    assert runs.index("optimizer=adam") < runs.index("optimizer=sgd") < runs.index("optimizer=nadam")  # ascending
+    assert len(pd.read_csv(out / "summary.csv")) == 3 and (out / "sweep_metric.png").exists()
+    assert set(pd.read_csv(out / "summary_groups.csv")["configuration"]) == {"optimizer=sgd", "optimizer=adam",
+                                                                            "optimizer=nadam"}
+    proc = report(tmp_path / "nothing", cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0 and "no such run" in proc.stderr
+    (tmp_path / "a_file").write_text("")
+    proc = report(a, "--out", tmp_path / "a_file", cwd=tmp_path)  # any other failure: one line too
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1 and "a_file" in proc.stderr, proc.stderr
+
+
+# ------------------------------------------------------------------ configurations: all keys but the seed
+def test_runs_are_one_configuration_iff_every_key_but_the_seed_is_equal(tmp_path):
+    seeded_run(tmp_path / "0", "sgd", 0, 0.80)
+    seeded_run(tmp_path / "1", "sgd", 1, 0.82, resume=True, progress="line")  # how the run was driven: same
+    seeded_run(tmp_path / "2", "sgd", 2, 0.81, overrides=["optimizer.learning_rate=0.01"])  # the default, typed
+    seeded_run(tmp_path / "3", "adam", 0, 0.83)
+    seeded_run(tmp_path / "4", "sgd", 3, 0.70, units=32)  # same overrides as 0-2, another model.units in config
+    table = compare.build(compare.find_runs([tmp_path])).runs
+    assert table["_key"].nunique() == 3
+    labels = table["configuration"].tolist()
+    assert labels[0] == labels[1] == labels[2] and len(set(labels)) == 3
+    assert labels[3] == "optimizer=adam"
+    assert labels[0].endswith("[model.units=16]") and labels[4].endswith("[model.units=32]")  # told apart
+    assert table["seed"].tolist() == [0, 1, 2, 0, 3]
+
+
+def test_runs_without_a_config_group_by_their_overrides_but_the_seed(tmp_path):
+    for job, (opt, seed) in enumerate([("sgd", 1), ("sgd", 2), ("adam", 1), ("adam", 2)]):
+        fake_run(tmp_path / str(job), [f"optimizer={opt}", f"trainer.seed={seed}", "trainer.epochs=2"])
+    comparison = compare.build(compare.find_runs([tmp_path]))
+    assert comparison.runs["configuration"].tolist() == ["optimizer=sgd"] * 2 + ["optimizer=adam"] * 2
+    assert groups_of(comparison)["n"].to_dict() == {"optimizer=sgd": 2, "optimizer=adam": 2}
+
+
+def test_pairing_by_seed_with_a_seed_missing_on_each_side(tmp_path):
+    # baseline sgd: seeds 0, 1, 2; adam: seeds 0, 1, 3 (no 2). Pairs: seeds 0 and 1, differences
+    # 0.83 - 0.80 = 0.03 and 0.84 - 0.82 = 0.02: mean 0.025, std 0.0070711, / sqrt(2) = 0.005,
+    # t(0.975, 1 df) = 12.706 -> half-width 0.06353 -> [-0.03853, 0.08853]: no detectable difference.
+    # adam alone, n = 3 (0.83, 0.84, 0.90): mean 0.85666667.
+    for job, (opt, seed, val) in enumerate([("sgd", 0, 0.80), ("sgd", 1, 0.82), ("sgd", 2, 0.81),
+                                            ("adam", 0, 0.83), ("adam", 1, 0.84), ("adam", 3, 0.90)]):
+        seeded_run(tmp_path / str(job), opt, seed, val)
+    comparison = compare.build(compare.find_runs([tmp_path]))
+    adam, sgd = groups_of(comparison).loc["optimizer=adam"], groups_of(comparison).loc["optimizer=sgd"]
+    assert (sgd["n"], sgd["verdict"], adam["baseline"]) == (3, "baseline", "optimizer=sgd")
+    assert adam["n"] == 3 and adam["mean"] == pytest.approx(0.85666667)
+    assert adam["pairs"] == 2 and adam["difference"] == pytest.approx(0.025)
+    assert adam["diff_ci_low"] == pytest.approx(-0.03853, abs=1e-4)
+    assert adam["diff_ci_high"] == pytest.approx(0.08853, abs=1e-4)
+    assert adam["verdict"] == "no detectable difference"
+    md = compare.markdown(comparison)
+    assert "| optimizer=adam | 3 | 0.8567 ± " in md and "| +0.0250 [-0.0385, +0.0885] | 2 | no detectable difference |" in md
+
+
+def test_the_baseline_is_job_0s_configuration_or_the_one_named(tmp_path):
+    for job, (opt, seed, val) in enumerate([("sgd", 0, 0.80), ("sgd", 1, 0.81), ("adam", 0, 0.90),
+                                            ("adam", 1, 0.92)]):
+        seeded_run(tmp_path / str(job), opt, seed, val)
+    runs = compare.find_runs([tmp_path])
+    assert groups_of(compare.build(runs))["verdict"].to_dict() == {"optimizer=sgd": "baseline",
+                                                                  "optimizer=adam": "better"}
+    flipped = compare.build(runs, baseline="optimizer=adam")
+    assert groups_of(flipped)["verdict"].to_dict() == {"optimizer=sgd": "worse", "optimizer=adam": "baseline"}
+    # a resolved config value names it too; test_loss-like metrics: lower is better
+    assert compare.build(runs, baseline="optimizer._target_=keras.optimizers.Adam").baseline == "optimizer=adam"
+    with pytest.raises(compare.BaselineError, match="matches no configuration; the configurations are: "
+                                                    "optimizer=sgd; optimizer=adam"):
+        compare.build(runs, baseline="optimizer=nadam")
+    with pytest.raises(compare.BaselineError, match="matches 2 configurations"):
+        compare.build(runs, baseline="model.units=16")
+    with pytest.raises(compare.BaselineError, match="trainer.seed cannot choose"):
+        compare.build(runs, baseline="trainer.seed=0")
+    # in a sweep the baseline's jobs may not have run yet: a note, no verdicts
+    pending = compare.build(runs, baseline="optimizer=nadam", strict=False)
+    assert set(groups_of(pending)["verdict"]) == {""} and "matches no configuration" in pending.notes[0]
+    proc = report(tmp_path, "--baseline", "optimizer=adam", "--out", tmp_path / "cmp", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "Baseline: optimizer=adam" in proc.stdout and "| optimizer=sgd | 2 |" in proc.stdout
+    proc = report(tmp_path, "--baseline", "optimizer=nadam", cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "matches no configuration" in proc.stderr
+
+
+def test_a_group_option_left_at_its_default_still_names_the_baseline(tmp_path):
+    fake_run(tmp_path / "default", [], val=(0.5, 0.6), choices={"optimizer": "sgd"})
+    fake_run(tmp_path / "adam", ["optimizer=adam"], val=(0.5, 0.7), choices={"optimizer": "adam"})
+    comparison = compare.build([tmp_path / "adam", tmp_path / "default"], baseline="optimizer=sgd")
+    assert comparison.baseline == "defaults"
+
+
+# ------------------------------------------------------------------ unreadable runs, dead processes
+def test_unreadable_runs_are_skipped_in_one_line_each(tmp_path, caplog):
+    sweep_dir = tmp_path / "sweep"
+    fake_run(sweep_dir / "0", ["optimizer=sgd"])
+    (fake_run(sweep_dir / "1", ["optimizer=adam"]) / "results.json").write_text('{"status": "compl')
+    (fake_run(sweep_dir / "2", ["optimizer=nadam"]) / "metrics.csv").write_bytes(b"\xff\xfe\x00garbage\n\x01,\x80\n")
+    (fake_run(sweep_dir / "3", ["optimizer=adamax"]) / "metrics.csv").write_text("epoch,val_accuracy\n1,0.5\ntwo,x\n")
+    (fake_run(sweep_dir / "4", ["optimizer=rmsprop"]) / ".hydra" / "overrides.yaml").write_text("- [unclosed\n")
+    fake_run(sweep_dir / "5", ["optimizer=nesterov"])
+    proc = report(sweep_dir, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    errors = proc.stderr.splitlines()
+    assert "Traceback" not in proc.stderr and len(errors) == 4
+    assert errors[0].startswith(f"dnn_train.report: skipping {sweep_dir / '1'}: results.json is not valid JSON")
+    assert errors[1].startswith(f"dnn_train.report: skipping {sweep_dir / '2'}: metrics.csv cannot be read")
+    assert errors[2] == f"dnn_train.report: skipping {sweep_dir / '3'}: metrics.csv: epoch holds values that are " \
+                        "not numbers"
+    assert errors[3].startswith(f"dnn_train.report: skipping {sweep_dir / '4'}: .hydra/overrides.yaml cannot be read")
+    assert pd.read_csv(sweep_dir / "summary.csv")["job"].tolist() == [0, 5]
+    assert "4 skipped (unreadable):" in (sweep_dir / "summary.md").read_text()
+    # the same inside a sweep: the summary is written, the bad jobs are warned about
+    (sweep_dir / "summary.csv").unlink()
+    comparison = sweep.update_summary(sweep_dir, "best_val_accuracy")
+    assert len(comparison.skipped) == 4 and pd.read_csv(sweep_dir / "summary.csv")["job"].tolist() == [0, 5]
+    assert sum("sweep summary: skipping" in r.message for r in caplog.records) == 4
+    # nothing readable: one line, exit 2
+    proc = report(sweep_dir / "1", cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stderr.splitlines()[-1] == \
+        "dnn_train.report: error: no readable runs (every one was skipped)"
+
+
+def test_a_running_run_whose_process_is_gone_shows_as_crashed(tmp_path):
+    fake_run(tmp_path / "0", ["optimizer=sgd"])
+    dead = fake_run(tmp_path / "1", ["optimizer=adam"], status="running", val=(0.5,), test=None)
+    (dead / record.LOCK_FILE).write_text("{}")  # its process ended: nobody holds the lock
+    alive = fake_run(tmp_path / "2", ["optimizer=nadam"], status="running", val=(0.5,), test=None)
+    lock = record.RunLock(alive)
+    lock.acquire()
+    try:
+        comparison = compare.build(compare.find_runs([tmp_path]))
+        compare.write(comparison, tmp_path)
+    finally:
+        lock.release()
+    assert comparison.runs["status"].tolist() == ["completed", "crashed (process gone)", "running"]
+    assert groups_of(comparison).loc["optimizer=adam", ["n", "not_completed", "verdict"]].tolist() == \
+        [0, 1, "no completed run"]
+    assert pd.read_csv(tmp_path / "summary.csv")["status"][1] == "crashed (process gone)"
+    assert "- job 1 (optimizer=adam): crashed (process gone)" in (tmp_path / "summary.md").read_text()
