@@ -78,7 +78,7 @@ def _sweep_job(cfg: DictConfig) -> float:
     with the same config (a different config is refused and its directory left alone)."""
     from hydra.core.hydra_config import HydraConfig
 
-    from dnn_train.record import Refused
+    from dnn_train.record import REFUSED, Refused
     from dnn_train.tasks import run_task
 
     try:
@@ -95,9 +95,6 @@ def _sweep_job(cfg: DictConfig) -> float:
         logging.getLogger("dnn_train").error("job %s %s: %s", job, "refused" if isinstance(ex, Refused) else "failed",
                                              message)
         return float("nan")
-
-
-REFUSED: list = []  # sweep jobs refused in this process (their directories hold other runs), for the sweep's end
 
 
 def _debug() -> bool:

@@ -73,14 +73,22 @@ class RunLock:
                     raise RunBusy(f"{self.path.parent} is in use by {_holder_text(self.path)}; wait for it to "
                                   "end, or choose another hydra.run.dir") from None
                 time.sleep(0.05)
+        self._fd = fd
+        self._announced = False
+
+    def announce(self) -> None:
+        """Name this process in the lock file, for whoever is refused while it runs (only a process
+        that will use the directory does: a refused or no-op one leaves the file as it was)."""
         info = {"pid": os.getpid(), "host": socket.gethostname(),
                 "started": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(sys.argv)[:300]}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(info).encode(), 0)
-        self._fd = fd
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, json.dumps(info).encode(), 0)
+        self._announced = True
 
     def release(self) -> None:
         if self._fd is not None:
+            if self._announced:
+                os.ftruncate(self._fd, 0)  # no holder any more
             os.close(self._fd)  # closing the descriptor releases the flock
             self._fd = None
 
@@ -127,6 +135,7 @@ RUN_FILES = {"results.json", "config.yaml", ".hydra", "metrics.csv", "dnn_train.
 # Directories Hydra (or the Python API) created for this invocation, so that bad input removes
 # only those: filled by the RunDirs callback before Hydra makes the run directory.
 CREATED: set = set()
+REFUSED: list = []  # sweep jobs refused in this process (their directories hold other runs), for the sweep's end
 
 
 class Interrupted(KeyboardInterrupt):
@@ -203,6 +212,8 @@ class Run:
             self._remove_what_we_made()
             self._leave()
             raise
+        if self.state != "completed" and self.lock.held:
+            self.lock.announce()
         return self
 
     def _judge(self) -> None:

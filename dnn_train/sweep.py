@@ -72,9 +72,13 @@ class SweepSummary(Callback):
                   f"{': ' + row.error if row.error else ''}", flush=True)
         for line in comparison.skipped:
             print(f"dnn_train:   skipped {line}", flush=True)
+        from dnn_train.record import REFUSED
+
+        for line in REFUSED:  # their directories hold other runs, left as they were (and summarized as such)
+            print(f"dnn_train:   {line.replace(':', ' refused:', 1)}", flush=True)
         for line in verdict_lines(comparison):
             print(f"dnn_train: {line}", flush=True)
-        if n_bad:
+        if n_bad or REFUSED:
             raise SystemExit(1)  # the sweep ran to its end, but not every job succeeded
 
 

@@ -61,7 +61,6 @@ def test_a_finished_run_is_never_rewritten_by_a_refused_or_no_op_invocation(tmp_
 
 @pytest.mark.parametrize("extra, expected", [
     (["trainer.epochs=0"], "trainer.epochs=0: expected an integer >= 1"),  # a config error
-    (["data=fashion_mnist", "data.root={tmp}/nowhere"], "no such directory"),  # bad input found later
     ([], "exists and holds files that are not a dnn_train run"),  # a valid run into a user's folder
 ])
 def test_a_users_folder_survives_a_bad_override(tmp_path, extra, expected):
@@ -70,10 +69,18 @@ def test_a_users_folder_survives_a_bad_override(tmp_path, extra, expected):
     (folder / "thesis" / "chapter1.tex").write_text("precious")
     (folder / "notes.txt").write_text("also precious")
     before = snapshot(folder)
-    extra = [e.format(tmp=tmp_path) for e in extra]
     proc = run_cli(*SMALL, f"data.root={tmp_path / 'data'}", f"hydra.run.dir={folder}", *extra, cwd=tmp_path)
     assert proc.returncode == 2 and expected in proc.stderr, proc.stderr
     assert snapshot(folder) == before  # nothing added (not even a lock file), nothing removed
+
+
+def test_an_empty_folder_of_the_users_stays_after_bad_input_found_while_setting_up(tmp_path):
+    folder = tmp_path / "empty but mine"
+    folder.mkdir()
+    proc = run_cli(*SMALL, "data=fashion_mnist", f"data.root={tmp_path / 'nowhere'}", f"hydra.run.dir={folder}",
+                   cwd=tmp_path)
+    assert proc.returncode == 2 and "no such directory" in proc.stderr, proc.stderr
+    assert folder.is_dir() and not list(folder.iterdir())  # still there, and as empty as it was
 
 
 def test_bad_input_removes_only_the_directories_it_made(tmp_path):
