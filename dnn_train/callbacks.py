@@ -124,7 +124,15 @@ class EpochSeeds(keras.callbacks.Callback):
         weights = {id(v) for v in self.model.weights}
         seed_states = [v for v in self.model.variables if id(v) not in weights]  # SeedGenerator states
         for i, state in enumerate(seed_states):
-            state.assign(np.array([self.seed, epoch * 1000 + i], dtype=state.dtype))
+            state.assign(np.array(seed_state(self.seed, i, epoch), dtype=state.dtype))
+
+
+def seed_state(seed: int, layer: int, epoch: int) -> list[int]:
+    """A SeedGenerator's state at an epoch's start. Keras adds 1 to the second word at every draw,
+    so the first word separates the layers (a hash of seed and layer: states [seed, e + i] would
+    make layer i at step t repeat layer i+1's mask of step t-1) and the second the epochs (2**20
+    draws apart: more than any epoch's steps)."""
+    return [int(np.random.SeedSequence([seed, layer]).generate_state(1, np.uint32)[0]) >> 1, epoch << 20]
 
 
 class Diverged(RuntimeError):

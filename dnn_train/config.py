@@ -390,9 +390,21 @@ def check_targets(cfg: DictConfig) -> None:
             continue
         if group == "schedule":
             accepted |= {k.removesuffix("_steps") + "_epochs" for k in accepted} | {"boundaries_epochs"}
-        for key in node:
-            if key not in skip and key not in accepted:
-                raise ConfigError(_misfit(cfg, group, key, node._target_, sorted(accepted - {"kwargs", "name"})))
+        unknown = [key for key in node if key not in skip and key not in accepted]
+        if unknown and not _constructs(node, group):  # some classes take more through **kwargs (alpha)
+            raise ConfigError(_misfit(cfg, group, unknown[0], node._target_, sorted(accepted - {"kwargs", "name"})))
+
+
+def _constructs(node: DictConfig, group: str) -> bool:
+    """Whether the class accepts the node's keys (it may take deprecated names, such as
+    LeakyReLU's alpha, through **kwargs)."""
+    if group in ("model", "schedule"):  # built with arguments only the run knows
+        return False
+    try:
+        make(keras_kwargs(node, group)[0])
+        return True
+    except Exception:  # noqa: BLE001 - any refusal of the arguments
+        return False
 
 
 def _parameters(target) -> Optional[set]:

@@ -75,6 +75,12 @@ def available() -> bool:
     return keras.backend.backend() == "tensorflow"
 
 
+def supports_xla(model: keras.Model) -> bool:
+    """Whether XLA can compile every layer (Keras marks those it cannot, e.g. RandomTranslation,
+    whose image transform has no XLA kernel on CPU): what jit_compile=auto asks."""
+    return all(getattr(layer, "supports_jit", True) for layer in model._flatten_layers())
+
+
 def is_fused(model) -> bool:
     return isinstance(model, FusedSteps)
 

@@ -99,7 +99,11 @@ def train(cfg, run: Run, extra_callbacks=()) -> dict:
     state = checkpoint.prepare(run_dir, resuming=run.state == "resume")  # None, or the checkpoint to go on from
     splits, model = s.splits, s.model
     if t.fuse_steps > 1 and fused.available():
-        model = fused.fuse(model, xla=t.jit_compile in (True, "auto"))
+        xla = t.jit_compile is True or (t.jit_compile == "auto" and fused.supports_xla(model))
+        if t.jit_compile is True and not fused.supports_xla(model):
+            raise ConfigError("trainer.jit_compile=true: XLA cannot compile every layer of this model (e.g. "
+                              "augment=flip_translate's RandomTranslation); use trainer.jit_compile=auto")
+        model = fused.fuse(model, xla=xla)
     run.begin(dataset=cfg.data.name, model=cfg.model.name, params=model.count_params(),
               train_examples=len(splits.y_train), valid_examples=len(splits.y_valid), test_examples=len(splits.y_test))
     if s.reused and cfg.model.init_from:

@@ -22,13 +22,13 @@ GROUPS = ["model", "augment", "initializer", "activation", "normalization", "opt
           "trainer"]
 # What an option or preset needs on synthetic data, or offline.
 EXTRA = {
-    ("model", "backbone"): ["model.weights=null"],
+    ("model", "backbone"): ["model.weights=null", "model.arch=MobileNetV3Small", "trainer.jit_compile=false"],
     ("model", "cnn"): ["model.filters=[8,16]"],
     ("model", "resnet"): ["model.width=4", "model.blocks_per_stage=1"],
     ("experiment", "transfer_a"): ["data.classes=[0,1]"],
     ("experiment", "transfer_b"): ["data.binary=[2,3]"],
     ("experiment", "transfer_b_on_a"): ["data.binary=[2,3]", "transfer.freeze_epochs=1"],
-    ("experiment", "backbone_finetune"): ["model.weights=null"],
+    ("experiment", "backbone_finetune"): ["model.weights=null", "model.arch=MobileNetV3Small", "trainer.jit_compile=false"],
 }
 CASES = [(g, o) for g in GROUPS for o in options(g)] + [("experiment", o) for o in options("experiment")] \
     + [("hparams_search", o) for o in options("hparams_search")]
