@@ -13,20 +13,30 @@ calling (main) thread, after TensorFlow is imported.
 """
 from __future__ import annotations
 
+import importlib
 import re
 import threading
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
-from dnn_train.data import formats, sources, synthetic
 from dnn_train.data.catalog import DATASETS, Dataset
 from dnn_train.data.errors import DataError
-from dnn_train.data.pipeline import EVAL_BATCH, eval_batch, make_dataset
-from dnn_train.data.splits import Splits, class_indices, feature_stats, make_splits, select_classes
 
-__all__ = ["DataError", "Splits", "load", "preload", "discard_preloaded", "locate", "make_dataset", "eval_batch",
-           "EVAL_BATCH", "feature_stats", "class_indices", "select_classes"]
+if TYPE_CHECKING:
+    from dnn_train.data.sources import Found
+    from dnn_train.data.splits import Splits
+
+# Loaded at first use (with numpy and PIL), not when config.py reads the catalog: --help stays fast.
+_LAZY = {"Splits": "splits", "class_indices": "splits", "feature_stats": "splits", "select_classes": "splits",
+         "make_dataset": "pipeline", "eval_batch": "pipeline", "EVAL_BATCH": "pipeline"}
+__all__ = ["DataError", "load", "preload", "discard_preloaded", "locate", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def dataset(data_cfg) -> Dataset:
@@ -50,18 +60,23 @@ def dataset(data_cfg) -> Dataset:
     return entry
 
 
-def locate(data_cfg) -> Optional[sources.Found]:
+def locate(data_cfg) -> Optional[Found]:
     """The local files of the configured dataset (generated, for data=synthetic); None if there are none.
     Only stats files: a bad data.root is reported here, at once."""
+    from dnn_train.data import sources, synthetic
+
     entry = dataset(data_cfg)
     if entry.generated:
         return sources.Found(synthetic.generate(data_cfg), entry.layouts[0])
     return sources.find_local(entry, data_cfg)
 
 
-def _read(found: sources.Found, data_cfg) -> Splits:
+def _read(found: Found, data_cfg) -> Splits:
+    from dnn_train.data import formats, splits  # already imported by `preload` when this runs in its thread
+
     classes = DATASETS[data_cfg.name].class_names(data_cfg)
-    return make_splits(formats.READERS[found.layout.reader](found.folder, data_cfg, classes), data_cfg, str(found.folder))
+    arrays = formats.READERS[found.layout.reader](found.folder, data_cfg, classes)
+    return splits.make_splits(arrays, data_cfg, str(found.folder))
 
 
 _preloading: dict = {}  # the config's YAML -> (thread, result box), for `load` to pick up
@@ -72,6 +87,8 @@ def preload(data_cfg) -> None:
     imports TensorFlow); `load` with the same config waits for it and returns its result, or raises
     its error. With no local files nothing starts: `load` will download (or, with data.download=false,
     the error is raised now)."""
+    from dnn_train.data import formats, sources, splits  # noqa: F401 - here: the reading thread imports nothing
+
     found = locate(data_cfg)
     if found is None:
         sources.check_downloadable(dataset(data_cfg), data_cfg)
@@ -103,5 +120,7 @@ def load(data_cfg) -> Splits:
         if "error" in box:
             raise box["error"]
         return box["splits"]
+    from dnn_train.data import sources
+
     found = locate(data_cfg) or sources.download(dataset(data_cfg), data_cfg)
     return _read(found, data_cfg)

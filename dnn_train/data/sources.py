@@ -97,8 +97,9 @@ def find_local(entry: Dataset, data_cfg) -> Optional[Found]:
     if root:
         root_path = Path(root).expanduser()
         if not root_path.is_dir():  # a typo must not fall back silently
-            raise DataError(f"data.root={root}: no such directory; give the folder holding the {entry.name} "
-                            "files (or leave data.root unset to use the Keras cache and the system folders)")
+            raise DataError(f"data.root={root}: no such directory; " + (entry.offline if entry.root_only else
+                            f"give the folder holding the {entry.name} files (or leave data.root unset to use "
+                            "the Keras cache and the system folders)"))
         for folder, layout in _root_candidates(entry, root_path):
             if _complete(folder, layout):
                 return Found(folder, layout)
