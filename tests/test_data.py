@@ -179,6 +179,13 @@ def test_images_of_mixed_sizes_need_image_size(tmp_path):
         data.load(images_cfg(root, "data.image_size=[8]"))
 
 
+def test_images_broken_link_names_the_file(tmp_path):
+    root = write_images(tmp_path / "pets")
+    os.symlink(tmp_path / "gone.png", root / "cat" / "999.png")
+    with pytest.raises(DataError, match=r"cat/999.png: cannot read \(No such file or directory\)"):
+        data.load(images_cfg(root))
+
+
 def test_images_empty_folder_class_without_images_and_no_root(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="empty: no class subfolders"):
@@ -363,6 +370,7 @@ def test_the_preload_thread_imports_nothing(tmp_path):
         for overrides in (["data.root={tmp_path}/f"], ["data=mnist", "data.root={tmp_path}/n"],
                           ["data=cifar10", "data.root={tmp_path}/c"], ["data=cifar100", "data.root={tmp_path}/c100"],
                           ["data=images", "data.root={tmp_path}/i", "data.image_size=[7,7]"],
+                          ["data=images", "data.root={tmp_path}/i", "data.image_size=[7,7]"],  # now cached
                           ["data=images", "data.root={bad}"], ["data=synthetic", "data.root={tmp_path}/s"]):
             cfg = make_cfg(*overrides, "data.valid_split=2", "data.test_split=2").data
             data.preload(cfg)

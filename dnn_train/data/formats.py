@@ -10,6 +10,7 @@ from __future__ import annotations
 import codecs
 import gzip
 import hashlib
+import mmap  # noqa: F401 - what np.load(mmap_mode=...) imports at first use: here, not in the reading thread
 import os
 import pickle
 import struct
@@ -202,7 +203,10 @@ class _Listing(NamedTuple):
 
 def _list_images(folder: Path) -> _Listing:
     """Class subfolders (sorted names) and their image files, searched recursively as Keras does."""
-    classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
+    try:
+        classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
+    except OSError as ex:
+        raise DataError(f"{folder}: cannot list ({ex.strerror})") from None
     if not classes:
         raise DataError(f"{folder}: no class subfolders; expected {folder}/<class>/*.jpg (or .png, .bmp, .gif)")
     files, labels = [], []
@@ -245,8 +249,13 @@ def decode_images(files: list, size: Optional[tuple], mode: str) -> np.ndarray:
     workers = os.cpu_count() or 1
     bounds = np.linspace(0, len(files), 4 * workers + 1).astype(int)
     with ThreadPoolExecutor(workers, thread_name_prefix="dnn_train-decode") as pool:
-        for job in [pool.submit(work, a, b) for a, b in zip(bounds[:-1], bounds[1:])]:
-            job.result()  # the first error, re-raised here
+        jobs = [pool.submit(work, a, b) for a, b in zip(bounds[:-1], bounds[1:])]
+        try:
+            for job in jobs:
+                job.result()  # the first error, re-raised here
+        except DataError:
+            pool.shutdown(cancel_futures=True)  # the chunks not yet started are not decoded in vain
+            raise
     return out
 
 
@@ -280,7 +289,10 @@ def _cached(folder: Path, files: list, settings: str, decode) -> np.ndarray:
     entry = sources.cache_dir() / "images" / hashlib.sha256(f"{folder.resolve()} {settings}".encode()).hexdigest()[:20]
     fingerprint, prefix = hashlib.sha256(settings.encode()), len(str(folder))
     for f in files:
-        st = os.stat(f)
+        try:
+            st = os.stat(f)
+        except OSError as ex:  # e.g. a broken link
+            raise DataError(f"{f}: cannot read ({ex.strerror})") from None
         fingerprint.update(f"{f[prefix:]}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     path = entry / f"{fingerprint.hexdigest()[:32]}.npy"
     try:

@@ -136,6 +136,7 @@ def download(entry: Dataset, data_cfg) -> Found:
     origin, previous = None, socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)  # urllib's default is to wait forever
     try:
+        keras_home().mkdir(parents=True, exist_ok=True)  # get_file falls back to /tmp/.keras if it does not exist
         for fname, sha256 in hashes.items():
             origin = base + fname
             log.info("%s: downloading %s", entry.name, origin)
