@@ -43,6 +43,9 @@ class ConfigError(ValueError):
     """A user-facing configuration problem: reported as one line, exit code 2."""
 
 
+from dnn_train.data.catalog import DATASETS  # noqa: E402 - here, after ConfigError, which dnn_train.data imports
+
+
 @dataclass
 class SyntheticConf:
     num_classes: int = 4
@@ -54,17 +57,23 @@ class SyntheticConf:
 
 @dataclass
 class DataConf:
-    name: str = "fashion_mnist"  # fashion_mnist | cifar10 | synthetic
-    root: Optional[str] = None  # folder with the official files; searched before the Keras cache
-    download: bool = True  # fetch through keras.datasets when no local copy is found
-    valid_split: int = 5000  # held out of the official training set for validation
+    name: str = "fashion_mnist"  # a dataset of dnn_train/data/catalog.py (conf/data/NAME.yaml)
+    root: Optional[str] = None  # folder with the files (or its parent); searched before the Keras cache
+    download: bool = True  # fetch with keras.utils.get_file when no local copy is found
+    url: Optional[str] = None  # base URL to download from (a mirror, a proxy); null: the official one
+    sha256: Any = None  # {FILE: SHA-256} expected of downloads, replacing the official hashes; null: the official ones
+    valid_split: Any = 5000  # held out of the training set for validation: a count, or a fraction (< 1)
     train_size: Optional[int] = None  # class-balanced slice sizes (null: everything)
     valid_size: Optional[int] = None
     test_size: Optional[int] = None
-    split_seed: int = 42  # fixes the validation split and the slices
+    split_seed: int = 42  # fixes the held-out splits and the slices
     standardize: bool = False  # per-feature standardization from the training split
     classes: Optional[List[Any]] = None  # keep these classes (names or indices), relabelled 0..k-1
     binary: Optional[List[Any]] = None  # [NEG, POS]: a two-class task (sigmoid output)
+    label_mode: str = "fine"  # cifar100: fine (100 classes) | coarse (20 superclasses)
+    test_split: Any = 0.2  # images without train/ and test/: held out for testing, a count or a fraction (< 1)
+    image_size: Optional[List[int]] = None  # images: [HEIGHT, WIDTH] to resize to; null: their own (equal) size
+    color_mode: str = "rgb"  # images: rgb (H x W x 3) | grayscale (H x W)
     synthetic: Optional[SyntheticConf] = None
 
 
@@ -184,7 +193,10 @@ def _int_list(lo=1, hi=None, nullable=False, empty=False):
 
 SEED = _number(0, 2 ** 32 - 1, integer=True)
 BOOL = ((lambda v: isinstance(v, bool)), "true or false")
-# Upper bounds are where a value stops being an experiment and becomes a crash or a week of waiting.
+_COUNT_OR_FRACTION = ((lambda v: _number(1, integer=True)[0](v) or _number(0, 1, lo_open=True, hi_open=True)[0](v)),
+                      "an integer >= 1 (a count) or a number > 0 and < 1 (a fraction)")  # data.*_split
+# Checked wherever the key appears in a Keras-class group, and for the listed full keys. Upper bounds
+# are where a value stops being an experiment and becomes a crash or a week of waiting.
 RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "learning_rate": _number(0, lo_open=True),
     "max_lr": _number(0, lo_open=True),
@@ -271,7 +283,11 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "lr_find.end_lr": _number(0, lo_open=True),
     "lr_find.epochs": _number(0, 1000, lo_open=True),
     "lr_find.stop_factor": _number(1, lo_open=True),
-    "data.valid_split": _number(1, integer=True),
+    "data.name": _choice(*DATASETS),
+    "data.valid_split": _COUNT_OR_FRACTION,
+    "data.test_split": _COUNT_OR_FRACTION,
+    "data.label_mode": _choice("fine", "coarse"),
+    "data.color_mode": _choice("rgb", "grayscale"),
     "data.train_size": _number(1, integer=True, nullable=True),
     "data.valid_size": _number(1, integer=True, nullable=True),
     "data.test_size": _number(1, integer=True, nullable=True),

@@ -48,7 +48,8 @@ def read_results(run_dir: Path) -> dict:
 def real_data_root(name: str) -> str:
     """A data.root holding the real dataset, or skip the test."""
     shared = SHARED_DATA if name == "fashion_mnist" else None
-    found = locate(name, str(shared) if shared and shared.exists() else None)
+    root = [f"data.root={shared}"] if shared and shared.exists() else []
+    found = locate(make_cfg(f"data={name}", *root).data)
     if found is None:
         pytest.skip(f"real {name} files not found (see README: providing the data offline)")
-    return str(found)
+    return str(found.folder)

@@ -11,7 +11,7 @@ from dnn_train.config import ConfigError, options, validate
 from tests.conftest import REPO, make_cfg, run_cli
 
 REQUIRED = {
-    "data": {"fashion_mnist", "cifar10", "synthetic"},
+    "data": {"fashion_mnist", "mnist", "cifar10", "cifar100", "images", "synthetic"},
     "model": {"mlp", "cnn", "resnet", "backbone"},
     "augment": {"none", "flip", "flip_translate"},
     "initializer": {"glorot_uniform", "he_normal"},
@@ -68,7 +68,7 @@ def test_out_of_range_values_name_the_key(override, key):
 BAD_INPUT = [
     # (overrides, text the one line must contain)
     (["optimizer=bogus"], "valid optimizer options: adagrad, adam, adamax, adamw, momentum, nadam, nesterov, rmsprop, sgd"),
-    (["data=nope"], "valid data options: cifar10"),
+    (["data=nope"], "valid data options: cifar10, cifar100, fashion_mnist, images, mnist, synthetic"),
     (["optimizer=nadm"], "optimizer=nadm: unknown option (did you mean nadam or adam?)"),
     (["trainer.epochs=abc"], "trainer.epochs=abc"),
     (["optimizer.lr=0.1"], "optimizer.lr: unknown key (did you mean optimizer.learning_rate?)"),

@@ -1,46 +1,38 @@
-"""Loaders on files written in the official formats, the search order, slicing, and real data."""
+"""Loaders on files written in the official formats, the search order, splits, and real data."""
 from __future__ import annotations
 
 import gzip
+import os
 import pickle
-from pathlib import Path
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from dnn_train import data
-from dnn_train.data import DataError
-from tests.conftest import make_cfg, real_data_root
+from dnn_train.config import options
+from dnn_train.data import DataError, formats, sources
+from dnn_train.data.catalog import DATASETS, IDX_FILES
+from tests.conftest import REPO, make_cfg, real_data_root
+from tests.datafiles import write_cifar, write_cifar100, write_fashion, write_images, write_mnist_npz
 
 
-def write_fashion(folder: Path, n_train=60, n_test=20, classes=10, shape=(28, 28), seed=0) -> Path:
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    arrays = {"x_train": rng.integers(0, 256, (n_train, *shape), dtype=np.uint8),
-              "y_train": (np.arange(n_train) % classes).astype(np.uint8),
-              "x_test": rng.integers(0, 256, (n_test, *shape), dtype=np.uint8),
-              "y_test": (np.arange(n_test) % classes).astype(np.uint8)}
-    for key, fname in data.FASHION_FILES.items():
-        data.write_idx(folder / fname, arrays[key])
-    return folder
+@pytest.fixture(autouse=True)
+def isolated_caches(tmp_path, monkeypatch):
+    """No test reads or writes the real Keras cache, system folders or dnn_train cache."""
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv(sources.SYSTEM_DIRS_ENV, str(tmp_path / "usr-share"))
 
 
-def write_cifar(folder: Path, per_batch=20, seed=0) -> Path:
-    """Batches as the official ones: protocol-2 pickles, bytes keys, channel-planar uint8 rows."""
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in data.CIFAR_TRAIN + ["test_batch"]:
-        batch = {b"data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
-                 b"labels": [int(i % 10) for i in range(per_batch)], b"batch_label": name.encode()}
-        (folder / name).write_bytes(pickle.dumps(batch, protocol=2))
-    (folder / "batches.meta").write_bytes(pickle.dumps({b"label_names": [c.encode() for c in data.CIFAR_CLASSES]}, 2))
-    return folder
-
-
+# ---------------------------------------------------------------- formats
 def test_idx_round_trip(tmp_path):
     x = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
-    data.write_idx(tmp_path / "x.gz", x)
-    np.testing.assert_array_equal(data.read_idx(tmp_path / "x.gz"), x)
+    formats.write_idx(tmp_path / "x.gz", x)
+    np.testing.assert_array_equal(formats.read_idx(tmp_path / "x.gz"), x)
 
 
 @pytest.mark.parametrize("payload, message", [
@@ -54,17 +46,29 @@ def test_bad_idx_files_are_refused(tmp_path, payload, message):
     with gzip.open(path, "wb") as f:
         f.write(payload)
     with pytest.raises(DataError, match=message):
-        data.read_idx(path)
+        formats.read_idx(path)
 
 
-def test_cifar_batches_in_the_official_format(tmp_path):
+def test_cifar10_batches_in_the_official_format(tmp_path):
     folder = write_cifar(tmp_path / "cifar-10-batches-py")
-    x_train, y_train, x_test, y_test = data.read_cifar_dir(folder)
+    x_train, y_train, x_test, y_test, _ = formats.read_cifar10(folder, None, list(DATASETS["cifar10"].classes))
     assert x_train.shape == (100, 32, 32, 3) and x_train.dtype == np.uint8 and x_test.shape == (20, 32, 32, 3)
+    assert y_train.dtype == np.uint8 and y_train[:12].tolist() == list(range(10)) + [0, 1]
     raw = pickle.loads((folder / "data_batch_1").read_bytes(), encoding="bytes")[b"data"][0]
     # channel-planar R, G, B rows become height x width x channel images
     np.testing.assert_array_equal(x_train[0, :, :, 0].ravel(), raw[:1024])
     np.testing.assert_array_equal(x_train[0, :, :, 2].ravel(), raw[2048:])
+
+
+@pytest.mark.parametrize("labels, message", [
+    (list(range(256, 266)) * 2, "data_batch_1: label 265 out of range for 10 classes"),  # would wrap to 0-9 as uint8
+    ([-1] + [0] * 19, "data_batch_1: label -1 out of range for 10 classes"),
+    ([float(i % 10) for i in range(20)], "data_batch_1: labels must be a list of integers (found float64"),
+])
+def test_cifar_labels_out_of_range_or_not_integers_are_refused(tmp_path, labels, message):
+    folder = write_cifar(tmp_path / "cifar-10-batches-py", labels=labels)
+    with pytest.raises(DataError, match=message.replace("(", r"\(")):
+        data.load(make_cfg("data=cifar10", f"data.root={tmp_path}").data)
 
 
 class _Exploit:
@@ -78,37 +82,219 @@ def test_malicious_cifar_pickle_is_refused_without_running(tmp_path, monkeypatch
     path = tmp_path / "data_batch_1"
     path.write_bytes(pickle.dumps({b"data": _Exploit()}, protocol=2))
     with pytest.raises(DataError, match="refusing to load"):
-        data.read_cifar_batch(path)
+        formats.read_pickle(path, "CIFAR-10 batch")
     assert not (tmp_path / "PWNED").exists()
 
 
-def test_search_order_root_then_keras_cache_then_system(tmp_path, monkeypatch):
-    keras_home, system = tmp_path / "keras", tmp_path / "usr-share"
-    monkeypatch.setenv("KERAS_HOME", str(keras_home))
-    monkeypatch.setattr(data, "SYSTEM_DIRS", [system])
+def test_cifar100_fine_and_coarse_labels_and_names_from_meta(tmp_path):
+    write_cifar100(tmp_path / "cifar-100-python")
+    fine = data.load(make_cfg("data=cifar100", f"data.root={tmp_path}", "data.valid_split=100").data)
+    assert fine.num_classes == 100 and fine.class_names[:2] == ["fine00", "fine01"]
+    assert fine.image_shape == (32, 32, 3) and (len(fine.y_train), len(fine.y_valid), len(fine.y_test)) == (100, 100, 100)
+    coarse = data.load(make_cfg("data=cifar100", f"data.root={tmp_path}", "data.valid_split=100",
+                                "data.label_mode=coarse").data)
+    assert coarse.num_classes == 20 and coarse.class_names[-1] == "coarse19"
+    fine_label = {x.tobytes(): y for x, y in zip(fine.x_test, fine.y_test)}
+    assert [fine_label[x.tobytes()] // 5 for x in coarse.x_test] == coarse.y_test.tolist()  # the same images' superclasses
+
+
+def test_mnist_from_its_idx_folder_or_from_keras_mnist_npz(tmp_path):
+    write_fashion(tmp_path / "mine" / "mnist")
+    s = data.load(make_cfg("data=mnist", f"data.root={tmp_path / 'mine'}", "data.valid_split=10").data)
+    assert s.source == str(tmp_path / "mine" / "mnist") and s.class_names == [str(d) for d in range(10)]
+    write_mnist_npz(tmp_path / "keras" / "datasets" / "mnist.npz", n_train=70)
+    s = data.load(make_cfg("data=mnist", "data.valid_split=10").data)
+    assert s.source == str(tmp_path / "keras" / "datasets")
+    assert (len(s.y_train), len(s.y_test)) == (60, 20) and s.image_shape == (28, 28) and s.y_train.dtype == np.uint8
+
+
+@pytest.mark.parametrize("y_dtype, offset, message", [
+    (np.float32, 0, "mnist.npz (y_train): labels must be a list of integers (found float32"),
+    (np.int64, 5, "mnist.npz (y_train): label 14 out of range for 10 classes"),
+])
+def test_mnist_npz_with_bad_labels_is_refused(tmp_path, y_dtype, offset, message):
+    write_mnist_npz(tmp_path / "mnist.npz", y_dtype=y_dtype, y_offset=offset)
+    with pytest.raises(DataError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        data.load(make_cfg("data=mnist", f"data.root={tmp_path}", "data.valid_split=10").data)
+
+
+# ---------------------------------------------------------------- a folder of images
+def images_cfg(root, *overrides):
+    return make_cfg("data=images", f"data.root={root}", "data.valid_split=3", "data.test_split=3", *overrides).data
+
+
+def test_images_folder_png_and_jpeg_classes_sorted_and_held_out_splits(tmp_path):
+    root = write_images(tmp_path / "pets", classes=("emu", "cat", "dog"), per_class=8)
+    write_images(tmp_path / "pets", classes=("emu", "cat", "dog", "yak"), per_class=2, fmt="jpg", seed=1)
+    s = data.load(images_cfg(root))
+    assert s.class_names == ["cat", "dog", "emu", "yak"] and s.image_shape == (12, 10, 3) and s.x_train.dtype == np.uint8
+    assert (len(s.y_train), len(s.y_valid), len(s.y_test)) == (32 - 6, 3, 3)
+    # each image's colour says its class: the writer put class index c's colour in channel c % 3
+    written_index = {"emu": 0, "cat": 1, "dog": 2, "yak": 3}
+    for x, y in zip(s.x_train, s.y_train):
+        assert x.mean(axis=(0, 1)).argmax() == written_index[s.class_names[y]] % 3
+    again = data.load(images_cfg(root))
+    np.testing.assert_array_equal(again.x_test, s.x_test)  # held out by data.split_seed: the same each time
+    other = data.load(images_cfg(root, "data.split_seed=1"))
+    assert not np.array_equal(other.x_test, s.x_test)
+
+
+def test_images_class_filter_grayscale_and_resize(tmp_path):
+    root = write_images(tmp_path / "pets", per_class=10)
+    s = data.load(images_cfg(root, "data.classes=[emu,cat]", "data.color_mode=grayscale", "data.image_size=[6,5]"))
+    assert s.class_names == ["emu", "cat"] and s.image_shape == (6, 5)
+    assert (len(s.y_train), len(s.y_valid), len(s.y_test)) == (20 - 3 - 2, 3, 2)  # the test split came first
+    b = data.load(images_cfg(root, "data.binary=[dog,cat]", "data.test_split=0.5"))
+    assert b.class_names == ["dog", "cat"] and len(b.y_test) == 10 and sorted(set(b.y_train)) == [0, 1]
+
+
+def test_images_train_and_test_subfolders_are_the_official_split(tmp_path):
+    write_images(tmp_path / "set" / "train", per_class=7, fmt="jpg")
+    write_images(tmp_path / "set" / "test", per_class=2, fmt="jpg", seed=1)
+    s = data.load(images_cfg(tmp_path / "set"))
+    assert (len(s.y_train), len(s.y_valid), len(s.y_test)) == (21 - 3, 3, 6)
+    assert np.bincount(s.y_test).tolist() == [2, 2, 2]
+    (tmp_path / "set" / "test" / "emu").rename(tmp_path / "set" / "test" / "ostrich")
+    with pytest.raises(DataError, match="train/ and test/ have different class folders"):
+        data.load(images_cfg(tmp_path / "set"))
+
+
+def test_images_corrupt_jpeg_names_the_file(tmp_path):
+    root = write_images(tmp_path / "pets", fmt="jpg")
+    bad = root / "dog" / "003.jpg"
+    bad.write_bytes(bad.read_bytes()[:40])  # a JPEG cut short
+    with pytest.raises(DataError) as err:
+        data.load(images_cfg(root))
+    assert str(err.value).startswith(f"{bad}: not a readable image") and "\n" not in str(err.value)
+
+
+def test_images_of_mixed_sizes_need_image_size(tmp_path):
+    root = write_images(tmp_path / "pets", size=(12, 10))
+    write_images(tmp_path / "pets", classes=("dog",), per_class=1, size=(9, 9), fmt="bmp")
+    with pytest.raises(DataError, match=r"images of different sizes: .* is 12x10, .*000\.bmp is 9x9; set "
+                                        r"data.image_size=\[HEIGHT,WIDTH\]"):
+        data.load(images_cfg(root))
+    assert data.load(images_cfg(root, "data.image_size=[8,8]")).image_shape == (8, 8, 3)
+    with pytest.raises(DataError, match=r"data.image_size=\[8\]: expected \[HEIGHT,WIDTH\]"):
+        data.load(images_cfg(root, "data.image_size=[8]"))
+
+
+def test_images_broken_link_names_the_file(tmp_path):
+    root = write_images(tmp_path / "pets")
+    os.symlink(tmp_path / "gone.png", root / "cat" / "999.png")
+    with pytest.raises(DataError, match=r"cat/999.png: cannot read \(No such file or directory\)"):
+        data.load(images_cfg(root))
+
+
+def test_images_empty_folder_class_without_images_and_no_root(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="empty: no class subfolders"):
+        data.load(images_cfg(tmp_path / "empty"))
+    root = write_images(tmp_path / "pets")
+    (root / "gnu").mkdir()
+    (root / "gnu" / "notes.txt").write_text("not an image")
+    with pytest.raises(DataError, match="gnu: a class folder without images"):
+        data.load(images_cfg(root))
+    with pytest.raises(DataError, match="data=images needs data.root: pass data.root=DIR"):
+        data.load(make_cfg("data=images").data)
+
+
+def test_images_are_decoded_once_then_read_from_the_cache(tmp_path, monkeypatch):
+    root = write_images(tmp_path / "pets", per_class=5)
+    cached = lambda: sorted((tmp_path / "cache" / "dnn_train" / "images").rglob("*.npy"))  # noqa: E731
+    first = data.load(images_cfg(root))
+    assert len(cached()) == 1
+    decoded = []
+    real_decode = formats.decode_images
+    monkeypatch.setattr(formats, "decode_images", lambda *a: decoded.append(a) or real_decode(*a))
+    again = data.load(images_cfg(root))
+    assert decoded == []  # the same files and settings: read from the cache
+    for key in ("x_train", "y_train", "x_valid", "y_valid", "x_test", "y_test"):
+        np.testing.assert_array_equal(getattr(again, key), getattr(first, key))
+    data.load(images_cfg(root, "data.color_mode=grayscale"))
+    assert len(decoded) == 1 and len(cached()) == 2  # other settings: decoded, and cached beside
+    Image.fromarray(np.zeros((12, 10, 3), np.uint8)).save(root / "cat" / "000.png")
+    os.utime(root / "cat" / "000.png", ns=(1, 1))  # a changed file, whatever the clock's resolution
+    changed = data.load(images_cfg(root))
+    assert len(decoded) == 2 and len(cached()) == 2  # decoded again, replacing the stale entry
+    assert any((x == 0).all() for x in np.concatenate([changed.x_train, changed.x_valid, changed.x_test]))
+
+
+# ---------------------------------------------------------------- where the files are
+def test_search_order_root_then_keras_cache_then_system_folders(tmp_path, monkeypatch):
+    system = tmp_path / "usr-share"
+    fashion = DATASETS["fashion_mnist"]
+    cfg = make_cfg().data
+    assert sources.find_local(fashion, cfg) is None
     write_fashion(system / "fashion-mnist")
-    assert data.locate("fashion_mnist", None) == system / "fashion-mnist"
-    write_fashion(keras_home / "datasets" / "fashion-mnist")
-    assert data.locate("fashion_mnist", None) == keras_home / "datasets" / "fashion-mnist"
-    write_fashion(tmp_path / "mine")  # data.root may hold the files directly
-    assert data.locate("fashion_mnist", str(tmp_path / "mine")) == tmp_path / "mine"
-    write_cifar(keras_home / "datasets" / "cifar-10-batches-py-target" / "cifar-10-batches-py")  # Keras' own cache
-    assert data.locate("cifar10", None).parts[-2:] == ("cifar-10-batches-py-target", "cifar-10-batches-py")
+    assert sources.find_local(fashion, cfg).folder == system / "fashion-mnist"
+    monkeypatch.setenv(sources.SYSTEM_DIRS_ENV, f"{tmp_path / 'elsewhere'}:{system}")  # colon-separated
+    assert sources.find_local(fashion, cfg).folder == system / "fashion-mnist"
+    monkeypatch.setenv(sources.SYSTEM_DIRS_ENV, "")  # search none
+    assert sources.find_local(fashion, cfg) is None
+    write_fashion(tmp_path / "keras" / "datasets" / "fashion-mnist")
+    assert sources.find_local(fashion, cfg).folder == tmp_path / "keras" / "datasets" / "fashion-mnist"
+    write_fashion(tmp_path / "mine")  # data.root may hold the files directly...
+    assert sources.find_local(fashion, make_cfg(f"data.root={tmp_path / 'mine'}").data).folder == tmp_path / "mine"
+    write_fashion(tmp_path / "parent" / "fashion-mnist")  # ...or be their parent
+    found = sources.find_local(fashion, make_cfg(f"data.root={tmp_path / 'parent'}").data)
+    assert found.folder == tmp_path / "parent" / "fashion-mnist"
+    write_cifar(tmp_path / "keras" / "datasets" / "cifar-10-batches-py-target" / "cifar-10-batches-py")  # Keras' own
+    found = sources.find_local(DATASETS["cifar10"], make_cfg("data=cifar10").data)
+    assert found.folder.parts[-2:] == ("cifar-10-batches-py-target", "cifar-10-batches-py")
 
 
-def test_offline_and_nothing_found_says_where_it_looked(tmp_path, monkeypatch):
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
-    monkeypatch.setattr(data, "SYSTEM_DIRS", [tmp_path / "usr-share"])
+def test_a_data_root_missing_files_is_an_error_naming_them_with_no_fallback(tmp_path):
+    write_fashion(tmp_path / "keras" / "datasets" / "fashion-mnist")  # a complete copy it must not fall back to
+    folder = write_fashion(tmp_path / "mine" / "fashion-mnist")
+    (folder / IDX_FILES[1]).unlink()
+    (folder / IDX_FILES[3]).unlink()
+    with pytest.raises(DataError) as err:
+        data.load(make_cfg(f"data.root={tmp_path / 'mine'}").data)
+    assert str(err.value) == (f"{folder}: missing {IDX_FILES[1]}, {IDX_FILES[3]} (of {', '.join(IDX_FILES)}); "
+                              "complete the folder or leave data.root unset")
+    (tmp_path / "flat").mkdir()  # data.root holding some of the files itself
+    (tmp_path / "flat" / IDX_FILES[0]).write_bytes(b"")
+    with pytest.raises(DataError, match=f"flat: missing {IDX_FILES[1]}, {IDX_FILES[2]}, {IDX_FILES[3]} "):
+        data.load(make_cfg(f"data.root={tmp_path / 'flat'}").data)
+
+
+def test_a_data_root_whose_dataset_folder_is_a_symlink_loop_is_an_error(tmp_path):
+    write_fashion(tmp_path / "keras" / "datasets" / "fashion-mnist")
+    (tmp_path / "mine").mkdir()
+    os.symlink(tmp_path / "mine" / "fashion-mnist", tmp_path / "mine" / "fashion-mnist")
+    with pytest.raises(DataError, match="fashion-mnist: not a readable folder .a broken link or a symlink loop"):
+        data.load(make_cfg(f"data.root={tmp_path / 'mine'}").data)
+
+
+def test_offline_and_nothing_found_says_where_it_looked(tmp_path):
     (tmp_path / "mine").mkdir()  # exists, but holds no CIFAR-10 (a missing data.root is its own error)
     cfg = make_cfg("data=cifar10", f"data.root={tmp_path / 'mine'}", "data.download=false")
     with pytest.raises(DataError) as err:
         data.load(cfg.data)
     msg = str(err.value)
-    for place in (tmp_path / "mine", tmp_path / "keras" / "datasets", tmp_path / "usr-share"):
+    for place in (tmp_path / "mine", tmp_path / "keras" / "datasets" / "cifar-10-batches-py",
+                  tmp_path / "usr-share" / "cifar-10-batches-py"):
         assert str(place) in msg
-    assert "data.root=DIR" in msg and "\n" not in msg
+    assert "data.download=false" in msg and "cifar-10-python.tar.gz" in msg and "data.root=DIR" in msg
+    assert "\n" not in msg
+    with pytest.raises(DataError, match="data.download=false"):
+        data.preload(cfg.data)  # at once, before TensorFlow is even imported
 
 
+@pytest.mark.parametrize("override, message", [
+    ("data.sha256={mnist.npz:'" + "0" * 64 + "'}",
+     "data.sha256: mnist.npz is not a file of fashion_mnist (its files: train-images-idx3-ubyte.gz, "),
+    ("data.sha256={train-images-idx3-ubyte.gz:1e5}", "data.sha256={'train-images-idx3-ubyte.gz': 100000.0}: expected "),
+    ("data.sha256=abc", "data.sha256=abc: expected {FILE:'SHA-256',...} (64 hexadecimal digits each, quoted) or null"),
+])
+def test_sha256_must_name_the_datasets_files_with_hashes(override, message):
+    with pytest.raises(DataError) as err:
+        data.load(make_cfg(override).data)
+    assert str(err.value).startswith(message)
+
+
+# ---------------------------------------------------------------- splits, preloading, synthetic
 def test_splits_are_class_balanced_disjoint_and_deterministic(tmp_path):
     write_fashion(tmp_path / "f", n_train=1000, n_test=300)
     cfg = make_cfg(f"data.root={tmp_path / 'f'}", "data.valid_split=200", "data.train_size=100",
@@ -124,6 +310,8 @@ def test_splits_are_class_balanced_disjoint_and_deterministic(tmp_path):
     other = data.load(make_cfg(f"data.root={tmp_path / 'f'}", "data.valid_split=200", "data.train_size=100",
                                "data.split_seed=7").data)
     assert not np.array_equal(other.x_train, a.x_train)
+    fraction = data.load(make_cfg(f"data.root={tmp_path / 'f'}", "data.valid_split=0.25").data)
+    assert (len(fraction.y_train), len(fraction.y_valid)) == (750, 250)
 
 
 def test_preloaded_data_is_what_load_returns_and_its_errors_surface_in_load(tmp_path, monkeypatch):
@@ -133,15 +321,70 @@ def test_preloaded_data_is_what_load_returns_and_its_errors_surface_in_load(tmp_
     cfg = make_cfg(f"data.root={tmp_path / 'f'}", "data.valid_split=20").data
     direct = data.load(cfg)
     data.preload(cfg)
-    monkeypatch.setattr(data, "_load", lambda _: pytest.fail("read again instead of using the preloaded result"))
+    monkeypatch.setattr(data, "_read", lambda *_: pytest.fail("read again instead of using the preloaded result"))
     preloaded = data.load(cfg)
     np.testing.assert_array_equal(preloaded.x_train, direct.x_train)
     np.testing.assert_array_equal(preloaded.y_test, direct.y_test)
     monkeypatch.undo()
-    (tmp_path / "f" / data.FASHION_FILES["x_test"]).write_bytes(b"not gzip")
+    (tmp_path / "f" / IDX_FILES[2]).write_bytes(b"not gzip")
     data.preload(cfg)
     with pytest.raises(DataError, match="cannot read IDX file"):
         data.load(cfg)
+
+
+def test_with_nothing_local_preload_starts_no_thread_and_load_downloads(monkeypatch):
+    class Reached(Exception):
+        pass
+
+    def download(entry, data_cfg):
+        raise Reached(entry.name)
+
+    cfg = make_cfg("data=cifar10").data
+    data.discard_preloaded()
+    data.preload(cfg)
+    assert data._preloading == {}  # nothing to read: the download is left to `load`, in the main thread
+    monkeypatch.setattr(sources, "download", download)
+    with pytest.raises(Reached, match="cifar10"):
+        data.load(cfg)
+
+
+def test_the_preload_thread_imports_nothing(tmp_path):
+    """Importing in a second thread while the main thread imports TensorFlow can deadlock: the thread
+    that reads the files (and its decoding pool) must find every module it needs already imported."""
+    write_fashion(tmp_path / "f")
+    write_mnist_npz(tmp_path / "n" / "mnist.npz")
+    write_cifar(tmp_path / "c" / "cifar-10-batches-py")
+    write_cifar100(tmp_path / "c100" / "cifar-100-python")
+    for fmt in ("png", "jpg", "bmp", "gif"):
+        write_images(tmp_path / "i", classes=(f"{fmt}1", f"{fmt}2"), per_class=3, fmt=fmt)
+    bad = tmp_path / "bad"
+    write_images(bad, per_class=2, fmt="jpg")
+    (bad / "cat" / "000.jpg").write_bytes(b"garbage")
+    script = textwrap.dedent(f"""
+        import sys, threading
+        from dnn_train import data
+        from tests.conftest import make_cfg
+        imports = []
+        sys.addaudithook(lambda event, args: event == "import" and threading.current_thread() is not
+                         threading.main_thread() and imports.append((threading.current_thread().name, args[0])))
+        for overrides in (["data.root={tmp_path}/f"], ["data=mnist", "data.root={tmp_path}/n"],
+                          ["data=cifar10", "data.root={tmp_path}/c"], ["data=cifar100", "data.root={tmp_path}/c100"],
+                          ["data=images", "data.root={tmp_path}/i", "data.image_size=[7,7]"],
+                          ["data=images", "data.root={tmp_path}/i", "data.image_size=[7,7]"],  # now cached
+                          ["data=images", "data.root={bad}"], ["data=synthetic", "data.root={tmp_path}/s"]):
+            cfg = make_cfg(*overrides, "data.valid_split=2", "data.test_split=2").data
+            data.preload(cfg)
+            try:
+                data.load(cfg)
+            except data.DataError as ex:
+                assert "not a readable image" in str(ex), ex
+        assert not imports, imports
+        print("ok")
+    """)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    proc = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-3000:]
 
 
 def test_synthetic_data_goes_through_the_idx_loader(tmp_path):
@@ -153,7 +396,7 @@ def test_synthetic_data_goes_through_the_idx_loader(tmp_path):
     assert len(splits.y_train) + len(splits.y_valid) == 2000 and len(splits.y_valid) == 200
 
 
-def test_feature_stats_match_numpy(tmp_path):
+def test_feature_stats_match_numpy():
     x = np.random.default_rng(1).integers(0, 256, (500, 4, 4), dtype=np.uint8)
     mean, var = data.feature_stats(x, chunk=64)
     flat = x.reshape(500, -1) / 255.0
@@ -161,8 +404,20 @@ def test_feature_stats_match_numpy(tmp_path):
     np.testing.assert_allclose(var, flat.var(0), atol=1e-12)
 
 
+def test_every_catalog_entry_has_its_conf_file_and_back():
+    assert sorted(DATASETS) == options("data")
+    for name in DATASETS:
+        assert make_cfg(f"data={name}").data.name == name
+
+
+# ---------------------------------------------------------------- real data (skipped when absent)
+@pytest.fixture
+def real_caches(monkeypatch):
+    monkeypatch.undo()  # the real Keras cache and system folders
+
+
 @pytest.mark.realdata
-def test_real_fashion_mnist():
+def test_real_fashion_mnist(real_caches):
     cfg = make_cfg(f"data.root={real_data_root('fashion_mnist')}")
     s = data.load(cfg.data)
     assert (len(s.y_train), len(s.y_valid), len(s.y_test)) == (55000, 5000, 10000)
@@ -171,7 +426,7 @@ def test_real_fashion_mnist():
 
 
 @pytest.mark.realdata
-def test_real_cifar10():
+def test_real_cifar10(real_caches):
     cfg = make_cfg("data=cifar10", f"data.root={real_data_root('cifar10')}")
     s = data.load(cfg.data)
     assert (len(s.y_train), len(s.y_valid), len(s.y_test)) == (45000, 5000, 10000)

@@ -18,9 +18,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dnn_train import data
+from dnn_train.data.catalog import IDX_FILES
+from dnn_train.data.formats import write_idx
 from tests.conftest import REPO, SMALL, read_results, run_cli
-from tests.test_data import write_cifar, write_fashion
+from tests.datafiles import write_cifar, write_fashion
 
 # Epochs long enough (~0.5 s) to be killed in the middle of one; dropout, 1cycle with momentum
 # cycling and early stopping, so RNG, schedule position and callback state all matter on resume.
@@ -111,8 +112,7 @@ def test_a_diverging_loss_stops_the_run_with_status_diverged(tmp_path):
 # ---------------------------------------------------------------- bad input: one line, no finished-looking run
 def corrupt_fashion(tmp_path, how):
     folder = write_fashion(tmp_path / "fashion")
-    labels = folder / data.FASHION_FILES["y_train"]
-    images = folder / data.FASHION_FILES["x_train"]
+    images, labels = folder / IDX_FILES[0], folder / IDX_FILES[1]
     if how == "truncated":
         raw = gzip.decompress(images.read_bytes())
         images.write_bytes(gzip.compress(raw[: len(raw) // 2]))
@@ -121,9 +121,9 @@ def corrupt_fashion(tmp_path, how):
         raw[2] = 0x0D  # float data: not Fashion-MNIST's unsigned bytes
         labels.write_bytes(gzip.compress(bytes(raw)))
     elif how == "sizes":
-        data.write_idx(labels, np.zeros(59, dtype=np.uint8))  # 60 images, 59 labels
+        write_idx(labels, np.zeros(59, dtype=np.uint8))  # 60 images, 59 labels
     elif how == "labels":
-        data.write_idx(labels, np.full(60, 12, dtype=np.uint8))
+        write_idx(labels, np.full(60, 12, dtype=np.uint8))
     return folder
 
 

@@ -1,0 +1,126 @@
+"""The data layer: find a dataset of the catalog, read it, split it, feed it to Keras as uint8.
+
+- catalog.py: one entry per dataset (files, hashes, download, reader, classes, how to provide it)
+- sources.py: where the files are looked for; downloading them with keras.utils.get_file
+- formats.py: the file formats (IDX, mnist.npz, CIFAR pickles, a folder of images)
+- splits.py: held-out test set, class subsets, validation split, slices, feature statistics
+- pipeline.py: the tf.data input pipeline; synthetic.py: data=synthetic
+
+Images stay uint8 in memory: the model scales them, so no float32 copy of a dataset is made.
+Start-up: `preload` finds the local files in the calling thread and reads them in another while
+TensorFlow is imported; that thread imports nothing. With nothing local, `load` downloads in the
+calling (main) thread, after TensorFlow is imported.
+"""
+from __future__ import annotations
+
+import importlib
+import re
+import threading
+from typing import TYPE_CHECKING, Optional
+
+from omegaconf import DictConfig, OmegaConf
+
+from dnn_train.data.catalog import DATASETS, Dataset
+from dnn_train.data.errors import DataError
+
+if TYPE_CHECKING:
+    from dnn_train.data.sources import Found
+    from dnn_train.data.splits import Splits
+
+# Loaded at first use (with numpy and PIL), not when config.py reads the catalog: --help stays fast.
+_LAZY = {"Splits": "splits", "class_indices": "splits", "feature_stats": "splits", "select_classes": "splits",
+         "make_dataset": "pipeline", "eval_batch": "pipeline", "EVAL_BATCH": "pipeline"}
+__all__ = ["DataError", "load", "preload", "discard_preloaded", "locate", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def dataset(data_cfg) -> Dataset:
+    """The catalog entry of data.name, after checking the settings the schema cannot."""
+    entry = DATASETS[data_cfg.name]
+    size = data_cfg.image_size
+    if size is not None and (len(size) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1
+                                                     for v in size)):
+        raise DataError(f"data.image_size={list(size)}: expected [HEIGHT,WIDTH] (two integers >= 1) or null")
+    hashes = data_cfg.sha256
+    if hashes is not None and (not isinstance(hashes, DictConfig) or not all(
+            isinstance(v, str) and re.fullmatch(r"[0-9a-fA-F]{64}", v) for v in hashes.values())):
+        shown = OmegaConf.to_container(hashes) if isinstance(hashes, DictConfig) else hashes
+        raise DataError(f"data.sha256={shown}: expected {{FILE:'SHA-256',...}} (64 hexadecimal digits each, "
+                        "quoted) or null")
+    files = list(entry.download.sha256) if entry.download else []
+    unknown = [f for f in hashes or {} if f not in files]
+    if unknown:
+        raise DataError(f"data.sha256: {', '.join(unknown)} is not a file of {entry.name} (its files: "
+                        f"{', '.join(files) or 'none, it is not downloaded'})")
+    return entry
+
+
+def locate(data_cfg) -> Optional[Found]:
+    """The local files of the configured dataset (generated, for data=synthetic); None if there are none.
+    Only stats files: a bad data.root is reported here, at once."""
+    from dnn_train.data import sources, synthetic
+
+    entry = dataset(data_cfg)
+    if entry.generated:
+        return sources.Found(synthetic.generate(data_cfg), entry.layouts[0])
+    return sources.find_local(entry, data_cfg)
+
+
+def _read(found: Found, data_cfg) -> Splits:
+    from dnn_train.data import formats, splits  # already imported by `preload` when this runs in its thread
+
+    classes = DATASETS[data_cfg.name].class_names(data_cfg)
+    arrays = formats.READERS[found.layout.reader](found.folder, data_cfg, classes)
+    return splits.make_splits(arrays, data_cfg, str(found.folder))
+
+
+_preloading: dict = {}  # the config's YAML -> (thread, result box), for `load` to pick up
+
+
+def preload(data_cfg) -> None:
+    """Find the dataset's local files now and read them in a thread (start-up: while the main thread
+    imports TensorFlow); `load` with the same config waits for it and returns its result, or raises
+    its error. With no local files nothing starts: `load` will download (or, with data.download=false,
+    the error is raised now)."""
+    from dnn_train.data import formats, sources, splits  # noqa: F401 - here: the reading thread imports nothing
+
+    found = locate(data_cfg)
+    if found is None:
+        sources.check_downloadable(dataset(data_cfg), data_cfg)
+        return
+    box: dict = {}
+
+    def work():
+        try:
+            box["splits"] = _read(found, data_cfg)
+        except Exception as ex:  # noqa: BLE001 - handed to `load`, which raises it in the main thread
+            box["error"] = ex
+
+    thread = threading.Thread(target=work, name="dnn_train-preload", daemon=True)
+    _preloading[OmegaConf.to_yaml(data_cfg)] = (thread, box)
+    thread.start()
+
+
+def discard_preloaded() -> None:
+    _preloading.clear()
+
+
+def load(data_cfg) -> Splits:
+    """The configured dataset's train / valid / test splits (uint8 images): preloaded, read from the
+    local files, or downloaded (Keras; call from the main thread) when there are none."""
+    started = _preloading.pop(OmegaConf.to_yaml(data_cfg), None) if _preloading else None
+    if started is not None:
+        thread, box = started
+        thread.join()
+        if "error" in box:
+            raise box["error"]
+        return box["splits"]
+    from dnn_train.data import sources
+
+    found = locate(data_cfg) or sources.download(dataset(data_cfg), data_cfg)
+    return _read(found, data_cfg)
