@@ -49,7 +49,7 @@ IDX_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
              "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 KERAS_DATASETS_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
 TORONTO_URL = "https://www.cs.toronto.edu/~kriz/"
-IN_KERAS_CACHE = "$KERAS_HOME/datasets/ (default ~/.keras/datasets/)"
+IN_KERAS_CACHE = "the Keras cache, $KERAS_HOME/datasets/ (default ~/.keras/datasets/)"
 
 DATASETS: dict[str, Dataset] = {d.name: d for d in (
     Dataset(
@@ -63,8 +63,8 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in (
             "t10k-images-idx3-ubyte.gz": "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
             "t10k-labels-idx1-ubyte.gz": "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
         }, subdir="fashion-mnist"),
-        offline=f"copy the four official *-ubyte.gz files into {IN_KERAS_CACHE}fashion-mnist/, or into "
-                "DIR/fashion-mnist/ and pass data.root=DIR, or `apt-get install dataset-fashion-mnist`"),
+        offline=f"copy the four official *-ubyte.gz files into a fashion-mnist/ folder in {IN_KERAS_CACHE}, "
+                "or into DIR/fashion-mnist/ and pass data.root=DIR, or `apt-get install dataset-fashion-mnist`"),
     Dataset(
         name="mnist",
         layouts=(Layout(("mnist",), IDX_FILES, "idx"), Layout((".",), ("mnist.npz",), "mnist_npz")),
