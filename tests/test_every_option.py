@@ -14,11 +14,13 @@ import pytest
 
 from dnn_train import load_run, run
 from dnn_train.config import options
+from tests import datafiles
 
-TINY = ["data=synthetic", "data.synthetic.train_examples=400", "data.valid_split=100",
-        "data.synthetic.test_examples=100", "trainer.epochs=2", "trainer.progress=none"]
+SYNTHETIC = ["data=synthetic", "data.synthetic.train_examples=400", "data.valid_split=100",
+             "data.synthetic.test_examples=100"]
+TINY = [*SYNTHETIC, "trainer.epochs=2", "trainer.progress=none"]
 SMALL_MLP = ["model.depth=2", "model.units=16"]
-GROUPS = ["model", "augment", "initializer", "activation", "normalization", "optimizer", "schedule", "regularizer",
+GROUPS = ["data", "model", "augment", "initializer", "activation", "normalization", "optimizer", "schedule", "regularizer",
           "trainer"]
 # What an option or preset needs on synthetic data, or offline.
 EXTRA = {
@@ -28,11 +30,22 @@ EXTRA = {
     ("experiment", "transfer_a"): ["data.classes=[0,1]"],
     ("experiment", "transfer_b"): ["data.binary=[2,3]"],
     ("experiment", "transfer_b_on_a"): ["data.binary=[2,3]", "transfer.freeze_epochs=1"],
-    ("experiment", "backbone_finetune"): ["model.weights=null", "model.arch=MobileNetV3Small", "trainer.jit_compile=false"],
+    ("experiment", "backbone_finetune"): ["model.weights=null", "model.arch=MobileNetV3Small", "trainer.jit_compile=false",
+                                          "transfer.freeze_epochs=0", "transfer.finetune_lr=null"],
+    ("experiment", "transfer_cnn_a"): ["data.classes=[0,1]", "model.filters=[8]"],
+    ("experiment", "transfer_cnn_b"): ["data.binary=[2,3]", "model.filters=[8]"],
+    ("experiment", "transfer_cnn_b_on_a"): ["data.binary=[2,3]", "model.filters=[8]", "transfer.freeze_epochs=1"],
+    ("experiment", "cifar10_cnn"): ["model.filters=[8,16]"],
+    ("experiment", "fashion_mnist_cnn"): ["model.filters=[8,16]"],
 }
+# The data options read tiny files written in their official formats (data.root), not synthetic data.
+DATA_FILES = {"fashion_mnist": lambda d: datafiles.write_fashion(d / "fashion-mnist"),
+              "mnist": lambda d: datafiles.write_fashion(d / "mnist"),
+              "cifar10": lambda d: datafiles.write_cifar(d / "cifar-10-batches-py"),
+              "cifar100": lambda d: datafiles.write_cifar100(d / "cifar-100-python"),
+              "images": lambda d: datafiles.write_images(d / "images", per_class=12)}
 CASES = [(g, o) for g in GROUPS for o in options(g)] + [("experiment", o) for o in options("experiment")] \
     + [("hparams_search", o) for o in options("hparams_search")]
-PROBE = np.random.default_rng(0).integers(0, 256, (16, 8, 8), dtype=np.uint8)
 
 
 class InterruptAtEpoch2(keras.callbacks.Callback):
@@ -44,27 +57,33 @@ class InterruptAtEpoch2(keras.callbacks.Callback):
 
 
 class Predictions(keras.callbacks.Callback):
-    """What the trained model predicts (after early stopping restored its best weights)."""
+    """What the trained model predicts on random images (after early stopping restored its best weights)."""
 
     def on_train_end(self, logs=None):
-        self.value = self.model.predict(PROBE, verbose=0)
+        shape = tuple(self.model.inputs[0].shape[1:])
+        self.probe = np.random.default_rng(0).integers(0, 256, (16, *shape), dtype=np.uint8)
+        self.value = self.model.predict(self.probe, verbose=0)
 
 
 @pytest.fixture(scope="module")
-def source_run(tmp_path_factory):
-    """A finished transfer_a-shaped run for transfer_b_on_a to reuse."""
-    folder = tmp_path_factory.mktemp("source") / "run"
-    run(*TINY, "experiment=transfer_a", *EXTRA[("experiment", "transfer_a")], run_dir=folder)
+def source_runs(tmp_path_factory):
+    """Finished transfer_a and transfer_cnn_a runs for the _b_on_a presets to reuse."""
+    folder = tmp_path_factory.mktemp("source")
+    for preset in ("transfer_a", "transfer_cnn_a"):
+        run(*TINY, f"experiment={preset}", *EXTRA[("experiment", preset)], run_dir=folder / preset)
     return folder
 
 
 @pytest.mark.parametrize("group, option", CASES, ids=[f"{g}={o}" for g, o in CASES])
 def test_interrupted_resumed_saved_and_reloaded(tmp_path, group, option, request):
     overrides = [*TINY, f"{group}={option}", *EXTRA.get((group, option), [])]
+    if group == "data" and option in DATA_FILES:
+        folder = DATA_FILES[option](tmp_path / "files")
+        overrides = [o for o in overrides if o not in SYNTHETIC] + [f"data.root={folder}", "data.valid_split=0.2"]
     if group != "experiment" and (group != "model" or option == "mlp"):
         overrides += SMALL_MLP
-    if option == "transfer_b_on_a":
-        overrides.append(f"model.init_from={request.getfixturevalue('source_run')}")
+    if option.endswith("_b_on_a"):
+        overrides.append(f"model.init_from={request.getfixturevalue('source_runs') / option.replace('_b_on_a', '_a')}")
     run_dir = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
         run(*overrides, run_dir=run_dir, callbacks=[InterruptAtEpoch2()])
@@ -76,6 +95,6 @@ def test_interrupted_resumed_saved_and_reloaded(tmp_path, group, option, request
     done = load_run(run_dir)
     assert done.metrics["epoch"].tolist() == [1, 2]  # each epoch once
     assert done.results["restored_epoch"] in (1, 2)
-    saved = done.model().predict(PROBE, verbose=0)  # safe mode, a fresh load
+    saved = done.model().predict(predictions.probe, verbose=0)  # safe mode, a fresh load
     np.testing.assert_allclose(saved, predictions.value, atol=1e-6)
     assert not (run_dir / "checkpoint").exists()
