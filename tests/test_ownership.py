@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -175,3 +176,56 @@ def test_a_run_killed_while_saving_resumes_to_early_stoppings_best_weights(tmp_p
     got = read_results(killed)
     for key in ("test_accuracy", "test_loss", "restored_epoch", "best_val_accuracy", "epochs"):
         assert got[key] == pytest.approx(expected[key], abs=1e-6), key
+
+
+# ---------------------------------------------------------------- killed at random moments
+SCENARIOS = {
+    # early stopping restoring its best, the plateau schedule, dropout
+    "early stopping + plateau": ["optimizer=momentum", "optimizer.learning_rate=0.3", "schedule=performance",
+                                 "schedule.patience=1", "regularizer=dropout", "trainer.early_stopping.patience=2",
+                                 "trainer.epochs=7"],
+    # two transfer phases: frozen, then fine-tuned at another rate
+    "transfer phases": ["transfer.freeze_epochs=2", "transfer.finetune_lr=0.003", "trainer.epochs=5"],
+}
+COMPARED = ["test_accuracy", "test_loss", "best_val_accuracy", "best_epoch", "restored_epoch", "epochs"]
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_killed_at_random_moments_then_resumed_gives_the_uninterrupted_numbers(tmp_path, scenario):
+    """SIGKILL at seeded random moments (during start-up, an epoch, the test, the save), resuming
+    each time with trainer.resume=true, until the run completes: every number is the uninterrupted run's."""
+    import random
+
+    data_args = [*SMALL, "data.synthetic.train_examples=6000", f"data.root={tmp_path / 'data'}"]
+    args = [*data_args, *SCENARIOS[scenario], "trainer.progress=line"]
+    if scenario == "transfer phases":
+        source = tmp_path / "source"
+        assert run_cli(*data_args, "trainer.epochs=2", f"hydra.run.dir={source}", cwd=tmp_path).returncode == 0
+        args.append(f"model.init_from={source}")
+    whole = tmp_path / "whole"
+    started = time.time()
+    assert run_cli(*args, f"hydra.run.dir={whole}", cwd=tmp_path).returncode == 0
+    duration = time.time() - started
+    expected, expected_metrics = read_results(whole), pd.read_csv(whole / "metrics.csv")
+
+    rng = random.Random(f"{scenario}-42")
+    run_dir, kills = tmp_path / "killed", 0
+    for attempt in range(5):
+        proc = popen_cli(*args, f"hydra.run.dir={run_dir}", "trainer.resume=true", cwd=tmp_path)
+        time.sleep(rng.uniform(0.1, 0.95) * duration)
+        if proc.poll() is not None:
+            break  # it finished before its moment came
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate()
+        kills += 1
+    final = run_cli(*args, f"hydra.run.dir={run_dir}", "trainer.resume=true", cwd=tmp_path)
+    assert final.returncode == 0, final.stderr[-2000:]
+    assert kills >= 1
+    got = read_results(run_dir)
+    assert got["status"] == "completed"
+    for key in COMPARED:
+        assert got[key] == pytest.approx(expected[key], abs=1e-6), key
+    metrics = pd.read_csv(run_dir / "metrics.csv")
+    assert metrics["epoch"].tolist() == expected_metrics["epoch"].tolist()  # every epoch once
+    cols = ["loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"]
+    np.testing.assert_allclose(metrics[cols].to_numpy(), expected_metrics[cols].to_numpy(), rtol=1e-5)
