@@ -432,3 +432,17 @@ def test_real_cifar10(real_caches):
     assert (len(s.y_train), len(s.y_valid), len(s.y_test)) == (45000, 5000, 10000)
     assert s.image_shape == (32, 32, 3) and s.x_train.dtype == np.uint8
     assert s.class_names[0] == "airplane"
+
+
+def test_a_sweeps_jobs_read_the_same_data_once_and_see_a_changed_file(tmp_path):
+    """Jobs in one process with the same data config share one read (a sweep pays for it once); a
+    file changed on disk between them is read again."""
+    write_fashion(tmp_path / "fashion-mnist")
+    cfg = make_cfg("data=fashion_mnist", f"data.root={tmp_path}", "data.valid_split=10").data
+    first = data.load(cfg)
+    assert data.load(cfg) is first
+    data.preload(cfg)  # nothing to read again: no thread
+    assert data.load(cfg) is first
+    write_fashion(tmp_path / "fashion-mnist", seed=1)  # new pixels, same names
+    again = data.load(cfg)
+    assert again is not first and not np.array_equal(again.x_train, first.x_train)

@@ -80,6 +80,15 @@ def _read(found: Found, data_cfg) -> Splits:
 
 
 _preloading: dict = {}  # the config's YAML -> (thread, result box), for `load` to pick up
+_last: dict = {}  # (config YAML, files' sizes and times) -> Splits: the last dataset read, for the next job
+
+
+def _key(data_cfg, found: Optional[Found]):
+    """What identifies a dataset read: its config and, when it has fixed files, their size and
+    modification time (a folder of images has its own decoded cache: formats.py)."""
+    files = tuple((str(found.folder / f), *(lambda st: (st.st_size, st.st_mtime_ns))((found.folder / f).stat()))
+                  for f in found.layout.files) if found is not None and found.layout.files else None
+    return OmegaConf.to_yaml(data_cfg), files
 
 
 def preload(data_cfg) -> None:
@@ -90,6 +99,8 @@ def preload(data_cfg) -> None:
     from dnn_train.data import formats, sources, splits  # noqa: F401 - here: the reading thread imports nothing
 
     found = locate(data_cfg)
+    if found is not None and found.layout.files and _key(data_cfg, found) in _last:
+        return
     if found is None:
         sources.check_downloadable(dataset(data_cfg), data_cfg)
         return
@@ -97,7 +108,7 @@ def preload(data_cfg) -> None:
 
     def work():
         try:
-            box["splits"] = _read(found, data_cfg)
+            box["found"], box["splits"] = found, _read(found, data_cfg)
         except Exception as ex:  # noqa: BLE001 - handed to `load`, which raises it in the main thread
             box["error"] = ex
 
@@ -111,16 +122,28 @@ def discard_preloaded() -> None:
 
 
 def load(data_cfg) -> Splits:
-    """The configured dataset's train / valid / test splits (uint8 images): preloaded, read from the
-    local files, or downloaded (Keras; call from the main thread) when there are none."""
+    """The configured dataset's train / valid / test splits (uint8 images, never written to): the
+    previous job's when its data config was the same (a sweep's jobs in one process read their data
+    once), preloaded, read from the local files, or downloaded (Keras; call from the main thread)."""
     started = _preloading.pop(OmegaConf.to_yaml(data_cfg), None) if _preloading else None
     if started is not None:
         thread, box = started
         thread.join()
         if "error" in box:
             raise box["error"]
-        return box["splits"]
-    from dnn_train.data import sources
+        return _keep(data_cfg, box["found"], box["splits"])
+    found = locate(data_cfg)
+    if found is not None and found.layout.files and _key(data_cfg, found) in _last:
+        return _last[_key(data_cfg, found)]
+    if found is None:
+        from dnn_train.data import sources
 
-    found = locate(data_cfg) or sources.download(dataset(data_cfg), data_cfg)
-    return _read(found, data_cfg)
+        found = sources.download(dataset(data_cfg), data_cfg)
+    return _keep(data_cfg, found, _read(found, data_cfg))
+
+
+def _keep(data_cfg, found: Found, result: Splits) -> Splits:
+    _last.clear()  # one dataset at a time: memory stays that of one job
+    if found.layout.files:
+        _last[_key(data_cfg, found)] = result
+    return result
