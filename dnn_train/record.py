@@ -151,6 +151,18 @@ class Refused(ConfigError):
     a finished run without resume): nothing in it was changed. One line, exit code 2."""
 
 
+def remove_created(run_dir: Path) -> bool:
+    """Bad input: remove the run directory (from its topmost new ancestor) if this invocation made
+    it; False if it existed before."""
+    run_dir = Path(run_dir).absolute()
+    top = next((p for p in (run_dir, *run_dir.parents) if p in CREATED), None)
+    if top is None:
+        return False
+    shutil.rmtree(top, ignore_errors=True)
+    CREATED.discard(top)
+    return True
+
+
 def note_created(path: Path) -> None:
     """Before `path` is made: remember its topmost ancestor that does not exist yet."""
     path = Path(path).absolute()
@@ -186,7 +198,6 @@ class Run:
         self.results: dict = {}
         self.started = time.time()
         self._begun = False
-        self._created = self.dir in CREATED or any(p in CREATED for p in self.dir.parents)
         self._wrote: list[Path] = []
         self._buffer = logging.handlers.MemoryHandler(10_000, flushLevel=logging.CRITICAL + 1)
         self._file_handler = None
@@ -355,11 +366,8 @@ class Run:
 
     def _remove_what_we_made(self) -> None:
         logging.getLogger().removeHandler(self._buffer)
-        if self._created:
-            top = next((p for p in (self.dir, *self.dir.parents) if p in CREATED), self.dir)
-            self.lock.release()
-            shutil.rmtree(top, ignore_errors=True)
-        else:
+        self.lock.release()
+        if not remove_created(self.dir):
             for path in self._wrote:
                 path.unlink(missing_ok=True)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from dnn_train.config import ConfigError, check_targets, validate
-from dnn_train.record import CREATED, Run
+from dnn_train.record import Run, remove_created
 
 log = logging.getLogger("dnn_train")
 
@@ -66,18 +66,6 @@ def _task(name: str):
     from dnn_train.train import train
 
     return train
-
-
-def remove_created(run_dir: Path) -> None:
-    """Bad input before the run started: remove the directory if this invocation made it."""
-    import shutil
-
-    run_dir = Path(run_dir).absolute()
-    top = next((p for p in (run_dir, *run_dir.parents) if p in CREATED), None)
-    if top is not None:
-        logging.shutdown()  # close any log file before removing it
-        shutil.rmtree(top, ignore_errors=True)
-        CREATED.discard(top)
 
 
 def import_backend() -> None:

@@ -66,7 +66,7 @@ def test_cifar10_batches_in_the_official_format(tmp_path):
     ([float(i % 10) for i in range(20)], "data_batch_1: labels must be a list of integers (found float64"),
 ])
 def test_cifar_labels_out_of_range_or_not_integers_are_refused(tmp_path, labels, message):
-    folder = write_cifar(tmp_path / "cifar-10-batches-py", labels=labels)
+    write_cifar(tmp_path / "cifar-10-batches-py", labels=labels)
     with pytest.raises(DataError, match=message.replace("(", r"\(")):
         data.load(make_cfg("data=cifar10", f"data.root={tmp_path}").data)
 

@@ -4,7 +4,6 @@ Everything through the command line, as a user (or two users at once) would meet
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import signal
 import subprocess
