@@ -367,7 +367,7 @@ class Run:
     def _remove_what_we_made(self) -> None:
         logging.getLogger().removeHandler(self._buffer)
         self.lock.release()
-        if not remove_created(self.dir):
+        if self.record_bad_input or not remove_created(self.dir):  # a sweep's root holds its other jobs
             for path in self._wrote:
                 path.unlink(missing_ok=True)
 
