@@ -15,7 +15,7 @@ import keras
 from hydra.utils import get_class
 from keras import ops
 
-from dnn_train.config import keras_kwargs, make
+from dnn_train.config import ConfigError, keras_kwargs, make
 
 
 @keras.saving.register_keras_serializable(package="dnn_train")
@@ -117,10 +117,16 @@ def _epochs_to_steps(kwargs: dict, accepted, steps_per_epoch: int) -> dict:
     out = {}
     for key, value in kwargs.items():
         if key.endswith("_epochs"):
+            epochs = value
             base = key[: -len("_epochs")]
             key = f"{base}_steps" if f"{base}_steps" in accepted else base
             value = [int(round(v * steps_per_epoch)) for v in value] if isinstance(value, list) \
                 else int(round(value * steps_per_epoch))
+            steps = value if isinstance(value, list) else [value]
+            if min(steps, default=1) < 1 or steps != sorted(set(steps)):
+                raise ConfigError(f"schedule.{base}_epochs={epochs}: {steps if len(steps) > 1 else steps[0]} steps at "
+                                  f"{steps_per_epoch} steps per epoch; durations must come to at least one step "
+                                  f"({1 / steps_per_epoch:.3g} epochs){' and increase' if len(steps) > 1 else ''}")
             if key == "boundaries":  # Keras keeps values[i] up to and including step boundaries[i]
                 value = [v - 1 for v in value]
         out[key] = value

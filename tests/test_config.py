@@ -209,3 +209,17 @@ def test_a_preset_key_that_does_not_fit_the_users_option_says_so_in_one_line(tmp
         "experiment=vanishing_gradients, which does not fit initializer=lecun_normal; drop initializer=lecun_normal "
         "or set a preset of your own); its parameters: distribution, "), lines
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["schedule=exponential", "schedule.decay_epochs=0.0001"], "schedule.decay_epochs=0.0001: 0 steps at 57 steps per "
+                                                               "epoch; durations must come to at least one step"),
+    (["schedule=piecewise", "schedule.boundaries_epochs=[2,1]"], "schedule.boundaries_epochs=[2, 1]: [114, 57] steps"),
+])
+def test_a_duration_that_rounds_to_no_steps_is_refused_before_training(tmp_path, overrides, message):
+    proc = run_cli("data=synthetic", f"data.root={tmp_path / 'data'}", *overrides, f"hydra.run.dir={tmp_path / 'run'}",
+                   cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], lines
+    assert not (tmp_path / "run").exists()

@@ -1,0 +1,92 @@
+"""The Python API (`from dnn_train import compose, run, load_run`): the command line's configs,
+checks and runs, in a notebook's process."""
+from __future__ import annotations
+
+import errno
+
+import keras
+import numpy as np
+import pytest
+
+from dnn_train import DnnTrainError, compose, load_run, run
+from tests.conftest import SMALL
+
+
+def test_compose_is_the_command_lines_config_validated():
+    cfg = compose("optimizer=nadam", "schedule=1cycle", "optimizer.learning_rate=0.002")
+    assert cfg.optimizer._target_ == "keras.optimizers.Nadam" and cfg.schedule.max_lr == 0.002
+    with pytest.raises(DnnTrainError) as refused:
+        compose("optimizer.lr=0.01")
+    assert refused.value.exit_code == 2
+    assert str(refused.value) == "optimizer.lr: unknown key (did you mean optimizer.learning_rate?) (see the " \
+                                 "group's keys with --cfg job)"
+
+
+def test_run_twice_in_one_process_gives_identical_numbers(tmp_path):
+    args = [*SMALL, f"data.root={tmp_path / 'data'}", "regularizer=dropout", "trainer.epochs=2"]
+    first = run(*args, run_dir=tmp_path / "a")
+    second = run(*args, run_dir=tmp_path / "b")
+    assert first["status"] == second["status"] == "completed"
+    assert first["run_dir"] == str(tmp_path / "a")
+    for key in ("test_accuracy", "test_loss", "best_val_accuracy", "restored_epoch"):
+        assert first[key] == second[key], key
+    a, b = load_run(tmp_path / "a"), load_run(tmp_path / "b")
+    cols = ["loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"]
+    np.testing.assert_array_equal(a.metrics[cols].to_numpy(), b.metrics[cols].to_numpy())
+    assert a.results["test_accuracy"] == first["test_accuracy"] and a.config.trainer.epochs == 2
+    assert a.diagnostics is not None and set(a.diagnostics["epoch"]) == {0, 1, 2}
+    x = np.zeros((3, 8, 8), dtype=np.uint8)
+    np.testing.assert_array_equal(a.model().predict(x, verbose=0), b.model().predict(x, verbose=0))
+
+
+def test_errors_are_one_exception_type_with_the_command_lines_message(tmp_path):
+    with pytest.raises(DnnTrainError) as bad:
+        run(*SMALL, "trainer.epochs=0", run_dir=tmp_path / "run")
+    assert bad.value.exit_code == 2 and str(bad.value).startswith("trainer.epochs=0: expected an integer >= 1")
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(DnnTrainError) as diverged:
+        run(*SMALL, f"data.root={tmp_path / 'data'}", "optimizer.learning_rate=1e12", "trainer.steps_per_execution=1",
+            run_dir=tmp_path / "nan")
+    assert diverged.value.exit_code == 1 and str(diverged.value).startswith("loss became nan")
+    assert load_run(tmp_path / "nan").results["status"] == "diverged"
+    with pytest.raises(DnnTrainError, match="not a dnn_train run directory"):
+        load_run(tmp_path)
+
+
+def test_extra_callbacks_see_the_fit(tmp_path):
+    seen = []
+
+    class Watch(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append((epoch, round(float(logs["val_accuracy"]), 6)))
+
+    results = run(*SMALL, f"data.root={tmp_path / 'data'}", run_dir=tmp_path / "run", callbacks=[Watch()])
+    metrics = load_run(results["run_dir"]).metrics
+    assert seen == [(e - 1, round(v, 6)) for e, v in zip(metrics["epoch"], metrics["val_accuracy"])]
+
+
+def test_a_full_disk_still_gets_its_final_record(tmp_path, monkeypatch):
+    """The run keeps a reserve file while it goes; when the disk fills up, the reserve is given back
+    and the final record (status failed, no space left) still fits."""
+    from dnn_train import artifacts, record, train
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "run" / "model.keras"))
+
+    real_write = artifacts.write_json
+    state = {"full": True}
+
+    def write_json(path, obj):  # while the disk is full, no new file fits; a freed reserve makes room
+        if state["full"] and path.name == "results.json" and obj.get("status") != "running":
+            if (path.parent / record.RESERVE_FILE).exists():
+                raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real_write(path, obj)
+
+    monkeypatch.setattr(train, "save_model", full)
+    monkeypatch.setattr(artifacts, "write_json", write_json)
+    with pytest.raises(DnnTrainError) as failed:
+        run(*SMALL, f"data.root={tmp_path / 'data'}", "trainer.epochs=1", run_dir=tmp_path / "run")
+    assert failed.value.exit_code == 1 and "no space left writing" in str(failed.value)
+    results = load_run(tmp_path / "run").results
+    assert results["status"] == "failed" and results["error"].startswith("no space left writing")
+    assert not (tmp_path / "run" / record.RESERVE_FILE).exists()
