@@ -346,9 +346,9 @@ class Run:
         if isinstance(ex, ConfigError) and not self._begun and not self.record_bad_input:
             self._remove_what_we_made()  # bad input: as if this invocation never ran
             return
+        if self.state == "completed" or self.results.get("status") == "completed":
+            return  # nothing to do, or a signal right after the final record: the run did complete
         if not self._begun:
-            if self.state == "completed":
-                return
             self.begin()
         if isinstance(ex, KeyboardInterrupt):
             self.finish("interrupted")
