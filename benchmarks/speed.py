@@ -3,6 +3,7 @@ split, seed and number of epochs. Not a test: it prints a table (and writes JSON
 
     python benchmarks/speed.py                      # every case, 3 epochs each way
     python benchmarks/speed.py --epochs 4 --seeds 3 --json results.json   # what the README quotes
+    python benchmarks/speed.py --cases none --first-steps all --sweep-epochs 10   # start-up per preset, the sweep
 
 (b) "plain Keras" is the chapter's code: float32 NumPy arrays scaled to [0, 1], a Sequential
 model, `compile()` with its defaults, `model.fit(X, y, batch_size, validation_data=...)`, and for
@@ -40,7 +41,13 @@ CASES = {
     "onecycle_3x100": {"what": "3x100 ReLU, Fashion-MNIST, SGD momentum + 1cycle, batch 128", "data": "fashion_mnist",
                        "widths": [100] * 3, "activation": "relu", "optimizer": "momentum", "lr": 0.1, "batch": 128,
                        "onecycle": True},
+    # the fashion_mnist_cnn preset's net: conv(32)-BN-ReLU-pool, conv(64)..., conv(128)..., spatial dropout
+    # 0.1 after each block, global average pooling; Nadam with 1cycle, batch 128
+    "cnn_fashion": {"what": "CNN 32-64-128 (experiment=fashion_mnist_cnn), Fashion-MNIST, Nadam + 1cycle, batch 128",
+                    "data": "fashion_mnist", "filters": [32, 64, 128], "optimizer": "nadam", "lr": 0.004, "batch": 128,
+                    "onecycle": True, "preset": "fashion_mnist_cnn"},
 }
+SWEEP_OPTIMIZERS = ["sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamax", "nadam"]
 
 
 # ---------------------------------------------------------------- the two ways (child processes)
@@ -48,20 +55,26 @@ def run_dnn_train(case: dict, epochs: int, out: Path, seed: int, extra: tuple = 
     from dnn_train.tasks import run_task
     from tests.conftest import make_cfg
 
-    overrides = [f"data={case['data']}", f"model.widths={case['widths']}", f"activation={case['activation']}",
-                 "initializer=he_normal", f"optimizer={case['optimizer']}", f"optimizer.learning_rate={case['lr']}",
-                 f"trainer.batch_size={case['batch']}", f"trainer.epochs={epochs}", "trainer.progress=none",
-                 f"trainer.seed={seed}",
-                 "trainer.early_stopping.enabled=false"]
-    if case.get("onecycle"):
-        overrides.append("schedule=1cycle")
+    if case.get("preset"):
+        overrides = [f"experiment={case['preset']}", f"trainer.epochs={epochs}", "trainer.progress=none",
+                     f"trainer.seed={seed}", "trainer.early_stopping.enabled=false"]
+    else:
+        overrides = [f"data={case['data']}", f"model.widths={case['widths']}", f"activation={case['activation']}",
+                     "initializer=he_normal", f"optimizer={case['optimizer']}", f"optimizer.learning_rate={case['lr']}",
+                     f"trainer.batch_size={case['batch']}", f"trainer.epochs={epochs}", "trainer.progress=none",
+                     f"trainer.seed={seed}", "trainer.early_stopping.enabled=false"]
+        if case.get("onecycle"):
+            overrides.append("schedule=1cycle")
     overrides += list(extra)  # --overrides, e.g. trainer.jit_compile=true
     import pandas as pd
 
     results = run_task(make_cfg(*overrides), out)
     metrics = pd.read_csv(out / "metrics.csv")
+    from dnn_train import load_run
+
     return {"epoch_seconds": metrics["epoch_seconds"].tolist(), "val_accuracy": float(metrics["val_accuracy"].iloc[-1]),
-            "train_examples": results["train_examples"], "valid_examples": results["valid_examples"]}
+            "train_examples": results["train_examples"], "valid_examples": results["valid_examples"],
+            "macs": multiply_adds(load_run(out).model())}
 
 
 def run_plain_keras(case: dict, epochs: int, out: Path, seed: int) -> dict:
@@ -75,9 +88,9 @@ def run_plain_keras(case: dict, epochs: int, out: Path, seed: int) -> dict:
     splits = data.load(make_cfg(f"data={case['data']}").data)  # the same split as dnn_train's
     x_train, x_valid = splits.x_train / 255.0, splits.x_valid / 255.0  # the book: X / 255. (float)
     x_train, x_valid = x_train.astype("float32"), x_valid.astype("float32")
-    layers = [keras.Input(splits.image_shape), keras.layers.Flatten()]
-    layers += [keras.layers.Dense(w, activation=case["activation"], kernel_initializer="he_normal") for w in case["widths"]]
-    model = keras.Sequential(layers + [keras.layers.Dense(10, activation="softmax")])
+    model = book_model(case, splits.image_shape)
+    if case.get("filters"):  # the book's CNNs take (H, W, 1) images
+        x_train, x_valid = x_train[..., None], x_valid[..., None]
     optimizer = {"sgd": lambda: keras.optimizers.SGD(learning_rate=case["lr"]),
                  "momentum": lambda: keras.optimizers.SGD(learning_rate=case["lr"], momentum=0.9),
                  "nadam": lambda: keras.optimizers.Nadam(learning_rate=case["lr"])}[case["optimizer"]]()
@@ -90,7 +103,40 @@ def run_plain_keras(case: dict, epochs: int, out: Path, seed: int) -> dict:
     history = model.fit(x_train, splits.y_train, epochs=epochs, batch_size=case["batch"],
                         validation_data=(x_valid, splits.y_valid), callbacks=callbacks, verbose=0)
     return {"epoch_seconds": times.seconds, "val_accuracy": float(history.history["val_accuracy"][-1]),
-            "train_examples": len(x_train), "valid_examples": len(x_valid)}
+            "train_examples": len(x_train), "valid_examples": len(x_valid), "macs": multiply_adds(model)}
+
+
+def book_model(case: dict, image_shape: tuple):
+    """The case's net as the book writes it: a Sequential of Keras layers on float inputs."""
+    import keras
+
+    if not case.get("filters"):
+        layers = [keras.Input(image_shape), keras.layers.Flatten()]
+        layers += [keras.layers.Dense(w, activation=case["activation"], kernel_initializer="he_normal")
+                   for w in case["widths"]]
+        return keras.Sequential(layers + [keras.layers.Dense(10, activation="softmax")])
+    layers = [keras.Input((*image_shape, 1))]
+    for filters in case["filters"]:
+        layers += [keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, kernel_initializer="he_normal"),
+                   keras.layers.BatchNormalization(), keras.layers.Activation("relu"), keras.layers.MaxPooling2D(),
+                   keras.layers.SpatialDropout2D(0.1)]
+    layers += [keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(10, activation="softmax")]
+    return keras.Sequential(layers)
+
+
+def multiply_adds(model) -> int:
+    """Multiply-adds per example of the model's Dense and Conv2D layers (the forward pass)."""
+    import keras
+
+    total = 0
+    for layer in model.layers:
+        for sub in getattr(layer, "layers", [layer]):
+            if isinstance(sub, keras.layers.Dense):
+                total += int(sub.kernel.shape[0] * sub.kernel.shape[1])
+            elif isinstance(sub, keras.layers.Conv2D):
+                h, w = sub.output.shape[1:3]
+                total += int(h * w * sub.kernel.shape[0] * sub.kernel.shape[1] * sub.kernel.shape[2] * sub.kernel.shape[3])
+    return total
 
 
 def book_one_cycle(iterations: int, max_lr: float):
@@ -161,21 +207,23 @@ def matmul_gflops(n: int = 2048, repeats: int = 10) -> float:
     return 2 * n ** 3 * repeats / (time.perf_counter() - start) / 1e9
 
 
-def flops_per_epoch(case: dict, inputs: int, train: int, valid: int) -> float:
-    sizes = [inputs] + case["widths"] + [10]
-    weights = sum(a * b for a, b in zip(sizes, sizes[1:]))
-    return 6 * weights * train + 2 * weights * valid
+def flops_per_epoch(macs: int, train: int, valid: int) -> float:
+    """2 FLOPs per multiply-add; training costs 3 forward passes' worth (forward, and backward for
+    the inputs and the weights), validation one."""
+    return 6 * macs * train + 2 * macs * valid
 
 
 def run_child(case: str, way: str, epochs: int, out: Path, seed: int, extra: list) -> dict:
     env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    started = time.perf_counter()
     proc = subprocess.run([sys.executable, __file__, "--child", case, way, "--epochs", str(epochs), "--out", str(out),
                            "--seed", str(seed), "--overrides", *extra],
                           capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - started  # the whole run: start-up, data, build, compile, epochs, test, save
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
         raise SystemExit(f"{case}/{way} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(lines[-1][len("RESULT "):])
+    return {**json.loads(lines[-1][len("RESULT "):]), "wall_seconds": wall}
 
 
 def startup_seconds(out: Path, repeats: int = 3) -> dict:
@@ -202,10 +250,99 @@ def startup_seconds(out: Path, repeats: int = 3) -> dict:
     return {key: round(statistics.median(values), 2) for key, values in runs.items() if values}
 
 
+def first_step_seconds(out: Path, presets: list, extra: list) -> dict:
+    """Command to the first training step, for each preset (one epoch on a 2,000-image slice: the
+    first step does not depend on the data's size, only on reading it). A preset whose data is not
+    on this machine, or that needs an earlier run or a folder of images, is skipped with the reason."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out.mkdir(parents=True, exist_ok=True)
+    found = {}
+    for preset in presets:
+        if preset.endswith("_b_on_a") or preset == "backbone_finetune":
+            found[preset] = "skipped: needs an earlier run or a folder of images"
+            continue
+        run_dir = out / f"first-{preset}"
+        proc = subprocess.run([sys.executable, "-m", "dnn_train", f"experiment={preset}", "trainer.epochs=1",
+                               "data.train_size=2000", "trainer.progress=line", "trainer.mc_samples=0",
+                               f"hydra.run.dir={run_dir}", *extra], capture_output=True, text=True, env=env, cwd=out)
+        line = next((ln for ln in proc.stdout.splitlines() if "first training step done" in ln), None)
+        if line is None:
+            found[preset] = "skipped: " + (proc.stderr.strip().splitlines() or ["no first step"])[-1][:120]
+            continue
+        found[preset] = float(line.split("done, ")[1].split("s after")[0])
+    return found
+
+
+def sweep_case(out: Path, epochs: int, extra: list) -> dict:
+    """The chapter's optimizer comparison as a sweep: 8 optimizers x `epochs` epochs of the default
+    3x100 net on Fashion-MNIST. dnn_train: one `-m` command. Plain Keras: the notebook's loop, the 8
+    models built, compiled and fit one after another in one process. Reported: both wall times, and
+    dnn_train's wall time over the sum of its jobs' steady-state epochs (the median epoch after
+    the first, times the epochs) plus one start-up (the first job's command-to-first-step)."""
+    import pandas as pd
+
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    sweep = out / "sweep"
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "dnn_train", "-m", f"optimizer={','.join(SWEEP_OPTIMIZERS)}",
+                           f"trainer.epochs={epochs}", "trainer.progress=line", "trainer.early_stopping.enabled=false",
+                           f"hydra.sweep.dir={sweep}", *extra], capture_output=True, text=True, env=env, cwd=out)
+    wall = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise SystemExit(f"sweep failed:\n{proc.stderr[-3000:]}")
+    steady, first_step = 0.0, None
+    for job in range(len(SWEEP_OPTIMIZERS)):
+        seconds = pd.read_csv(sweep / str(job) / "metrics.csv")["epoch_seconds"].tolist()
+        steady += statistics.median(seconds[1:] or seconds) * len(seconds)
+    line = next(ln for ln in proc.stdout.splitlines() if "first training step done" in ln)
+    first_step = float(line.split("done, ")[1].split("s after")[0])
+    started = time.perf_counter()
+    keras_loop = subprocess.run([sys.executable, __file__, "--child", "sweep", "plain_keras", "--epochs", str(epochs),
+                                 "--out", str(out)], capture_output=True, text=True, env=env)
+    keras_wall = time.perf_counter() - started
+    if keras_loop.returncode != 0:
+        raise SystemExit(f"plain-Keras sweep failed:\n{keras_loop.stderr[-3000:]}")
+    return {"jobs": len(SWEEP_OPTIMIZERS), "epochs": epochs, "dnn_train_wall": round(wall, 1),
+            "steady_epochs_sum": round(steady, 1), "first_step": first_step,
+            "overhead_ratio": round(wall / (steady + first_step), 3), "plain_keras_wall": round(keras_wall, 1),
+            "speedup": round(keras_wall / wall, 2)}
+
+
+def plain_keras_sweep(epochs: int) -> None:
+    """The book's notebook: one model per optimizer, built, compiled and fit in one process."""
+    import keras
+
+    from dnn_train import data
+    from tests.conftest import make_cfg
+
+    splits = data.load(make_cfg("data=fashion_mnist").data)
+    x_train, x_valid = (splits.x_train / 255.0).astype("float32"), (splits.x_valid / 255.0).astype("float32")
+    optimizers = {"sgd": lambda: keras.optimizers.SGD(0.01),
+                  "momentum": lambda: keras.optimizers.SGD(0.01, momentum=0.9),
+                  "nesterov": lambda: keras.optimizers.SGD(0.01, momentum=0.9, nesterov=True),
+                  "adagrad": lambda: keras.optimizers.Adagrad(0.001), "rmsprop": lambda: keras.optimizers.RMSprop(0.001),
+                  "adam": lambda: keras.optimizers.Adam(0.001), "adamax": lambda: keras.optimizers.Adamax(0.001),
+                  "nadam": lambda: keras.optimizers.Nadam(0.001)}
+    for name in SWEEP_OPTIMIZERS:
+        keras.backend.clear_session()
+        keras.utils.set_random_seed(42)
+        model = keras.Sequential([keras.Input(splits.image_shape), keras.layers.Flatten()]
+                                 + [keras.layers.Dense(100, activation="relu", kernel_initializer="he_normal")
+                                    for _ in range(3)] + [keras.layers.Dense(10, activation="softmax")])
+        model.compile(loss="sparse_categorical_crossentropy", optimizer=optimizers[name](), metrics=["accuracy"])
+        model.fit(x_train, splits.y_train, epochs=epochs, validation_data=(x_valid, splits.y_valid), verbose=0)
+        model.evaluate((splits.x_test / 255.0).astype("float32"), splits.y_test, verbose=0)
+    print("RESULT {}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", default=",".join(CASES), help="comma-separated: " + ", ".join(CASES) +
                         "; none: only the start-up times")
+    parser.add_argument("--first-steps", default="", metavar="PRESETS",
+                        help="command to first training step for these presets (comma-separated, or all)")
+    parser.add_argument("--sweep-epochs", type=int, default=0, metavar="N",
+                        help="the 8-optimizer sweep case with N epochs per job (0: skip it)")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--seeds", type=int, default=1, help="runs per way and case (seeds 42, 43, ...), alternating")
     parser.add_argument("--seed", type=int, default=42, help=argparse.SUPPRESS)
@@ -216,6 +353,8 @@ def main() -> None:
     parser.add_argument("--child", nargs=2, metavar=("CASE", "WAY"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.child == ["sweep", "plain_keras"]:
+        return plain_keras_sweep(args.epochs)
     if args.child:
         return child(*args.child, args.epochs, args.out / args.child[0], args.seed, tuple(args.overrides))
 
@@ -236,35 +375,51 @@ def main() -> None:
         for seed in range(42, 42 + args.seeds):  # the two ways alternate, so a slow spell hits both
             for way in runs:
                 runs[way].append(run_child(name, way, args.epochs, args.out, seed, args.overrides))
-        inputs = 784 if case["data"] == "fashion_mnist" else 3072
         row = {"case": name, "what": case["what"], "seeds": args.seeds}
         for way, results in runs.items():
             steady = [t for r in results for t in (r["epoch_seconds"][1:] or r["epoch_seconds"])]
             seconds = statistics.median(steady)  # robust to the shared machine's slow spells
             accuracies = [r["val_accuracy"] for r in results]
-            flops = flops_per_epoch(case, inputs, results[0]["train_examples"], results[0]["valid_examples"])
+            flops = flops_per_epoch(results[0]["macs"], results[0]["train_examples"], results[0]["valid_examples"])
             row[way] = {"epoch_seconds": round(seconds, 3), "val_accuracy": [round(a, 4) for a in accuracies],
                         "val_accuracy_mean": round(statistics.mean(accuracies), 4),
                         "peak_rss_mb": round(max(r["peak_rss_mb"] for r in results)),
+                        "wall_seconds": round(statistics.median(r["wall_seconds"] for r in results), 1),
                         "gflops": round(flops / seconds / 1e9, 1),
                         "roof_percent": round(100 * flops / seconds / 1e9 / roof, 1)}
         row["speedup"] = round(row["plain_keras"]["epoch_seconds"] / row["dnn_train"]["epoch_seconds"], 2)
+        row["whole_run_speedup"] = round(row["plain_keras"]["wall_seconds"] / row["dnn_train"]["wall_seconds"], 2)
         rows.append(row)
         print(f"\n{name}: {case['what']}")
         for way in ("plain_keras", "dnn_train"):
             w = row[way]
             print(f"  {way:<12} {w['epoch_seconds']:7.2f} s/epoch  val acc {w['val_accuracy_mean']:.4f} "
                   f"({' '.join(f'{a:.4f}' for a in w['val_accuracy'])})  "
-                  f"{w['gflops']:6.1f} GFLOP/s ({w['roof_percent']:4.1f}% of roof)  peak RSS {w['peak_rss_mb']} MB")
-        print(f"  speed-up {row['speedup']:.2f}x")
+                  f"{w['gflops']:6.1f} GFLOP/s ({w['roof_percent']:4.1f}% of roof)  peak RSS {w['peak_rss_mb']} MB  "
+                  f"whole run {w['wall_seconds']:.1f} s")
+        print(f"  speed-up {row['speedup']:.2f}x per epoch, {row['whole_run_speedup']:.2f}x for the whole run "
+              f"({args.epochs} epochs, start-up and compiling included)")
     startup = startup_seconds(args.out)
     print(f"\nstart-up, medians of 3: command to the first training step of the default run "
           f"{startup['first_step']:.2f} s (`import tensorflow` alone: {startup['import_tensorflow']:.2f} s); "
           f"--help {startup['help']:.2f} s")
+    report = {"roof_gflops": round(roof), "epochs": args.epochs, "seeds": args.seeds, "overrides": args.overrides,
+              "cases": rows, "startup_seconds": startup}
+    if args.first_steps:
+        from dnn_train.config import options
+
+        presets = options("experiment") if args.first_steps == "all" else args.first_steps.split(",")
+        report["first_step_seconds"] = first_step_seconds(args.out / "first", presets, args.overrides)
+        print("\ncommand to first training step, per preset:")
+        for preset, value in report["first_step_seconds"].items():
+            print(f"  {preset:<32} {value if isinstance(value, str) else f'{value:.1f} s'}")
+    if args.sweep_epochs:
+        report["sweep"] = sw = sweep_case(args.out, args.sweep_epochs, args.overrides)
+        print(f"\nsweep, {sw['jobs']} optimizers x {sw['epochs']} epochs: dnn_train {sw['dnn_train_wall']} s "
+              f"(steady-state epochs {sw['steady_epochs_sum']} s + start-up {sw['first_step']} s: overhead ratio "
+              f"{sw['overhead_ratio']}); plain Keras loop {sw['plain_keras_wall']} s: {sw['speedup']}x")
     if args.json:
-        args.json.write_text(json.dumps({"roof_gflops": round(roof), "epochs": args.epochs, "seeds": args.seeds,
-                                         "overrides": args.overrides, "cases": rows, "startup_seconds": startup},
-                                        indent=2) + "\n")
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":
