@@ -134,6 +134,7 @@ class RootConf:
     lr_find: LrFindConf = field(default_factory=LrFindConf)
     autoencoder: AutoencoderConf = field(default_factory=AutoencoderConf)
     task: str = "train"
+    logger: Any = None  # conf/logger/*.yaml: none | mlflow (dnn_train/tracking.py)
     allow_targets: List[str] = field(default_factory=list)  # extra `_target_`s (or prefixes ending in '.') a config may name
 
 

@@ -292,6 +292,9 @@ class Run:
             self.results.pop(key, None)
         with _signals_blocked():  # a second Ctrl-C waits until the record is whole
             self._write(self.results)
+        from dnn_train import tracking
+
+        tracking.finished(self)  # TensorBoard HParams, and the MLflow run (logger=mlflow)
         return self.results
 
     def _write(self, results: dict) -> None:
