@@ -453,7 +453,8 @@ def markdown(comparison: Comparison) -> str:
                             for _, row in sort_table(table, metric, comparison.ascending).iterrows()])
     pruned = table[table["status"] == PRUNED]
     if len(pruned):  # a search's pruner stopped them: an outcome, not a failure
-        lines += ["", f"{len(pruned)} pruned by the search (stopped early; their metrics are of the epochs they ran):", ""]
+        lines += ["", f"{len(pruned)} pruned by the search (stopped early; their metrics are of the epochs they ran):",
+                  ""]
         lines += [f"- job {r.job} ({r.overrides}): {r.error}" for r in pruned.itertuples()]
     failed = table[~table["status"].isin([COMPLETED, PRUNED])]
     if len(failed):

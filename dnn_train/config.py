@@ -602,6 +602,8 @@ def describe_error(ex: BaseException) -> Optional[str]:
 
     if isinstance(ex, ConfigError):
         return str(ex)
+    if isinstance(ex, HydraException) and isinstance(ex.__cause__, ConfigError):  # e.g. raised by a Hydra plugin
+        return str(ex.__cause__)
     if isinstance(ex, MissingConfigException):
         m = re.search(r"Could not find '([^'/]+)/([^']+)'", str(ex))
         if m:

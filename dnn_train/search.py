@@ -50,6 +50,11 @@ _ACTIVE: dict = {}
 
 def _optuna():
     """optuna, or a one-line ConfigError saying how to get a recent enough one."""
+    import importlib.util
+
+    if importlib.util.find_spec("hydra_plugins.hydra_optuna_sweeper") is not None:
+        raise ConfigError("hydra-optuna-sweeper is installed: it requires optuna<3 and its sampler configs shadow "
+                          "ours; pip uninstall hydra-optuna-sweeper")
     try:
         import optuna
         import optuna_integration  # noqa: F401
@@ -238,7 +243,7 @@ class StudyDriver:
                 study.tell(trial, value)
                 log.info("trial %d: %s", trial.number, value)
                 return
-            if "error" not in study._storage.get_trial(trial._trial_id).user_attrs:  # the job may have said why
+            if "error" not in trial.user_attrs:  # the job may have said why
                 trial.set_user_attr("error", f"objective is {ret.return_value!r}")
         elif is_pruned(ret._return_value):
             frozen = study.tell(trial, state=TrialState.PRUNED)

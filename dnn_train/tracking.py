@@ -167,6 +167,8 @@ def _mlflow_run(cfg, run):
     run), else a new one with the resolved config as its params."""
     from mlflow.entities import Param, RunStatus
 
+    from dnn_train.record import _flatten
+
     client, experiment_id = _client(cfg)
     path = str(run.dir).replace("'", "\\'")
     found = client.search_runs([experiment_id], filter_string=f"tags.`{RUN_DIR_TAG}` = '{path}'", max_results=1)
@@ -179,7 +181,8 @@ def _mlflow_run(cfg, run):
         created = client.create_run(experiment_id, run_name=name,
                                     tags={RUN_DIR_TAG: str(run.dir), "dnn_train.overrides": overrides or "defaults"})
         run_id = created.info.run_id
-        params = [Param(k, str(v)[:6000]) for k, v in _flat(OmegaConf.to_container(run.cfg, resolve=True)).items()]
+        config = _flatten(OmegaConf.to_container(run.cfg, resolve=True))
+        params = [Param(k, str(v)[:6000]) for k, v in config.items()]
         for i in range(0, len(params), 100):  # MLflow takes at most 100 params a call
             client.log_batch(run_id, params=params[i:i + 100])
     run.update(mlflow_run_id=run_id)
@@ -242,8 +245,3 @@ def _log_model(run_id: str, model_file: Path) -> None:
         # explicit requirements: inferring them loads the model again in a subprocess
         mlflow.keras.log_model(model, name="model", pip_requirements=[f"keras=={keras.__version__}"])
 
-
-def _flat(node, prefix: str = "") -> dict:
-    if isinstance(node, dict) and node:
-        return {k: v for key, value in node.items() for k, v in _flat(value, f"{prefix}{key}.").items()}
-    return {prefix[:-1]: node}
