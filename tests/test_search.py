@@ -132,6 +132,7 @@ def test_a_hopeless_trial_is_pruned_recorded_as_pruned_and_the_search_exits_0(tm
 
 @pytest.mark.plugins
 def test_a_killed_search_resumes_from_its_sqlite_study(tmp_path):
+    _optuna()
     from optuna.trial import TrialState
 
     args = _search_args(tmp_path, pruner="nop", n_trials=3, epochs=3)
