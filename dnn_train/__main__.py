@@ -3,7 +3,8 @@
 TensorFlow is imported only when a job runs, so --help, --cfg and config errors answer at once.
 Configuration errors end with one line on stderr and exit code 2; DNN_TRAIN_DEBUG=1 (or
 HYDRA_FULL_ERROR=1) shows the full traceback instead. In a sweep (-m), a job that fails is recorded
-in its results.json and the next one runs; each job returns trainer.objective to Hydra's sweeper.
+in its results.json and the next one runs; each job returns trainer.objective to Hydra's sweeper
+(hparams_search=NAME: our Optuna sweeper, dnn_train/search.py, which may prune a job's trial).
 """
 from __future__ import annotations
 
@@ -25,7 +26,9 @@ Examples:
   python -m dnn_train optimizer=nadam schedule=1cycle
   python -m dnn_train data=cifar10 model.depth=20 model.units=100 trainer.epochs=5
   python -m dnn_train -m optimizer=sgd,nadam optimizer.learning_rate=3e-4
-Results go to outputs/<date>/<time>/ (sweeps: outputs/multirun/...); see README.md.
+  python -m dnn_train -m hparams_search=fashion_mnist     Optuna search with pruning (rerun: it continues)
+Results go to outputs/<date>/<time>/ (sweeps: outputs/multirun/..., searches: outputs/hparams_search/<study>/);
+see README.md.
 
 Config groups (GROUP=OPTION; the default is marked *):
 {groups}
@@ -78,22 +81,25 @@ def _sweep_job(cfg: DictConfig) -> float:
     with the same config (a different config is refused and its directory left alone)."""
     from hydra.core.hydra_config import HydraConfig
 
+    from dnn_train import search
     from dnn_train.record import REFUSED, Refused
     from dnn_train.tasks import run_task
 
     try:
+        search.raise_if_pruned(HydraConfig.get().runtime.output_dir)
         return objective(cfg, run_task(cfg, sweep_job=True))
     except KeyboardInterrupt:
         raise
     except Exception as ex:  # noqa: BLE001 - recorded, and the next job runs
-        if _debug():
-            raise
+        if _debug() or search.is_pruned(ex):
+            raise  # pruned: the search's sweeper records the trial as such
         message = describe_error(ex) or one_line(ex)
         job = HydraConfig.get().job.num
         if isinstance(ex, Refused):
             REFUSED.append(f"job {job}: {message}")
         logging.getLogger("dnn_train").error("job %s %s: %s", job, "refused" if isinstance(ex, Refused) else "failed",
                                              message)
+        search.note_failure(message)
         return float("nan")
 
 
@@ -116,6 +122,15 @@ def print_help() -> None:
     print(USAGE.format(groups="\n".join(lines)))
 
 
+def _register_sweeper() -> None:
+    """Hydra 1.3 finds plugins by walking the hydra_plugins namespace package, which an editable
+    install (PEP 660) hides from it (hydra #2359): register our Optuna sweeper by hand."""
+    from hydra.core.plugins import Plugins
+    from hydra_plugins.dnn_train_optuna.optuna_sweeper import OptunaPruningSweeper
+
+    Plugins.instance().register(OptunaPruningSweeper)
+
+
 def main() -> None:
     if not (CONF_DIR / "config.yaml").is_file():  # a broken install: say what is missing, not a traceback
         _fail(f"error: dnn_train's configs are missing (no {CONF_DIR / 'config.yaml'}); reinstall the package "
@@ -133,6 +148,7 @@ def main() -> None:
         os.environ["DNN_TRAIN_DEBUG"] = "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let Hydra's errors reach us; we print them as one line
     try:
+        _register_sweeper()
         _app()
     except KeyboardInterrupt as ex:
         _fail("interrupted", 128 + getattr(ex, "signum", 2))

@@ -35,6 +35,7 @@ SUMMARY_MD = "summary.md"
 CURVES_PLOT = "sweep_curves.png"
 METRIC_PLOT = "sweep_metric.png"
 COMPLETED = "completed"
+PRUNED = "pruned"  # stopped by a search's pruner (dnn_train/search.py)
 COLUMNS = ["job", "configuration", "seed", "overrides", "status", "epochs", "best_val_accuracy", "test_accuracy",
            "test_loss", "grad_ratio_epoch1", "wall_seconds", "error", "run_dir"]
 # Compared per configuration; for these lower is better.
@@ -450,7 +451,12 @@ def markdown(comparison: Comparison) -> str:
     lines += ["", f"## Runs, sorted by {metric}", ""]
     lines += _table(shown, [[_cell(row[c], c) for c in shown]
                             for _, row in sort_table(table, metric, comparison.ascending).iterrows()])
-    failed = table[table["status"] != COMPLETED]
+    pruned = table[table["status"] == PRUNED]
+    if len(pruned):  # a search's pruner stopped them: an outcome, not a failure
+        lines += ["", f"{len(pruned)} pruned by the search (stopped early; their metrics are of the epochs they ran):",
+                  ""]
+        lines += [f"- job {r.job} ({r.overrides}): {r.error}" for r in pruned.itertuples()]
+    failed = table[~table["status"].isin([COMPLETED, PRUNED])]
     if len(failed):
         lines += ["", f"{len(failed)} not completed:", ""]
         lines += [f"- job {r.job} ({r.overrides}): {r.status}{': ' + r.error if r.error else ''}"

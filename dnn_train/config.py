@@ -143,6 +143,7 @@ class RootConf:
     lr_find: LrFindConf = field(default_factory=LrFindConf)
     autoencoder: AutoencoderConf = field(default_factory=AutoencoderConf)
     task: str = "train"
+    logger: Any = None  # conf/logger/*.yaml: none | mlflow (dnn_train/tracking.py)
     allow_targets: List[str] = field(default_factory=list)  # extra `_target_`s (or prefixes ending in '.') a config may name
 
 
@@ -617,6 +618,8 @@ def describe_error(ex: BaseException) -> Optional[str]:
 
     if isinstance(ex, ConfigError):
         return str(ex)
+    if isinstance(ex, HydraException) and isinstance(ex.__cause__, ConfigError):  # e.g. raised by a Hydra plugin
+        return str(ex.__cause__)
     if isinstance(ex, MissingConfigException):
         m = re.search(r"Could not find '([^'/]+)/([^']+)'", str(ex))
         if m:

@@ -303,6 +303,9 @@ class Run:
             self.results.pop(key, None)
         with _signals_blocked():  # a second Ctrl-C waits until the record is whole
             self._write(self.results)
+        from dnn_train import tracking
+
+        tracking.finished(self)  # TensorBoard HParams, and the MLflow run (logger=mlflow)
         return self.results
 
     def _write(self, results: dict) -> None:
@@ -355,14 +358,29 @@ class Run:
         elif type(ex).__name__ == "Diverged":
             self.finish("diverged", error=str(ex), diverged_epoch=getattr(ex, "epoch", None),
                         diverged_step=getattr(ex, "step", None))
-        elif type(ex).__name__ == "TrialPruned":
-            self.finish("pruned", error=str(ex) or "pruned by the search's pruner")
+        elif type(ex).__name__ == "TrialPruned":  # a search's pruner stopped it: it will never resume
+            done = self._epochs_done()
+            message = f"pruned by the search's pruner after epoch {done.get('epochs')}"
+            logging.getLogger("dnn_train").info("%s (best val accuracy %s)", message, done.get("best_val_accuracy"))
+            self.finish("pruned", error=message, **done)
+            shutil.rmtree(self.dir / "checkpoint", ignore_errors=True)  # dnn_train.checkpoint.CHECKPOINT_DIR
         else:
             message = describe_error(ex) or one_line(ex)
             if self._file_handler is not None and describe_error(ex) is None:  # the traceback, in dnn_train.log only
                 self._file_handler.handle(logging.LogRecord("dnn_train", logging.ERROR, __file__, 0, "run failed: %s",
                                                             (message,), (type(ex), ex, ex.__traceback__)))
             self.finish("failed", error=message)
+
+    def _epochs_done(self) -> dict:
+        """epochs, best_val_accuracy and best_epoch from metrics.csv (a run that stopped early)."""
+        from dnn_train import artifacts
+
+        path = self.dir / artifacts.METRICS_FILE
+        try:
+            metrics = artifacts.read_metrics(path)
+        except (OSError, ValueError):
+            return {}
+        return {"epochs": len(metrics), **artifacts.best_epoch(metrics)}
 
     def _remove_what_we_made(self) -> None:
         logging.getLogger().removeHandler(self._buffer)

@@ -1,7 +1,8 @@
 """The Hydra callback of multirun sweeps (SweepSummary, registered in conf/config.yaml as
 hydra.callbacks.summary): it rebuilds the sweep's summary (summary.csv, summary_groups.csv,
 summary.md and two plots, see dnn_train/compare.py) at the sweep root as each job ends, and at the
-end says how many jobs did not complete and what each configuration's verdict is.
+end says how many jobs did not complete (pruned trials of a search are counted apart: they are
+an outcome, not a failure) and what each configuration's verdict is.
 
 Its parameters: `metric` (trainer.objective) and `baseline`, the configuration the others are
 compared with ("KEY=VALUE ..."; default: job 0's), set on the command line as
@@ -21,6 +22,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 log = logging.getLogger("dnn_train")
+PRUNED = "pruned"  # results.json's status of a trial a search's pruner stopped (dnn_train/search.py)
 
 
 def update_summary(sweep_dir: Path, metric: str, baseline: Optional[str] = None):
@@ -62,11 +64,12 @@ class SweepSummary(Callback):
         if comparison is None:
             return
         table = comparison.runs
-        bad = table[table["status"] != "completed"]
+        pruned = int((table["status"] == PRUNED).sum())  # stopped by a search's pruner: an outcome, not a failure
+        bad = table[~table["status"].isin(["completed", PRUNED])]
         n_bad = len(bad) + len(comparison.skipped)
         total = len(table) + len(comparison.skipped)
-        print(f"dnn_train: sweep of {total} jobs: {total - n_bad} completed, {n_bad} not "
-              f"-> {sweep_dir / 'summary.md'}", flush=True)
+        print(f"dnn_train: sweep of {total} jobs: {total - n_bad - pruned} completed, "
+              f"{f'{pruned} pruned, ' if pruned else ''}{n_bad} not -> {sweep_dir / 'summary.md'}", flush=True)
         for row in bad.itertuples():
             print(f"dnn_train:   job {row.job} ({row.overrides}): {row.status}"
                   f"{': ' + row.error if row.error else ''}", flush=True)

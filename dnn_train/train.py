@@ -15,7 +15,7 @@ import numpy as np
 from hydra.errors import InstantiationException
 from omegaconf import OmegaConf
 
-from dnn_train import artifacts, checkpoint, data, diagnostics, fused, models, transfer
+from dnn_train import artifacts, checkpoint, data, diagnostics, fused, models, search, tracking, transfer
 from dnn_train.callbacks import EpochLog, EpochSeeds, EpochStats, MetricsCSV, StopOnDivergence
 from dnn_train.config import ConfigError, chapter_warnings, source_file
 from dnn_train.evaluate import mc_dropout_predict, mc_metrics
@@ -95,6 +95,7 @@ def phase_optimizer(cfg, phase: Phase, steps_per_epoch: int):
 def train(cfg, run: Run, extra_callbacks=()) -> dict:
     """Run one experiment into `run.dir` (or resume it there); returns results.json's content."""
     run_dir, t = run.dir, cfg.trainer
+    tracking.check(cfg)
     s = setup(cfg)
     state = checkpoint.prepare(run_dir, resuming=run.state == "resume")  # None, or the checkpoint to go on from
     splits, model = s.splits, s.model
@@ -111,6 +112,8 @@ def train(cfg, run: Run, extra_callbacks=()) -> dict:
     train_data, epoch_seeds = training_batches(splits, t, group=t.fuse_steps if fused.is_fused(model) else 1)
     valid_data = data.make_dataset(splits.x_valid, splits.y_valid, data.eval_batch(t.batch_size), False, t.seed)
     done, restored = 0, None
+    # the logger's per-epoch metrics; in a search, the per-epoch report that may prune the trial
+    reporting = tracking.callbacks(cfg, run) + search.pruning_callbacks()
     if state is not None and state.get("stage") == checkpoint.TRAINED:  # killed after training: evaluate again
         _compile(cfg, model, s.optimizer)
         checkpoint.restore_weights(model, run_dir, state)
@@ -132,7 +135,7 @@ def train(cfg, run: Run, extra_callbacks=()) -> dict:
             end = done if resume and resume["stopped"] else start + phase.epochs  # stopped early: no more epochs,
             stopping = _early_stopping(cfg)  # but fit still restores the checkpoint and early stopping's best
             callbacks = schedule_callbacks + _callbacks(cfg, run_dir, phase.name, run) + stopping
-            callbacks += _watch(cfg, run_dir, splits) + list(extra_callbacks)
+            callbacks += _watch(cfg, run_dir, splits) + list(extra_callbacks) + reporting
             callbacks += [epoch_seeds, StopOnDivergence(),
                           checkpoint.Checkpoint(run_dir, i, start, list(callbacks), resume)]  # last: sees all the others
             history = model.fit(train_data, validation_data=valid_data, initial_epoch=done, epochs=end,

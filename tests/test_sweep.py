@@ -1,6 +1,7 @@
 """Sweeps, run for real: the summary at the sweep root (seeds as repeats, the baseline chosen on the
 command line), failed jobs recorded while the others run, resuming a killed sweep, Hydra's joblib and
-Ray launchers and Optuna sweeper. The tables themselves, on hand-written runs: tests/test_compare.py."""
+Ray launchers, and the Optuna search YAML (pruning and resume: tests/test_search.py). The tables
+themselves, on hand-written runs: tests/test_compare.py."""
 from __future__ import annotations
 
 import math
@@ -134,15 +135,17 @@ def test_joblib_and_ray_launchers_give_the_same_rows_as_the_basic_one(tmp_path):
 
 
 @pytest.mark.plugins
-def test_optuna_search_runs_its_trials_and_writes_the_best_parameters(tmp_path):
-    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+def test_the_fashion_mnist_search_runs_its_trials_and_writes_the_best_parameters(tmp_path):
+    pytest.importorskip("optuna", minversion="4", reason="needs the sweeps extra (optuna>=4)")
+    pytest.importorskip("optuna_integration", reason="needs the sweeps extra (optuna-integration)")
     sweep = tmp_path / "search"
     proc = run_cli("-m", "hparams_search=fashion_mnist", "data=synthetic", f"data.root={tmp_path / 'data'}",
-                   "trainer.epochs=1",
+                   "trainer.epochs=1", "hydra.sweeper.n_trials=3",
                    f"hydra.sweep.dir={sweep}", cwd=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert set(best["best_params"]) == {"optimizer.learning_rate", "model.depth", "model.units", "regularizer.rate"}
+    assert (sweep / "optuna.db").is_file()  # the study, beside its trials
     table = pd.read_csv(sweep / "summary.csv")
-    assert len(table) == 8 and set(table["status"]) == {"completed"}
+    assert len(table) == 3 and set(table["status"]) == {"completed"}  # no rung of successive halving in 1 epoch
     assert best["best_value"] == pytest.approx(table["best_val_accuracy"].max())
