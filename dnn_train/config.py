@@ -93,7 +93,7 @@ class TrainerConf:
     early_stopping: EarlyStoppingConf = field(default_factory=EarlyStoppingConf)
     steps_per_execution: int = 64  # with fuse_steps=1: steps per graph call in Keras' own loop
     fuse_steps: int = 64  # K steps fused into one compiled loop (dnn_train/fused.py)
-    jit_compile: Any = "auto"  # true | false | auto (XLA on the fused loop; with fuse_steps=1, Keras' choice)
+    jit_compile: Any = "auto"  # true | false | auto (XLA on the fused loop where it pays: fused.xla_pays)
     progress: str = "auto"  # auto (bar on a terminal, a line per epoch otherwise) | bar | line | none
     mc_samples: int = 0  # MC dropout: stochastic test passes with dropout on (0: off)
     resume: bool = False  # continue the run in hydra.run.dir from its last completed epoch
