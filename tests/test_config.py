@@ -147,6 +147,21 @@ def test_help_lists_groups_and_their_options(tmp_path):
     assert re.search(r"^    sgd +\* Plain stochastic", proc.stdout, re.M)  # the default is marked
 
 
+def test_a_broken_install_without_its_configs_says_so_in_one_line(tmp_path):
+    """A package whose conf/ did not ship (a wheel built wrong): --help and a run each end with one
+    line naming what is missing, exit 2, no traceback."""
+    import shutil
+
+    shutil.copytree(REPO / "dnn_train", tmp_path / "pkg" / "dnn_train", ignore=shutil.ignore_patterns("__pycache__"))
+    for args in (["--help"], ["optimizer=nadam"]):
+        proc = subprocess.run([sys.executable, "-m", "dnn_train", *args], cwd=tmp_path, capture_output=True,
+                              text=True, env={"PYTHONPATH": str(tmp_path / "pkg"), "PATH": "/usr/bin:/bin"})
+        assert proc.returncode == 2, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("dnn_train: error: dnn_train's configs are missing"), lines
+        assert "reinstall" in lines[0]
+
+
 def test_readme_lists_every_option_with_its_summary():
     from dnn_train.config import option_summaries
 
