@@ -94,6 +94,7 @@ class TrainerConf:
     steps_per_execution: int = 64  # with fuse_steps=1: steps per graph call in Keras' own loop
     fuse_steps: int = 64  # K steps fused into one compiled loop (dnn_train/fused.py)
     jit_compile: Any = "auto"  # true | false | auto (XLA on the fused loop where it pays: fused.xla_pays)
+    precision: str = "float32"  # float32 | mixed_float16 | mixed_bfloat16 (Keras' mixed-precision policy)
     progress: str = "auto"  # auto (bar on a terminal, a line per epoch otherwise) | bar | line | none
     mc_samples: int = 0  # MC dropout: stochastic test passes with dropout on (0: off)
     resume: bool = False  # continue the run in hydra.run.dir from its last completed epoch
@@ -253,6 +254,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "trainer.mc_samples": _number(0, 10_000, integer=True),
     "trainer.diagnostics_batch": _number(1, 100_000, integer=True),
     "trainer.jit_compile": _choice(True, False, "auto"),
+    "trainer.precision": _choice("float32", "mixed_float16", "mixed_bfloat16"),
     "trainer.progress": _choice("auto", "bar", "line", "none"),
     "trainer.objective": _choice("best_val_accuracy", "test_accuracy", "best_val_loss", "reconstruction_loss"),
     "trainer.threads": ((lambda v: v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 1024)),

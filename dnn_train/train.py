@@ -43,6 +43,7 @@ def setup(cfg, autoencoder: bool = False) -> Setup:
     t = cfg.trainer
     keras.backend.clear_session()  # a fresh Keras session and seed per job: sweep jobs do not leak
     keras.utils.set_random_seed(t.seed)
+    keras.config.set_dtype_policy(t.precision)  # each job sets it: float32, or mixed (float32 variables)
     for warning in chapter_warnings(cfg):
         log.warning(warning)
     splits = data.load(cfg.data)

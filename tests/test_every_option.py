@@ -45,7 +45,8 @@ DATA_FILES = {"fashion_mnist": lambda d: datafiles.write_fashion(d / "fashion-mn
               "cifar100": lambda d: datafiles.write_cifar100(d / "cifar-100-python"),
               "images": lambda d: datafiles.write_images(d / "images", per_class=12)}
 CASES = [(g, o) for g in GROUPS for o in options(g)] + [("experiment", o) for o in options("experiment")] \
-    + [("hparams_search", o) for o in options("hparams_search")]
+    + [("hparams_search", o) for o in options("hparams_search")] \
+    + [("trainer.precision", p) for p in ("mixed_float16", "mixed_bfloat16")]  # a loss-scaled optimizer to save
 
 
 class InterruptAtEpoch2(keras.callbacks.Callback):

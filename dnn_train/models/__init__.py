@@ -49,14 +49,20 @@ def hidden_stack(cfg, inputs, feature_stats=None):
     return get_method(cfg.model._target_)(inputs, Knobs(cfg, feature_stats), **family_kwargs(cfg.model))
 
 
+def float32_output() -> dict:
+    """Under a mixed-precision policy the output layer (softmax, sigmoid) and so the loss stay
+    float32, as Keras' mixed-precision guide prescribes; nothing changes under float32."""
+    return {"dtype": "float32"} if keras.config.dtype_policy().name != "float32" else {}
+
+
 def build_model(cfg, image_shape: tuple, num_classes: int, feature_stats=None) -> keras.Model:
     """Build (not compile) the configured classifier for uint8 images of `image_shape`."""
     inputs = keras.Input(shape=image_shape, dtype="uint8", name="image")
     x = Knobs(cfg).before_output(hidden_stack(cfg, inputs, feature_stats))
     if is_binary(cfg):
-        outputs = keras.layers.Dense(1, activation="sigmoid", name="output")(x)
+        outputs = keras.layers.Dense(1, activation="sigmoid", name="output", **float32_output())(x)
     else:
-        outputs = keras.layers.Dense(num_classes, activation="softmax", name="output")(x)
+        outputs = keras.layers.Dense(num_classes, activation="softmax", name="output", **float32_output())(x)
     return keras.Model(inputs, outputs, name=cfg.model.name)
 
 
@@ -71,7 +77,7 @@ def build_autoencoder(cfg, image_shape: tuple, feature_stats=None) -> keras.Mode
     for i, units in enumerate(reversed(dense[:-1] if dense else [256]), start=1):
         x = keras.layers.Dense(units, kernel_initializer=make(cfg.initializer), name=f"decoder{i}_dense")(x)
         x = make(cfg.activation, name=f"decoder{i}_act")(x)
-    x = keras.layers.Dense(math.prod(image_shape), activation="sigmoid", name="reconstruction")(x)
+    x = keras.layers.Dense(math.prod(image_shape), activation="sigmoid", name="reconstruction", **float32_output())(x)
     outputs = keras.layers.Reshape(image_shape, name="image_out")(x)
     return keras.Model(inputs, outputs, name="autoencoder")
 
