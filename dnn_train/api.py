@@ -27,11 +27,12 @@ def compose(*overrides: str):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    from dnn_train.config import CONF_DIR, describe_error, validate
+    from dnn_train.config import CONF_DIR, check_choices, describe_error, validate
 
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             cfg = hydra_compose(config_name="config", overrides=list(overrides))
+        check_choices(overrides)
         validate(cfg)
     except Exception as ex:  # noqa: BLE001 - every config problem becomes one line
         message = describe_error(ex)

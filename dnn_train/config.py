@@ -300,13 +300,30 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "data.synthetic.train_examples": _number(2, 2_000_000, integer=True),
     "data.synthetic.test_examples": _number(1, 2_000_000, integer=True),
     "data.synthetic.noise": _number(0),
+    "logger.name": _choice(*sorted(p.stem for p in (CONF_DIR / "logger").glob("*.yaml"))),
+    "logger.log_model": BOOL,
+    "logger.experiment": ((lambda v: isinstance(v, str) and v.strip() != ""), "a non-empty name"),
+    "logger.tracking_uri": ((lambda v: v is None or (isinstance(v, str) and v.strip() != "")), "a URI or null"),
+    "augment.layers": ((lambda v: isinstance(v, ListConfig) and all(isinstance(i, DictConfig) and "_target_" in i
+                                                                     for i in v)),
+                       "a list of layers, each with a _target_ (see conf/augment/)"),
 }
 TOP_LEVEL_RULES = ("task",)
+# Groups and sections a run needs: `~optimizer` or `~transfer` on the command line is refused.
+REQUIRED = ("data", "model", "trainer", *KERAS_GROUPS, "transfer", "lr_find", "autoencoder", "task")
+# Groups whose keys are not checked against a class: the keys their options may have.
+PLAIN_GROUP_KEYS = {"augment": ("layers",)}
+OPTIONAL_KEYS_OF = ("model", "logger", "augment")  # a key of another option, or of none (~augment.layers)
 
 
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError naming the first key whose value is unknown or out of range. Needs no
     TensorFlow; `check_targets` (after the import) checks the keys against the Keras classes."""
+    for key in REQUIRED:
+        if key not in cfg or (key != "task" and not isinstance(cfg.get(key), DictConfig)):
+            raise ConfigError(f"{key}: missing (removed with ~{key}?); a run needs it"
+                              + (f": choose one with {key}=OPTION" if key in KERAS_GROUPS or key in ("data", "model")
+                                 else ""))
     check_keys(cfg)
     check_allowed_targets(cfg)
     for group in KERAS_GROUPS:
@@ -316,10 +333,11 @@ def validate(cfg: DictConfig) -> None:
         for key in node:
             if key in RULES:
                 _check(f"{group}.{key}", node[key], RULES[key])
+    _check_plain_group_keys(cfg)
     for full_key, rule in RULES.items():
         parent, _, leaf = full_key.rpartition(".")
         node = OmegaConf.select(cfg, parent) if parent else cfg
-        if node is None or (parent == "model" and leaf not in node):  # a key of another family, or no synthetic
+        if node is None or (parent in OPTIONAL_KEYS_OF and leaf not in node):  # another family's key, no synthetic
             continue
         if "." in full_key or full_key in TOP_LEVEL_RULES:
             _check(full_key, OmegaConf.select(cfg, full_key), rule)
@@ -329,6 +347,47 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"trainer.resume=true: only task=train runs can be resumed (task={cfg.task})")
     _validate_classes(cfg.data)
     _validate_transfer(cfg)
+
+
+def _check_plain_group_keys(cfg: DictConfig) -> None:
+    """Keys of groups that no class checks: an option without `_target_` (schedule=constant,
+    regularizer=none, normalization=none) takes only its builder's keys, augment only `layers`,
+    a logger only its YAML's keys (`+schedule.epochs=1` would otherwise be ignored)."""
+    allowed = {g: BUILDER_KEYS.get(g, ()) for g in KERAS_GROUPS}
+    allowed.update(PLAIN_GROUP_KEYS)
+    logger = cfg.get("logger")
+    if isinstance(logger, DictConfig) and logger.get("name") in options("logger"):
+        allowed["logger"] = tuple(OmegaConf.load(CONF_DIR / "logger" / f"{logger.name}.yaml").keys())
+    for group, keys in allowed.items():
+        node = cfg.get(group)
+        if not isinstance(node, DictConfig) or "_target_" in node:
+            continue
+        for key in node:
+            if key not in keys:
+                raise ConfigError(f"{group}.{key}: unknown key{did_you_mean(f'{group}.{key}', [f'{group}.{k}' for k in keys])}"
+                                  f" (the chosen {group} option takes {', '.join(keys) or 'no keys'})")
+
+
+def check_choices(overrides, search_dirs=()) -> None:
+    """Each `GROUP=OPTION` override names an option of conf/GROUP/ (or of a --config-dir in
+    `search_dirs`): Hydra silently skips an unknown option of an optional group (experiment=,
+    hparams_search=), so a typo would run the defaults."""
+    dirs = [CONF_DIR, *(Path(d) for d in search_dirs)]
+    for override in overrides or ():
+        key, eq, value = str(override).lstrip("+").partition("=")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        if not eq or key.startswith("~") or "." in key or "/" in key or value == "null" \
+                or not (CONF_DIR / key).is_dir():
+            continue
+        if not any((d / key / f"{value}.yaml").is_file() for d in dirs):
+            raise ConfigError(unknown_option(key, value))
+
+
+def unknown_option(group: str, name: str, valid=None) -> str:
+    valid = valid or options(group)
+    return f"{group}={name}: unknown option{did_you_mean(name, valid)}; valid {group} options: {', '.join(valid)}"
 
 
 def check_keys(cfg: DictConfig) -> None:
@@ -620,14 +679,23 @@ def describe_error(ex: BaseException) -> Optional[str]:
 
     if isinstance(ex, ConfigError):
         return str(ex)
+    if isinstance(ex, AssertionError):  # OmegaConf's, while Hydra applies an override under a null key
+        tb = ex.__traceback__
+        while tb is not None:
+            if tb.tb_frame.f_code.co_name == "_apply_overrides_to_config":
+                override = tb.tb_frame.f_locals.get("override")
+                key = str(getattr(override, "key_or_group", "") or "")
+                parent = key.rpartition(".")[0] or key
+                return f"{getattr(override, 'input_line', None) or override}: cannot be set, {parent} is null in " \
+                       "this config (data.synthetic.* needs data=synthetic)"
+            tb = tb.tb_next
     if isinstance(ex, HydraException) and isinstance(ex.__cause__, ConfigError):  # e.g. raised by a Hydra plugin
         return str(ex.__cause__)
     if isinstance(ex, MissingConfigException):
         m = re.search(r"Could not find '([^'/]+)/([^']+)'", str(ex))
         if m:
             group, name = m.groups()
-            valid = ex.options or options(group)
-            return f"{group}={name}: unknown option{did_you_mean(name, valid)}; valid {group} options: {', '.join(valid)}"
+            return unknown_option(group, name, ex.options)
     text = f"{ex} {ex.__cause__ or ''}"
     m = re.search(r"Could not override '([\w.]+)'", text)
     if m and "not in" in text:

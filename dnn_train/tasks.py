@@ -9,8 +9,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from dnn_train.config import ConfigError, check_targets, validate
-from dnn_train.record import Run, remove_created
+from dnn_train.config import ConfigError, check_choices, check_targets, describe_error, validate
+from dnn_train.record import Run, one_line, remove_created
 
 log = logging.getLogger("dnn_train")
 
@@ -29,13 +29,19 @@ def run_task(cfg: DictConfig, run_dir: Path | None = None, overrides=None, hydra
         run_dir, overrides, hydra_cfg = Path(hc.runtime.output_dir), list(hc.overrides.task), hc
     bad_input = None
     try:
-        validate(cfg)
+        try:
+            check_choices(overrides, _search_dirs(hydra_cfg))
+            validate(cfg)
+        except ConfigError:
+            raise
+        except Exception as ex:  # noqa: BLE001 - a config validate did not foresee is still bad input
+            raise ConfigError(describe_error(ex) or one_line(ex)) from ex
     except ConfigError as ex:
         if not sweep_job:
             remove_created(Path(run_dir))
             raise
         bad_input = ex
-    resume = sweep_job or bool(cfg.trainer.get("resume"))
+    resume = sweep_job or bool((cfg.get("trainer") or {}).get("resume"))
     with Run(run_dir, cfg, overrides or [], hydra_cfg, resume=resume, record_bad_input=sweep_job) as run:
         if bad_input is not None:
             raise bad_input
@@ -52,6 +58,14 @@ def run_task(cfg: DictConfig, run_dir: Path | None = None, overrides=None, hydra
             return _task(cfg.task)(cfg, run, list(callbacks))
         finally:
             data.discard_preloaded()
+
+
+def _search_dirs(hydra_cfg) -> list:
+    """The file folders of Hydra's config search path (--config-dir adds one)."""
+    try:
+        return [src.path for src in hydra_cfg.runtime.config_sources if src.schema == "file"]
+    except Exception:  # noqa: BLE001 - no Hydra config (the Python API)
+        return []
 
 
 def _task(name: str):
