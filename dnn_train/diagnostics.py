@@ -58,18 +58,13 @@ class Probe:
 
     def rows(self, x, y) -> list[dict]:
         """One row per hidden block: layer_stats and the kernels' gradient norm, on batch (x, y)."""
-        import tensorflow as tf
-
         kernels = [b.kernels() for b in self.blocks]
         saved = [keras.ops.convert_to_numpy(v) for v in self.model.non_trainable_weights]  # BN moving statistics
         rates = [layer.rate for layer in self.dropouts]
         for layer in self.dropouts:
             layer.rate = 0.0  # no dropout while measuring
         try:
-            with tf.GradientTape() as tape:
-                *acts, out = self.net(x, training=True)
-                loss = self.loss_fn(y, out)
-            grads = tape.gradient(loss, [k for ks in kernels for k in ks])
+            acts, grads = self._forward_backward(x, y, [k for ks in kernels for k in ks])
         finally:
             for layer, rate in zip(self.dropouts, rates):
                 layer.rate = rate
@@ -83,6 +78,29 @@ class Probe:
             rows.append({"layer": block.index, "name": block.name, **layer_stats(keras.ops.convert_to_numpy(act), kind),
                          "grad_norm": float(np.sqrt(sum(float((t ** 2).sum()) for t in g))) if g else None})
         return rows
+
+
+    def _forward_backward(self, x, y, variables):
+        """The blocks' outputs and the loss gradient w.r.t. `variables`, on the backend in use."""
+        if keras.backend.backend() == "jax":
+            import jax
+
+            trainable = self.net.trainable_variables
+            values = [v.value for v in self.net.non_trainable_variables]
+
+            def loss(weights):
+                *acts, out = self.net.stateless_call(weights, values, x, training=True)[0]
+                return self.loss_fn(y, out), acts
+
+            (_, acts), grads = jax.value_and_grad(loss, has_aux=True)([v.value for v in trainable])
+            at = {id(v): g for v, g in zip(trainable, grads)}
+            return acts, [at.get(id(v)) for v in variables]
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            *acts, out = self.net(x, training=True)
+            loss = self.loss_fn(y, out)
+        return acts, tape.gradient(loss, variables)
 
 
 def probe(model: keras.Model, x, y, loss_fn) -> list[dict]:

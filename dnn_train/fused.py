@@ -18,7 +18,9 @@ first trace (otherwise TensorFlow traces it twice).
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
+
+if keras.backend.backend() == "tensorflow":  # the fused loop is TensorFlow's; other backends never import it
+    import tensorflow as tf
 
 
 class FusedSteps(keras.Model):
@@ -40,8 +42,7 @@ class FusedSteps(keras.Model):
                                          tf.TensorSpec(labels.shape[1:], labels.dtype)))
         return super().fit(x, *args, **kwargs)
 
-    @tf.autograph.experimental.do_not_convert  # only TensorFlow control flow: AutoGraph's source
-    def train_step(self, data):  # rewriting (here and in the functions below) would only cost start-up time
+    def train_step(self, data):  # (AutoGraph is off for it, below: it holds only TensorFlow control flow)
         x, y, n, *last = data  # (k, batch, ...), (k, batch), real batches; [the epoch's partial batch]
         if self._traced_step is None:  # Keras' step, traced once for any batch size: used by both paths
             spec = [tf.TensorSpec((None,) + tuple(t.shape[2:]), t.dtype) for t in (x, y)]
@@ -67,6 +68,10 @@ class FusedSteps(keras.Model):
         if self._compiled_loop is None:
             self._compiled_loop = tf.function(self._loop, jit_compile=True, autograph=False)
         return self._compiled_loop(x, y, n)
+
+
+if keras.backend.backend() == "tensorflow":  # AutoGraph's source rewriting would only cost start-up time
+    FusedSteps.train_step = tf.autograph.experimental.do_not_convert(FusedSteps.train_step)
 
 
 def available() -> bool:

@@ -19,6 +19,10 @@ RECONSTRUCTIONS_FILE = "reconstructions.png"
 
 def image_pairs(x: np.ndarray, batch_size: int, shuffle: bool, seed: int):
     """(uint8 image, the same image scaled to [0, 1]) batches: input and reconstruction target."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return data.make_dataset(x, x.astype(np.float32) / 255.0, batch_size, shuffle=shuffle, seed=seed)
     import tensorflow as tf
 
     no_labels = np.zeros(len(x), dtype=np.uint8)  # make_dataset's label slot, dropped below

@@ -151,9 +151,7 @@ def train(cfg, run: Run, extra_callbacks=()) -> dict:
 def training_batches(splits: data.Splits, t, group: int = 1):
     """The shuffled training batches, each epoch's order a function of (seed, epoch), and the
     callback that tells them (and the dropout layers) which epoch it is."""
-    import tensorflow as tf
-
-    epoch = tf.Variable(0, dtype=tf.int64, trainable=False)  # set by EpochSeeds, read by the data order
+    epoch = data.epoch_counter()  # set by EpochSeeds, read by the data order
     batches = data.make_dataset(splits.x_train, splits.y_train, t.batch_size, shuffle=True, seed=t.seed,
                                 epoch=epoch, group=group)
     return batches, EpochSeeds(t.seed, epoch)
@@ -220,6 +218,13 @@ def _watch(cfg, run_dir: Path, splits: data.Splits) -> list:
     """The diagnostics and TensorBoard callbacks, if asked for."""
     t, out = cfg.trainer, []
     board = run_dir / "tensorboard" if t.tensorboard else None
+    if board is not None and keras.backend.backend() != "tensorflow":
+        try:
+            import tensorflow  # noqa: F401  Keras writes TensorBoard curves with TensorFlow's summaries
+        except ImportError:
+            log.warning("trainer.tensorboard=true: no TensorBoard curves in this run: Keras writes them with "
+                        "TensorFlow's summaries, and TensorFlow is not installed (backend %s)", keras.backend.backend())
+            board = None
     if t.diagnostics:
         rng = np.random.default_rng(t.seed)
         idx = np.sort(rng.choice(len(splits.y_train), min(t.diagnostics_batch, len(splits.y_train)), replace=False))

@@ -29,7 +29,8 @@ if TYPE_CHECKING:
 
 # Loaded at first use (with numpy and PIL), not when config.py reads the catalog: --help stays fast.
 _LAZY = {"Splits": "splits", "class_indices": "splits", "feature_stats": "splits", "select_classes": "splits",
-         "make_dataset": "pipeline", "eval_batch": "pipeline", "EVAL_BATCH": "pipeline"}
+         "make_dataset": "pipeline", "eval_batch": "pipeline", "EVAL_BATCH": "pipeline",
+         "epoch_counter": "pipeline"}
 __all__ = ["DataError", "load", "preload", "discard_preloaded", "locate", *_LAZY]
 
 

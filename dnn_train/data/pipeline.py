@@ -1,5 +1,6 @@
-"""The input pipeline: tf.data batches of uint8 images gathered from the arrays (TensorFlow is
-imported inside, so the rest of the data layer loads without it)."""
+"""The input pipeline: tf.data batches of uint8 images gathered from the arrays on TensorFlow
+(imported inside, so the rest of the data layer loads without it); on Keras' other backends (JAX)
+a keras.utils.PyDataset of the same kind of batches, so that those runs never import TensorFlow."""
 from __future__ import annotations
 
 import numpy as np
@@ -24,6 +25,12 @@ def make_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool, s
     images), each element also carries (rest_images, rest_labels, is_last): that batch, trained after
     the last group's batches, so that it too keeps one shape and nothing is traced twice.
     """
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        if group > 1:
+            raise ValueError("grouped batches (trainer.fuse_steps) are for TensorFlow's fused loop")
+        return array_batches(x, y, batch_size, shuffle, seed, epoch)
     import tensorflow as tf
 
     images, labels, n = tf.constant(x), tf.constant(y), len(x)
@@ -65,3 +72,62 @@ def make_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool, s
         ds = ds.map(plain(lambda i: (tf.gather(images, i), tf.gather(labels, i))),
                     num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+class EpochCounter:
+    """The epoch the data order is drawn for, off TensorFlow (there, a tf.Variable that tf.data's
+    graph reads): EpochSeeds assigns it as each epoch begins."""
+
+    def __init__(self, value: int = 0):
+        self.value = int(value)
+
+    def assign(self, value) -> None:
+        self.value = int(value)
+
+
+def epoch_counter():
+    """What EpochSeeds sets and the training batches read: a tf.Variable on TensorFlow, an
+    EpochCounter on the other backends."""
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.Variable(0, dtype=tf.int64, trainable=False)
+    return EpochCounter()
+
+
+def array_batches(x: np.ndarray, y: np.ndarray, batch_size: int, shuffle: bool, seed: int, epoch=None):
+    """The batches as a keras.utils.PyDataset (Keras' backend-neutral input; the class is made at
+    first use so that importing this module imports no Keras). With `shuffle` each epoch's order is
+    numpy's permutation seeded with (seed, epoch): not TensorFlow's stateless shuffle, so another
+    order than on TensorFlow, but as reproducible on resume."""
+    import keras
+
+    class ArrayBatches(keras.utils.PyDataset):
+        def __init__(self):
+            super().__init__()
+            self.epoch = epoch if epoch is not None else EpochCounter()
+            self._order = (None, np.arange(len(x)))
+            self.endless = False
+
+        def __len__(self):
+            return -(-len(x) // batch_size)
+
+        @property
+        def num_batches(self):
+            return None if self.endless else len(self)
+
+        def repeat(self):
+            """Endless, the same order over again: what tf.data's repeat() gives task=find_lr."""
+            self.endless = True
+            return self
+
+        def __getitem__(self, i):
+            i %= len(self)
+            if shuffle and self._order[0] != self.epoch.value:
+                self._order = (self.epoch.value, np.random.default_rng([seed, self.epoch.value]).permutation(len(x)))
+            idx = self._order[1][i * batch_size:(i + 1) * batch_size]
+            return x[idx], y[idx]
+
+    return ArrayBatches()

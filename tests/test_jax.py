@@ -1,0 +1,84 @@
+"""Keras' JAX backend (KERAS_BACKEND=jax), as the GPU machines have it: no TensorFlow installed
+(tests/without_tensorflow.py makes every import of it fail). Every task trains, saves, reloads and
+resumes; the input pipeline is a keras.utils.PyDataset and the diagnostics' gradients are JAX's.
+Each run is a subprocess: this process's Keras is on TensorFlow. Skipped without jax."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("jax") is None,
+                                reason="jax is not installed (pip install -e '.[test]' brings it)")
+WITHOUT_TF = str(REPO / "tests" / "without_tensorflow.py")
+TINY = ["data=synthetic", "data.synthetic.train_examples=400", "data.valid_split=100",
+        "data.synthetic.test_examples=100", "trainer.progress=none", "model.depth=2", "model.units=16"]
+
+
+def run_jax(*args: str, cwd, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "KERAS_BACKEND": "jax", "MPLBACKEND": "Agg"}
+    env.pop("DNN_TRAIN_DEBUG", None)
+    return subprocess.run([sys.executable, WITHOUT_TF, *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+RESUME = """
+import json, sys
+import keras, numpy as np
+from dnn_train import load_run, run
+assert keras.backend.backend() == "jax"
+overrides = [*json.loads(sys.argv[1]), "trainer.epochs=3", "regularizer=dropout", "regularizer.rate=0.2",
+             "schedule=1cycle", "optimizer=momentum"]
+
+class Interrupt(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+whole = run(*overrides, run_dir="whole")
+try:
+    run(*overrides, run_dir="cut", callbacks=[Interrupt()])
+except KeyboardInterrupt:
+    pass
+assert load_run("cut").results["status"] == "interrupted"
+resumed = run(*overrides, "trainer.resume=true", run_dir="cut")
+a, b = load_run("whole"), load_run("cut")
+cols = ["loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"]
+assert b.metrics["epoch"].tolist() == [1, 2, 3], b.metrics
+np.testing.assert_allclose(b.metrics[cols].to_numpy(), a.metrics[cols].to_numpy(), rtol=1e-5)
+assert abs(resumed["test_accuracy"] - whole["test_accuracy"]) < 1e-6
+x = np.random.default_rng(0).integers(0, 256, (8, 8, 8), dtype=np.uint8)
+np.testing.assert_allclose(a.model().predict(x, verbose=0), b.model().predict(x, verbose=0), atol=1e-6)
+assert whole["status"] == "completed" and whole["grad_ratio_epoch1"] > 0
+assert "tensorflow" not in sys.modules
+print("OK", whole["test_accuracy"])
+"""
+
+
+def test_jax_trains_saves_reloads_and_resumes_exactly_without_tensorflow(tmp_path):
+    proc = run_jax("-c", RESUME, json.dumps(TINY), cwd=tmp_path)
+    assert proc.returncode == 0 and "OK" in proc.stdout, proc.stderr[-3000:]
+
+
+@pytest.mark.parametrize("extra", [["task=find_lr"], ["task=pretrain_autoencoder"],
+                                   ["model=cnn", "model.filters=[8]", "augment=flip_translate"],
+                                   ["model=backbone", "model.weights=null", "model.arch=MobileNetV3Small"],
+                                   ["experiment=mc_dropout", "trainer.mc_samples=3", *TINY[5:], "trainer.tensorboard=true"]],
+                         ids=["find_lr", "pretrain_autoencoder", "cnn", "backbone", "mc_dropout_tensorboard"])
+def test_every_task_and_family_runs_on_jax_through_the_command(tmp_path, extra):
+    run_dir = tmp_path / "run"
+    args = [a for a in TINY if not (extra[0].startswith("model=") and a.startswith("model."))]
+    proc = run_jax("-m", "dnn_train", *args, "trainer.epochs=2", *extra, f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["status"] == "completed"
+    if extra[0] != "task=find_lr":
+        assert (run_dir / "model.keras").is_file()
+    if "trainer.tensorboard=true" in extra:
+        assert "TensorFlow is not installed" in (run_dir / "dnn_train.log").read_text()
