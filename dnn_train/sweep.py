@@ -92,10 +92,18 @@ def verdict_lines(comparison) -> list[str]:
     groups = comparison.groups[comparison.groups["metric"] == comparison.metric]
     if len(groups) < 2:
         return [f"note: {note}" for note in comparison.notes]
-    lines = []
+    from dnn_train.stats import NOT_ENOUGH_SEEDS
+
+    lines, unpaired = [], 0
     for _, row in groups.iterrows():
-        if row["verdict"] and row["verdict"] != compare.BASELINE:
+        if row["verdict"] == NOT_ENOUGH_SEEDS:  # one line for all of them (a search: every trial)
+            unpaired += 1
+        elif row["verdict"] and row["verdict"] != compare.BASELINE:
             pairs = 0 if compare.missing(row["pairs"]) else int(row["pairs"])
             lines.append(f"{row['configuration']} vs {row['baseline']}: {row['verdict']} ({comparison.metric} "
                          f"{compare.difference_text(row) or 'difference unknown'}, {pairs} pairs)")
+    if unpaired:
+        many = unpaired > 1
+        lines.append(f"{unpaired} configuration{'s' if many else ''} {'share' if many else 'shares'} fewer than 2 "
+                     "seeds with the baseline: no verdict (sweep trainer.seed for repeats; summary.md has the differences)")
     return lines + [f"note: {note}" for note in comparison.notes]

@@ -79,6 +79,12 @@ def test_summary_rows_show_only_the_varying_overrides_and_sort_by_the_metric(tmp
     # one seed each: n = 1, no interval, and the configurations table says why there is no verdict
     assert "| optimizer=adam | 1 | 0.8000 |  | +0.1000 | 1 | not enough seeds |" in md
     assert "| optimizer=nadam | 0 |  |  |  |  | no completed run |" in md
+    from dnn_train.sweep import verdict_lines  # what the sweep prints at its end: one line, not one per configuration
+
+    assert [ln for ln in verdict_lines(comparison) if not ln.startswith("note:")] == [
+        "optimizer=nadam vs optimizer=sgd: no completed run (best_val_accuracy difference unknown, 0 pairs)",
+        "1 configuration shares fewer than 2 seeds with the baseline: no verdict (sweep trainer.seed for repeats; "
+        "summary.md has the differences)"]
     assert any("trainer.seed=0,1,2,3,4" in ln for ln in md)
     baseline = next(i for i, ln in enumerate(md) if ln.startswith("Baseline: optimizer=sgd (the first run's"))
     assert md.index("## Runs, sorted by best_val_accuracy") > baseline
