@@ -4,14 +4,18 @@ made with hydra/sweeper/pruner=nop (every trial ran all its epochs):
 
     python benchmarks/replay_pruners.py outputs/hparams_search/STUDY
 
-(README, "Hyperparameter search". A replay, not a search: the sampler's later choices, which see the
-pruned trials, are not replayed.)
+It prints, per pruner, the epochs each trial would have trained, the best value kept, and an
+estimate of the wall time: each trial's fixed part (its wall_seconds less its epochs) plus the
+epochs it trains. (README, "Hyperparameter search". A replay, not a search: the sampler's later
+choices, which see the pruned trials, are not replayed.)
 """
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pandas as pd
 from optuna.distributions import FloatDistribution
@@ -20,16 +24,26 @@ from optuna.trial import TrialState
 PRUNERS = {
     "successive_halving": lambda: optuna.pruners.SuccessiveHalvingPruner(),
     "successive_halving (reduction_factor=3)": lambda: optuna.pruners.SuccessiveHalvingPruner(reduction_factor=3),
+    "successive_halving (min_resource=1)": lambda: optuna.pruners.SuccessiveHalvingPruner(min_resource=1),
     "hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=1, reduction_factor=3),
     "median": lambda: optuna.pruners.MedianPruner(),
+    "median (n_startup_trials=3, n_warmup_steps=1)": lambda: optuna.pruners.MedianPruner(3, 1),
+    "percentile 25 (n_startup_trials=3, n_warmup_steps=1)": lambda: optuna.pruners.PercentilePruner(25, 3, 1),
 }
 
 
 def main(sweep_dir: Path) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     jobs = sorted((p for p in sweep_dir.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
-    curves = [pd.read_csv(p / "metrics.csv")["val_accuracy"].tolist() for p in jobs]
-    print(f"{len(curves)} trials, {sum(map(len, curves))} epochs without pruning, best {max(map(max, curves)):.4f}")
+    tables = [pd.read_csv(p / "metrics.csv") for p in jobs]
+    curves = [t["val_accuracy"].tolist() for t in tables]
+    # a trial's cost: its fixed part (wall_seconds less its epochs: set-up, compiling, test, save,
+    # plots) plus the epochs it trains; the first trial's fixed part also holds the process start
+    seconds = [t["epoch_seconds"].tolist() for t in tables]
+    fixed = [json.loads((p / "results.json").read_text())["wall_seconds"] - sum(s) for p, s in zip(jobs, seconds)]
+    total = sum(fixed) + sum(map(sum, seconds))
+    print(f"{len(curves)} trials, {sum(map(len, curves))} epochs without pruning, best {max(map(max, curves)):.4f}, "
+          f"{total:.0f} s (fixed part per trial: median {np.median(fixed):.1f} s)")
     for name, make in PRUNERS.items():
         study = optuna.create_study(direction="maximize", pruner=make())
         epochs, best = [], None
@@ -45,7 +59,8 @@ def main(sweep_dir: Path) -> None:
                 study.tell(trial, max(curve))
                 epochs.append(len(curve))
                 best = max(curve) if best is None else max(best, max(curve))
-        print(f"{name}: {sum(epochs)} epochs {epochs}, best {best:.4f}")
+        cost = sum(fixed) + sum(sum(s[:n]) for s, n in zip(seconds, epochs))
+        print(f"{name}: {sum(epochs)} epochs {epochs}, best {best:.4f}, ~{cost:.0f} s ({cost / total:.0%})")
 
 
 if __name__ == "__main__":

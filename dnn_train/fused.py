@@ -87,7 +87,9 @@ def supports_xla(model: keras.Model) -> bool:
 
 
 # Convolutions as XLA compiles them on a CPU are not oneDNN's: the fashion_mnist_cnn preset's epoch
-# took 22x longer with XLA there (README, Performance), while Dense-only nets gain 1.5-2x from it.
+# took 24x longer with XLA there; and XLA's dropout masks on a CPU are slow: a 784-300 MLP with dropout
+# took 8.5-11 s an epoch with XLA, 1.5-2.7 s without (README, Performance). Dense-only nets without
+# dropout gain 1.5-2x from it.
 _CONVOLUTIONS = tuple(getattr(keras.layers, name) for name in (
     "Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose",
     "DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D", "SeparableConv2D"))
@@ -95,12 +97,14 @@ _CONVOLUTIONS = tuple(getattr(keras.layers, name) for name in (
 
 def xla_pays(model: keras.Model) -> bool:
     """What jit_compile=auto asks: XLA compiles every layer, and it is faster here: on a GPU, or on a
-    CPU for models without convolutions."""
+    CPU for models without convolutions or dropout."""
+    from dnn_train.models import DROPOUT_LAYERS
+
     if not supports_xla(model):
         return False
     if tf.config.list_physical_devices("GPU"):
         return True
-    return not any(isinstance(layer, _CONVOLUTIONS) for layer in model._flatten_layers())
+    return not any(isinstance(layer, (*_CONVOLUTIONS, *DROPOUT_LAYERS)) for layer in model._flatten_layers())
 
 
 def is_fused(model) -> bool:
