@@ -79,7 +79,6 @@ class Probe:
                          "grad_norm": float(np.sqrt(sum(float((t ** 2).sum()) for t in g))) if g else None})
         return rows
 
-
     def _forward_backward(self, x, y, variables):
         """The blocks' outputs and the loss gradient w.r.t. `variables`, on the backend in use."""
         if keras.backend.backend() == "jax":
