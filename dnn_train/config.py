@@ -267,6 +267,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "model.filters": _int_list(1, 100_000),
     "model.convs_per_block": _number(1, 50, integer=True),
     "model.kernel_size": _number(1, 31, integer=True),
+    "model.padding": _choice("same", "valid"),
     "model.pool": _choice("max", "avg", "none"),
     "model.global_pool": _choice("avg", "flatten"),
     "model.head_units": _int_list(1, 100_000, empty=True),

@@ -248,7 +248,7 @@ def test_mc_dropout_passes_differ_and_their_mean_is_the_prediction():
 
 # ---------------------------------------------------------------- presets and warnings
 PRESETS = ["default_dnn", "self_normalizing", "cifar10_baseline", "cifar10_batchnorm", "cifar10_selu",
-           "cifar10_alpha_dropout", "cifar10_1cycle"]
+           "cifar10_alpha_dropout", "cifar10_1cycle", "fashion_mnist_cnn", "cifar10_cnn", "transfer_cnn_a", "transfer_cnn_b"]
 
 
 @pytest.mark.parametrize("preset", PRESETS)
@@ -269,6 +269,10 @@ def test_preset_contents_follow_the_chapter():
     b = make_cfg("experiment=cifar10_batchnorm")
     assert (b.data.name, b.model.depth, b.model.units, b.normalization.position) == ("cifar10", 20, 100, "before")
     assert make_cfg("experiment=cifar10_1cycle").trainer.batch_size == 128
+    f = make_cfg("experiment=fashion_mnist_cnn")  # the chapter's techniques on a CNN
+    assert (f.model.name, f.initializer.scale, f.normalization.position, f.regularizer.placement) == (
+        "cnn", 2.0, "before", "before_output")
+    assert f.optimizer._target_.endswith("Nadam") and f.schedule._target_.endswith("OneCycle")
 
 
 @pytest.mark.parametrize("overrides, expected", [

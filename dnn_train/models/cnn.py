@@ -1,24 +1,29 @@
 """model=cnn: a convolutional stack. Blocks of `convs_per_block` convolutions (`filters[i]` maps of
-`kernel_size`), each followed by the normalization and activation knobs, a pooling layer ending
-each block and spatial dropout after it when regularizer=dropout; then global average pooling (or
-flatten) and a dense head (`head_units`), whose blocks continue the numbering."""
+`kernel_size`, `padding` same or valid), each followed by the normalization and activation knobs, a
+pooling layer ending each block and spatial dropout after it when regularizer=dropout; then global
+average pooling (or flatten) and a dense head (`head_units`), whose blocks continue the numbering."""
 from __future__ import annotations
 
 from typing import Sequence
 
 import keras
 
+from dnn_train.config import ConfigError
 from dnn_train.models.parts import Knobs
 
 POOLING = {"max": keras.layers.MaxPooling2D, "avg": keras.layers.AveragePooling2D}
 
 
 def build(inputs, knobs: Knobs, filters: Sequence[int] = (32, 64, 128), convs_per_block: int = 2,
-          kernel_size: int = 3, pool: str = "max", global_pool: str = "avg", head_units: Sequence[int] = ()):
+          kernel_size: int = 3, padding: str = "same", pool: str = "max", global_pool: str = "avg",
+          head_units: Sequence[int] = ()):
     x = knobs.images(inputs)
     for block, width in enumerate(filters, start=1):
         for j in range(1, convs_per_block + 1):
-            x = knobs.conv(x, width, kernel_size, f"block{block}_conv{j}")
+            if padding == "valid" and min(x.shape[1:3]) < kernel_size:
+                raise ConfigError(f"model.padding=valid: block {block} gets {x.shape[1]}x{x.shape[2]} maps, smaller "
+                                  f"than the {kernel_size}x{kernel_size} kernel (fewer blocks, or model.padding=same)")
+            x = knobs.conv(x, width, kernel_size, f"block{block}_conv{j}", padding=padding)
             x = knobs.activate(x, block, suffix=str(j))
         if pool != "none" and min(x.shape[1:3]) >= 2:  # small images: no pooling below 2x2
             x = POOLING[pool](2, name=f"block{block}_pool")(x)

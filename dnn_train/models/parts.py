@@ -88,8 +88,8 @@ class Knobs:
     def dense(self, x, units: int, name: str):
         return keras.layers.Dense(units, name=name, **self._kernel_kwargs(conv=False))(x)
 
-    def conv(self, x, filters: int, kernel_size: int, name: str, strides: int = 1):
-        return keras.layers.Conv2D(filters, kernel_size, strides=strides, padding="same", name=name,
+    def conv(self, x, filters: int, kernel_size: int, name: str, strides: int = 1, padding: str = "same"):
+        return keras.layers.Conv2D(filters, kernel_size, strides=strides, padding=padding, name=name,
                                    **self._kernel_kwargs(conv=True))(x)
 
     def _kernel_kwargs(self, conv: bool) -> dict:
