@@ -20,10 +20,10 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd
-
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from dnn_train.artifacts import read_metrics  # noqa: E402
 
 TARGETS = {  # preset: the test accuracy and the training time it must reach
     "fashion_mnist_cnn": (0.92, 5 * 60),
@@ -41,7 +41,7 @@ def run(out: Path, *overrides: str) -> dict:
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(overrides)} failed (exit {proc.returncode}):\n{proc.stderr[-2000:]}")
     results = json.loads((out / "results.json").read_text())
-    metrics = pd.read_csv(out / "metrics.csv")
+    metrics = read_metrics(out / "metrics.csv")
     print(f"  {' '.join(overrides)}: test {results['test_accuracy']:.4f}, {len(metrics)} epochs, "
           f"training {metrics['epoch_seconds'].sum():.0f} s, command {command:.0f} s", flush=True)
     return {"overrides": list(overrides), "test_accuracy": results["test_accuracy"],

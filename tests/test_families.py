@@ -87,6 +87,10 @@ def test_resnet_adds_shortcuts_and_normalizes_them_with_bn():
     adds = [layer for layer in model.layers if isinstance(layer, keras.layers.Add)]
     assert len(adds) == 2
     assert model.get_layer("block3_shortcut").strides == (2, 2)  # stage 2 halves the maps: a 1x1 projection
+    assert isinstance(model.get_layer("block3_bn_shortcut"), keras.layers.BatchNormalization)
+    plain = build_model(make_cfg("model=resnet", "model.width=4", "model.stages=2", "model.blocks_per_stage=1",
+                                 "normalization=none"), (16, 16, 3), 4, None)
+    assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in plain.layers)
 
 
 def test_backbone_loads_its_weights_from_an_earlier_runs_file(tmp_path):
