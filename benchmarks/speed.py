@@ -4,6 +4,7 @@ split, seed and number of epochs. Not a test: it prints a table (and writes JSON
     python benchmarks/speed.py                      # every case, 3 epochs each way
     python benchmarks/speed.py --epochs 4 --seeds 3 --json results.json   # what the README quotes
     python benchmarks/speed.py --cases none --first-steps all --sweep-epochs 10   # start-up per preset, the sweep
+    python benchmarks/speed.py --cases none --launchers 2          # sequential jobs against hydra/launcher=parallel
 
 (b) "plain Keras" is the chapter's code: float32 NumPy arrays scaled to [0, 1], a Sequential
 model, `compile()` with its defaults, `model.fit(X, y, batch_size, validation_data=...)`, and for
@@ -309,6 +310,37 @@ def sweep_case(out: Path, epochs: int, extra: list) -> dict:
             "speedup": round(keras_wall / wall, 2)}
 
 
+# The launcher comparison: the same sweep run one job after another (each job all the cores' threads)
+# and with hydra/launcher=parallel (joblib, n_jobs at once, each job cores / n_jobs threads).
+LAUNCHER_SWEEPS = {
+    "mlp_3x100": {"what": "8 optimizers x 5 epochs, the default 3x100 ReLU net, Fashion-MNIST, batch 32",
+                  "overrides": [f"optimizer={','.join(SWEEP_OPTIMIZERS)}", "trainer.epochs=5"]},
+    "onecycle_3x100": {"what": "8 optimizers x 5 epochs, 3x100 ReLU + 1cycle, Fashion-MNIST, batch 128",
+                       "overrides": [f"optimizer={','.join(SWEEP_OPTIMIZERS)}", "trainer.epochs=5", "schedule=1cycle",
+                                     "trainer.batch_size=128"]},
+    "cifar_20x100": {"what": "4 optimizers x 2 epochs, 20x100 ELU net with BN (experiment=cifar10_batchnorm), CIFAR-10",
+                     "overrides": ["experiment=cifar10_batchnorm", "optimizer=sgd,momentum,adam,nadam",
+                                   "trainer.epochs=2"]},
+}
+
+
+def launcher_case(out: Path, name: str, n_jobs: int, extra: list) -> dict:
+    """Wall time of one sweep, sequential (hydra's basic launcher) against hydra/launcher=parallel."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    walls = {}
+    for launcher, args in (("sequential", []), ("parallel", ["hydra/launcher=parallel", f"hydra.launcher.n_jobs={n_jobs}"])):
+        started = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "dnn_train", "-m", *LAUNCHER_SWEEPS[name]["overrides"], *args,
+                               "trainer.progress=none", "trainer.early_stopping.enabled=false",
+                               f"hydra.sweep.dir={out / f'{name}-{launcher}'}", *extra],
+                              capture_output=True, text=True, env=env, cwd=out)
+        walls[launcher] = round(time.perf_counter() - started, 1)
+        if proc.returncode != 0:
+            raise SystemExit(f"{name} ({launcher}) failed:\n{proc.stderr[-3000:]}")
+    return {"sweep": name, "what": LAUNCHER_SWEEPS[name]["what"], "n_jobs": n_jobs, **walls,
+            "parallel_speedup": round(walls["sequential"] / walls["parallel"], 2)}
+
+
 def plain_keras_sweep(epochs: int) -> None:
     """The book's notebook: one model per optimizer, built, compiled and fit in one process."""
     import keras
@@ -344,6 +376,8 @@ def main() -> None:
                         help="command to first training step for these presets (comma-separated, or all)")
     parser.add_argument("--sweep-epochs", type=int, default=0, metavar="N",
                         help="the 8-optimizer sweep case with N epochs per job (0: skip it)")
+    parser.add_argument("--launchers", type=int, default=0, metavar="N",
+                        help="each sweep of LAUNCHER_SWEEPS sequential and with hydra/launcher=parallel, N jobs at once")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--seeds", type=int, default=1, help="runs per way and case (seeds 42, 43, ...), alternating")
     parser.add_argument("--seed", type=int, default=42, help=argparse.SUPPRESS)
@@ -419,6 +453,13 @@ def main() -> None:
         print(f"\nsweep, {sw['jobs']} optimizers x {sw['epochs']} epochs: dnn_train {sw['dnn_train_wall']} s "
               f"(steady-state epochs {sw['steady_epochs_sum']} s + start-up {sw['first_step']} s: overhead ratio "
               f"{sw['overhead_ratio']}); plain Keras loop {sw['plain_keras_wall']} s: {sw['speedup']}x")
+    if args.launchers:
+        report["launchers"] = []
+        for name in LAUNCHER_SWEEPS:
+            row = launcher_case(args.out, name, args.launchers, args.overrides)
+            report["launchers"].append(row)
+            print(f"\nlaunchers, {row['what']}: sequential {row['sequential']} s, parallel ({row['n_jobs']} jobs at "
+                  f"once) {row['parallel']} s: {row['parallel_speedup']}x")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
 

@@ -96,14 +96,39 @@ def restored(metrics, epoch) -> dict:
             "restored_val_loss": float(row["val_loss"]) if "val_loss" in row else None}
 
 
-def plot_curves(metrics, path: Path, title: str = "") -> None:
-    """Loss, accuracy (train and validation) and learning rate against epochs."""
+def figure(nrows: int = 1, ncols: int = 1, **kwargs):
+    """(fig, axes) from pyplot on the Agg backend: plots go to files, never to a display."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4), constrained_layout=True)
+    return plt.subplots(nrows, ncols, **kwargs)
+
+
+def row_of_panels(n: int, figsize: tuple, title: str = ""):
+    """(fig, axes): n panels side by side with fixed margins, for the plots every run draws.
+    Fixed margins, not constrained layout: its measuring of every label took half of a plot's
+    time (0.28 s a plot here, 0.6 s of each run's fixed cost for curves.png and gradients.png)."""
+    fig, axes = figure(1, n, figsize=figsize)
+    fig.subplots_adjust(left=0.07, right=0.99, bottom=0.13, top=0.84 if title else 0.9, wspace=0.24)
+    if title:
+        fig.suptitle(title)
+    return fig, axes
+
+
+def save_figure(fig, path: Path) -> None:
+    """Write `fig` as a PNG, atomically, and free it."""
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path, ".png") as tmp:
+        fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+
+
+def plot_curves(metrics, path: Path, title: str = "") -> None:
+    """Loss, accuracy (train and validation) and learning rate against epochs."""
+    fig, axes = row_of_panels(3, (14, 4), title)
     epochs = metrics["epoch"]
     for ax, name in zip(axes[:2], ("loss", "accuracy")):
         for prefix, label, style in (("", "train", "-"), ("val_", "validation", "--")):
@@ -119,8 +144,4 @@ def plot_curves(metrics, path: Path, title: str = "") -> None:
         axes[2].set_yscale("log")
     axes[2].set(xlabel="epoch", ylabel="learning rate", title="learning rate (end of epoch)")
     axes[2].grid(alpha=0.3, which="both")
-    if title:
-        fig.suptitle(title)
-    with atomic_path(path, ".png") as tmp:
-        fig.savefig(tmp, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path)

@@ -381,14 +381,15 @@ def build(run_dirs: list[Path], metric: str = "best_val_accuracy", baseline: Opt
                       metric, ascending, labels.get(baseline_key), baseline, notes, skipped)
 
 
-def write(comparison: Comparison, out_dir: Path) -> None:
-    """summary.csv (job order), summary_groups.csv, summary.md and the two plots, in `out_dir`."""
+def write(comparison: Comparison, out_dir: Path, plots: bool = True) -> None:
+    """summary.csv (job order), summary_groups.csv, summary.md and (if `plots`) the two plots, in `out_dir`."""
     out_dir = Path(out_dir)
     artifacts.write_text(out_dir / SUMMARY_CSV, comparison.runs[COLUMNS].to_csv(index=False))
     artifacts.write_text(out_dir / GROUPS_CSV, comparison.groups.to_csv(index=False))
     artifacts.write_text(out_dir / SUMMARY_MD, markdown(comparison))
-    plot_curves(comparison, out_dir / CURVES_PLOT)
-    plot_metric(comparison, out_dir / METRIC_PLOT)
+    if plots:
+        plot_curves(comparison, out_dir / CURVES_PLOT)
+        plot_metric(comparison, out_dir / METRIC_PLOT)
 
 
 # ----------------------------------------------------------------------------------- summary.md
@@ -504,15 +505,6 @@ def _other(row) -> str:
 
 
 # ----------------------------------------------------------------------------------- plots
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _not_completed(runs) -> str:
     """ "2 of 3 completed; 1 crashed (process gone)" for a configuration's runs, "" if all completed."""
     bad = runs[runs["status"] != COMPLETED]
@@ -522,20 +514,14 @@ def _not_completed(runs) -> str:
     return f"{len(runs) - len(bad)} of {len(runs)} completed; {counts}"
 
 
-def _save(fig, path: Path) -> None:
-    with artifacts.atomic_path(path, ".png") as tmp:
-        fig.savefig(tmp, dpi=100)
-    _pyplot().close(fig)
-
-
 def plot_curves(comparison: Comparison, path: Path) -> None:
     """Validation accuracy against epochs: per configuration the mean over its completed runs, a
     band from the lowest to the highest of them, and its other runs dotted."""
+    import matplotlib
     import pandas as pd
 
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(12, 5.5), constrained_layout=True)
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig, ax = artifacts.figure(figsize=(12, 5.5), constrained_layout=True)
+    colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, (_, runs) in enumerate(comparison.runs.groupby("_key", sort=False)):
         color, label = colors[i % len(colors)], runs["configuration"].iloc[0]
         curves = {r.status: [] for r in runs.itertuples()}
@@ -561,18 +547,17 @@ def plot_curves(comparison: Comparison, path: Path) -> None:
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the plot, not over it
-    _save(fig, path)
+    artifacts.save_figure(fig, path)
 
 
 def plot_metric(comparison: Comparison, path: Path) -> None:
     """Per configuration, on one shared axis: its mean `metric` with the 95% CI as an error bar, and
     each completed run as a dot; the baseline's mean as a dashed line. Configurations with runs not
     completed say so in red."""
-    plt = _pyplot()
     metric, table = comparison.metric, comparison.runs
     groups = comparison.groups[comparison.groups["metric"] == metric]
     groups = sort_table(groups, "mean", not comparison.ascending)  # best at the top
-    fig, ax = plt.subplots(figsize=(10, 1.8 + 0.45 * max(1, len(groups))), constrained_layout=True)
+    fig, ax = artifacts.figure(figsize=(10, 1.8 + 0.45 * max(1, len(groups))), constrained_layout=True)
     labels = []
     for y, row in enumerate(groups.itertuples()):
         runs = table[table["configuration"] == row.configuration]
@@ -598,4 +583,4 @@ def plot_metric(comparison: Comparison, path: Path) -> None:
                                 "interval (Student t)\nas error bar; dots: single runs; dashed: the baseline's mean")
     ax.title.set_fontsize(9)
     ax.grid(alpha=0.3, axis="x")
-    _save(fig, path)
+    artifacts.save_figure(fig, path)

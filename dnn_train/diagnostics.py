@@ -180,12 +180,9 @@ def plot(table, path: Path, title: str = "") -> None:
     """Gradient norm per layer (log scale) and activation mean and std per layer, one line per epoch."""
     import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     epochs = sorted(table["epoch"].unique())
-    colors = plt.cm.viridis(np.linspace(0, 0.9, len(epochs)))
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5), constrained_layout=True)
+    colors = matplotlib.colormaps["viridis"](np.linspace(0, 0.9, len(epochs)))
+    fig, axes = artifacts.row_of_panels(3, (15, 4.5), title)
     panels = (("grad_norm", "gradient norm of the kernel (log)"), ("act_mean", "activation mean"),
               ("act_std", "activation std"))
     for ax, (column, label) in zip(axes, panels):
@@ -198,8 +195,4 @@ def plot(table, path: Path, title: str = "") -> None:
         ax.grid(alpha=0.3, which="both")
     axes[0].set_yscale("log")
     axes[0].legend(fontsize=8, ncol=2 if len(epochs) > 8 else 1)
-    if title:
-        fig.suptitle(title)
-    with artifacts.atomic_path(path, ".png") as tmp:
-        fig.savefig(tmp, dpi=100)
-    plt.close(fig)
+    artifacts.save_figure(fig, path)

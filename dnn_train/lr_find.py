@@ -97,12 +97,7 @@ def find_lr(cfg, run: Run, extra_callbacks=()) -> dict:
 
 
 def plot(table, suggested: float, at_min: float, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5), constrained_layout=True)
+    fig, ax = artifacts.figure(figsize=(7, 4.5), constrained_layout=True)
     ax.plot(table["learning_rate"], table["loss"], lw=1, alpha=0.5, label="batch loss")
     ax.plot(table["learning_rate"], table["smoothed_loss"], lw=2, label="smoothed")
     ax.axvline(at_min, color="grey", ls=":", label=f"lowest smoothed loss ({at_min:.3g})")
@@ -112,6 +107,4 @@ def plot(table, suggested: float, at_min: float, path: Path) -> None:
     ax.set_ylim(low * 0.9, min(np.nanmax(table["loss"]), 4 * low))
     ax.grid(alpha=0.3, which="both")
     ax.legend()
-    with artifacts.atomic_path(path, ".png") as tmp:
-        fig.savefig(tmp, dpi=100)
-    plt.close(fig)
+    artifacts.save_figure(fig, path)

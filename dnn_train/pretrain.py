@@ -57,13 +57,8 @@ def pretrain_autoencoder(cfg, run: Run, extra_callbacks=()) -> dict:
 
 def plot_reconstructions(images: np.ndarray, reconstructions: np.ndarray, path: Path) -> None:
     """Test images (top row) above their reconstructions (bottom row)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     n = len(images)
-    fig, axes = plt.subplots(2, n, figsize=(1.2 * n, 2.8), squeeze=False, constrained_layout=True)
+    fig, axes = artifacts.figure(2, n, figsize=(1.2 * n, 2.8), squeeze=False, constrained_layout=True)
     for i in range(n):
         for row, img in ((0, images[i] / 255.0), (1, np.clip(reconstructions[i], 0, 1))):
             ax = axes[row][i]
@@ -71,6 +66,4 @@ def plot_reconstructions(images: np.ndarray, reconstructions: np.ndarray, path: 
             ax.set_xticks([]), ax.set_yticks([])
     axes[0][0].set_ylabel("test image")
     axes[1][0].set_ylabel("reconstructed")
-    with artifacts.atomic_path(path, ".png") as tmp:
-        fig.savefig(tmp, dpi=100)
-    plt.close(fig)
+    artifacts.save_figure(fig, path)

@@ -1,8 +1,9 @@
 """The Hydra callback of multirun sweeps (SweepSummary, registered in conf/config.yaml as
 hydra.callbacks.summary): it rebuilds the sweep's summary (summary.csv, summary_groups.csv,
-summary.md and two plots, see dnn_train/compare.py) at the sweep root as each job ends, and at the
-end says how many jobs did not complete (pruned trials of a search are counted apart: they are
-an outcome, not a failure) and what each configuration's verdict is.
+summary.md and two plots, see dnn_train/compare.py) at the sweep root as each job ends (the plots
+at most every PLOT_EVERY seconds while jobs run, and always at the end), and at the end says how
+many jobs did not complete (pruned trials of a search are counted apart: they are an outcome, not
+a failure) and what each configuration's verdict is.
 
 Its parameters: `metric` (trainer.objective) and `baseline`, the configuration the others are
 compared with ("KEY=VALUE ..."; default: job 0's), set on the command line as
@@ -15,6 +16,7 @@ directory whose files cannot be read is skipped with a warning; it never stops t
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -23,10 +25,14 @@ from omegaconf import DictConfig
 
 log = logging.getLogger("dnn_train")
 PRUNED = "pruned"  # results.json's status of a trial a search's pruner stopped (dnn_train/search.py)
+# Drawing the two plots took ~0.4 s of every job's end, a tenth of a short job's fixed cost: between
+# jobs they are redrawn only when the last drawing (on disk, whichever process made it) is this old.
+PLOT_EVERY = 30.0
 
 
-def update_summary(sweep_dir: Path, metric: str, baseline: Optional[str] = None):
-    """Rebuild the summary files at `sweep_dir`; the Comparison, or None if no job has started."""
+def update_summary(sweep_dir: Path, metric: str, baseline: Optional[str] = None, final: bool = True):
+    """Rebuild the summary files at `sweep_dir` (the plots: if `final`, or if the last ones are older
+    than PLOT_EVERY seconds); the Comparison, or None if no job has started."""
     from dnn_train import compare
 
     runs = compare.find_runs([sweep_dir]) if Path(sweep_dir).is_dir() else []
@@ -38,8 +44,16 @@ def update_summary(sweep_dir: Path, metric: str, baseline: Optional[str] = None)
     comparison = compare.build(runs, metric, baseline, strict=False)
     for line in comparison.skipped:
         log.warning("sweep summary: skipping %s", line)
-    compare.write(comparison, sweep_dir)
+    compare.write(comparison, sweep_dir, plots=final or _age(Path(sweep_dir) / compare.CURVES_PLOT) >= PLOT_EVERY)
     return comparison
+
+
+def _age(path: Path) -> float:
+    """Seconds since `path` was written (infinite if it does not exist)."""
+    try:
+        return time.time() - path.stat().st_mtime
+    except OSError:
+        return float("inf")
 
 
 class SweepSummary(Callback):
@@ -54,7 +68,7 @@ class SweepSummary(Callback):
         if HydraConfig.get().mode != RunMode.MULTIRUN:
             return
         try:
-            update_summary(Path(config.hydra.sweep.dir), self.metric, self.baseline)
+            update_summary(Path(config.hydra.sweep.dir), self.metric, self.baseline, final=False)
         except Exception as ex:  # noqa: BLE001 - a summary problem must not fail the job
             log.warning("could not update the sweep summary: %s", ex)
 
