@@ -401,11 +401,15 @@ class Run:
     # ------------------------------------------------------------ signals
     def _install_signals(self) -> None:
         """SIGTERM ends the run as Ctrl-C does: the current step finishes (Python handles signals
-        between graph calls), then the record says "interrupted"."""
+        between graph calls), then the record says "interrupted". Once one has arrived, the run is
+        stopping: further ones are ignored until its record is written (a second Ctrl-C a few
+        milliseconds later once cut the record short, leaving "running")."""
         if threading.current_thread() is not threading.main_thread():
             return
 
         def handler(signum, frame):
+            for sig in self._signals:
+                signal.signal(sig, signal.SIG_IGN)  # _leave puts the previous handlers back
             raise Interrupted(signum)
 
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -239,3 +239,24 @@ def test_a_running_run_whose_process_is_gone_shows_as_crashed(tmp_path):
         [0, 1, "no completed run"]
     assert pd.read_csv(tmp_path / "summary.csv")["status"][1] == "crashed (process gone)"
     assert "- job 1 (optimizer=adam): crashed (process gone)" in (tmp_path / "summary.md").read_text()
+
+
+def test_sweep_plots_are_redrawn_between_jobs_only_when_stale_and_always_at_the_end(tmp_path):
+    """The tables follow every job; the two plots (~0.4 s a job) at most every PLOT_EVERY seconds, and
+    the sweep's end always draws them from every job."""
+    fake_run(tmp_path / "0", ["optimizer=sgd"])
+    sweep.update_summary(tmp_path, "best_val_accuracy", final=False)  # no plots yet: drawn
+    plots = [tmp_path / compare.CURVES_PLOT, tmp_path / compare.METRIC_PLOT]
+    first = [p.read_bytes() for p in plots]
+    fake_run(tmp_path / "1", ["optimizer=adam"], val=(0.7, 0.8))
+    sweep.update_summary(tmp_path, "best_val_accuracy", final=False)  # drawn a moment ago: kept
+    assert len(pd.read_csv(tmp_path / "summary.csv")) == 2
+    assert [p.read_bytes() for p in plots] == first
+    stale = plots[0].stat().st_mtime - sweep.PLOT_EVERY - 1
+    os.utime(plots[0], (stale, stale))
+    sweep.update_summary(tmp_path, "best_val_accuracy", final=False)  # stale: redrawn
+    redrawn = [p.read_bytes() for p in plots]
+    assert all(a != b for a, b in zip(redrawn, first))
+    fake_run(tmp_path / "2", ["optimizer=sgd", "trainer.seed=1"], val=(0.4, 0.45))
+    sweep.update_summary(tmp_path, "best_val_accuracy")  # the end of the sweep: always
+    assert all(a != b for a, b in zip((p.read_bytes() for p in plots), redrawn))
