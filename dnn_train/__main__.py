@@ -26,6 +26,7 @@ Examples:
   python -m dnn_train optimizer=nadam schedule=1cycle
   python -m dnn_train data=cifar10 model.depth=20 model.units=100 trainer.epochs=5
   python -m dnn_train -m optimizer=sgd,nadam optimizer.learning_rate=3e-4
+  python -m dnn_train -m optimizer=sgd,adam,nadam hydra/launcher=parallel   the jobs side by side, one per core
   python -m dnn_train -m hparams_search=fashion_mnist     Optuna search with pruning (rerun: it continues)
 Results go to outputs/<date>/<time>/ (sweeps: outputs/multirun/..., searches: outputs/hparams_search/<study>/);
 see README.md.
