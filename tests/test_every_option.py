@@ -24,13 +24,13 @@ GROUPS = ["data", "model", "augment", "initializer", "activation", "normalizatio
           "trainer"]
 # What an option or preset needs on synthetic data, or offline.
 EXTRA = {
-    ("model", "backbone"): ["model.weights=null", "model.arch=MobileNetV3Small", "trainer.jit_compile=false"],
+    ("model", "backbone"): ["model.weights=null", "model.arch=MobileNet", "trainer.jit_compile=false"],
     ("model", "cnn"): ["model.filters=[8,16]"],
     ("model", "resnet"): ["model.width=4", "model.blocks_per_stage=1"],
     ("experiment", "transfer_a"): ["data.classes=[0,1]"],
     ("experiment", "transfer_b"): ["data.binary=[2,3]"],
     ("experiment", "transfer_b_on_a"): ["data.binary=[2,3]", "transfer.freeze_epochs=1"],
-    ("experiment", "backbone_finetune"): ["model.weights=null", "model.arch=MobileNetV3Small", "trainer.jit_compile=false",
+    ("experiment", "backbone_finetune"): ["model.weights=null", "model.arch=MobileNet", "trainer.jit_compile=false",
                                           "transfer.freeze_epochs=0", "transfer.finetune_lr=null"],
     ("experiment", "transfer_cnn_a"): ["data.classes=[0,1]", "model.filters=[8]"],
     ("experiment", "transfer_cnn_b"): ["data.binary=[2,3]", "model.filters=[8]"],

@@ -55,14 +55,14 @@ SMALL_FAMILY = {
     "mlp": ["model.depth=1", "model.units=8"],
     "cnn": ["model.filters=[8]", "model.convs_per_block=1"],
     "resnet": ["model.width=4", "model.blocks_per_stage=1", "model.stages=1"],
-    "backbone": ["model.weights=null", "model.arch=MobileNetV3Small", "trainer.jit_compile=false"],
+    "backbone": ["model.weights=null", "model.arch=MobileNet", "trainer.jit_compile=false"],
 }
 SMALL_PRESET = {
     "transfer_a": ["data.classes=[0,1]"], "transfer_b": ["data.binary=[2,3]"],
     "transfer_b_on_a": ["data.binary=[2,3]"], "transfer_cnn_a": ["data.classes=[0,1]", "model.filters=[8]"],
     "transfer_cnn_b": ["data.binary=[2,3]", "model.filters=[8]"],
     "transfer_cnn_b_on_a": ["data.binary=[2,3]", "model.filters=[8]"],
-    "backbone_finetune": ["model.weights=null", "model.arch=MobileNetV3Small", "trainer.jit_compile=false",
+    "backbone_finetune": ["model.weights=null", "model.arch=MobileNet", "trainer.jit_compile=false",
                           "transfer.freeze_epochs=0", "transfer.finetune_lr=null"],
     "cifar10_cnn": ["model.filters=[8]"], "fashion_mnist_cnn": ["model.filters=[8]"],
 }

@@ -68,7 +68,7 @@ def test_jax_trains_saves_reloads_and_resumes_exactly_without_tensorflow(tmp_pat
 
 @pytest.mark.parametrize("extra", [["task=find_lr"], ["task=pretrain_autoencoder"],
                                    ["model=cnn", "model.filters=[8]", "augment=flip_translate"],
-                                   ["model=backbone", "model.weights=null", "model.arch=MobileNetV3Small"],
+                                   ["model=backbone", "model.weights=null", "model.arch=MobileNet"],
                                    ["experiment=mc_dropout", "trainer.mc_samples=3", *TINY[5:], "trainer.tensorboard=true"]],
                          ids=["find_lr", "pretrain_autoencoder", "cnn", "backbone", "mc_dropout_tensorboard"])
 def test_every_task_and_family_runs_on_jax_through_the_command(tmp_path, extra):
