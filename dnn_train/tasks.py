@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -55,9 +56,23 @@ def run_task(cfg: DictConfig, run_dir: Path | None = None, overrides=None, hydra
             import_backend()
             _set_threads(cfg.trainer.threads)
             check_targets(cfg)
-            return _task(cfg.task)(cfg, run, list(callbacks))
+            with _dtype_policy_kept():
+                return _task(cfg.task)(cfg, run, list(callbacks))
         finally:
             data.discard_preloaded()
+
+
+@contextmanager
+def _dtype_policy_kept():
+    """A job sets Keras' global dtype policy (trainer.precision); afterwards the process has its own
+    back (a mixed_bfloat16 run must not leave a notebook's, or the next test's, models in bfloat16)."""
+    import keras
+
+    previous = keras.config.dtype_policy()
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 def _search_dirs(hydra_cfg) -> list:

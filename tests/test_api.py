@@ -90,3 +90,21 @@ def test_a_full_disk_still_gets_its_final_record(tmp_path, monkeypatch):
     results = load_run(tmp_path / "run").results
     assert results["status"] == "failed" and results["error"].startswith("no space left writing")
     assert not (tmp_path / "run" / record.RESERVE_FILE).exists()
+
+
+def test_a_mixed_precision_run_leaves_the_processs_dtype_policy_as_it_was(tmp_path):
+    """trainer.precision sets Keras' global policy for the job only: the notebook's next model (or
+    the next test's, in the same worker) is float32 again; and a failing job restores it too."""
+    assert keras.config.dtype_policy().name == "float32"
+    args = [*SMALL, f"data.root={tmp_path / 'data'}", "trainer.epochs=1", "trainer.precision=mixed_bfloat16"]
+    assert run(*args, run_dir=tmp_path / "a")["status"] == "completed"
+    assert keras.config.dtype_policy().name == "float32"
+    assert keras.layers.Dense(2).compute_dtype == "float32"
+
+    class Boom(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            raise RuntimeError("boom")
+
+    with pytest.raises(DnnTrainError):
+        run(*args, run_dir=tmp_path / "b", callbacks=[Boom()])
+    assert keras.config.dtype_policy().name == "float32"
