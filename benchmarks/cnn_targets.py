@@ -2,9 +2,10 @@
 transfer: measured"). Not a test: it runs the presets as a user would, prints a table, writes JSON and
 plots validation accuracy against training time.
 
-    python benchmarks/cnn_targets.py fashion              # experiment=fashion_mnist_cnn (~5 min)
+    python benchmarks/cnn_targets.py fashion              # experiment=fashion_mnist_cnn (3-8 min)
     python benchmarks/cnn_targets.py transfer --seeds 5   # transfer_cnn_a once, then B from scratch and on A
-    python benchmarks/cnn_targets.py cifar10              # experiment=cifar10_cnn (long on a CPU)
+    python benchmarks/cnn_targets.py cifar10              # experiment=cifar10_cnn (~30 min)
+    python benchmarks/cnn_targets.py cifar10 --merge fashion.json transfer.json   # one plot of all three
 
 Each run is `python -m dnn_train experiment=PRESET ...` in its own process; "training" is the sum of
 its epochs' `epoch_seconds` (training and validation), "command" the wall time from the command to
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -33,7 +35,8 @@ TRANSFER_GAIN = 0.05  # B on A must beat B from scratch by 5 points, as a mean o
 
 
 def run(out: Path, *overrides: str) -> dict:
-    """One whole run: its results.json, per-epoch metrics and wall times."""
+    """One whole run: its results.json, per-epoch metrics and wall times (a previous run in `out` is replaced)."""
+    shutil.rmtree(out, ignore_errors=True)
     started = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "dnn_train", *overrides, "trainer.progress=line", f"hydra.run.dir={out}"],
                           capture_output=True, text=True, cwd=REPO, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
@@ -93,17 +96,18 @@ def plot(report: dict, path: Path) -> None:
         curves["transfer_cnn_a"] = report["transfer"]["a"]
     if not curves:
         return
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for name, r in curves.items():
-        ax.plot(r["curve"]["seconds"], r["curve"]["val_accuracy"], marker="o", label=f"{name} (test {r['test_accuracy']:.4f})")
+    # one panel per run: the CIFAR-10 runs take ten times Fashion-MNIST's time
+    fig, axes = plt.subplots(1, len(curves), figsize=(4.2 * len(curves) + 0.8, 4), squeeze=False)
+    for ax, (name, r) in zip(axes[0], curves.items()):
+        ax.plot(r["curve"]["seconds"], r["curve"]["val_accuracy"], marker="o", ms=3)
         if name in TARGETS:
-            ax.axhline(TARGETS[name][0], ls=":", color=ax.lines[-1].get_color())
-            ax.axvline(TARGETS[name][1], ls=":", color=ax.lines[-1].get_color())
-    ax.set_xlabel("training time (s, cumulative epoch_seconds)")
-    ax.set_ylabel("validation accuracy")
-    ax.set_title("CNN presets: accuracy against wall time (dotted: the targets)")
-    ax.grid(alpha=0.3)
-    ax.legend()
+            ax.axhline(TARGETS[name][0], ls=":", color="C3")
+            ax.axvline(TARGETS[name][1], ls=":", color="C3")
+        ax.set_title(f"{name}\ntest {r['test_accuracy']:.4f} after {r['training_seconds']:.0f} s", fontsize=10)
+        ax.set_xlabel("training time (s, cumulative epoch_seconds)")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("validation accuracy")
+    fig.suptitle("CNN presets: accuracy against wall time (dotted: the targets)", fontsize=11)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     print(f"plot: {path}")
@@ -113,9 +117,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("targets", nargs="+", choices=["fashion", "transfer", "cifar10"])
     parser.add_argument("--seeds", type=int, default=5, help="transfer: seeds of B from scratch and B on A")
-    parser.add_argument("--out", type=Path, default=Path("/tmp/dnn_train_cnn_targets"))
+    parser.add_argument("--out", type=Path, default=Path("/tmp/dnn_train_cnn_targets"),
+                        help="scratch folder: each run's folder in it is replaced")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     parser.add_argument("--plot", type=Path, default=REPO / "benchmarks" / "cnn_targets.png")
+    parser.add_argument("--merge", type=Path, nargs="*", default=[], metavar="JSON",
+                        help="earlier --json reports to plot beside this one (this run's results win)")
     parser.add_argument("--overrides", nargs="*", default=[], metavar="KEY=VALUE", help="added to every run")
     args = parser.parse_args()
     report: dict = {}
@@ -127,6 +134,8 @@ def main() -> None:
             report.update(preset_target(preset, args.out, args.overrides))
     if args.json:
         args.json.write_text(json.dumps(report, indent=1))
+    for earlier in args.merge:
+        report = {**json.loads(earlier.read_text()), **report}
     plot(report, args.plot)
 
 

@@ -105,7 +105,8 @@ def train(cfg, run: Run, extra_callbacks=()) -> dict:
         if t.jit_compile is True and not fused.supports_xla(model):
             raise ConfigError("trainer.jit_compile=true: XLA cannot compile every layer of this model (e.g. "
                               "augment=flip_translate's RandomTranslation); use trainer.jit_compile=auto")
-        model = fused.fuse(model, xla=xla)
+        if fused.fusing_pays(model, xla):
+            model = fused.fuse(model, xla=xla)
     run.begin(dataset=cfg.data.name, model=cfg.model.name, params=model.count_params(),
               train_examples=len(splits.y_train), valid_examples=len(splits.y_valid), test_examples=len(splits.y_test))
     if s.reused and cfg.model.init_from:

@@ -123,6 +123,31 @@ def test_fused_steps_train_exactly_like_ordinary_steps(tmp_path):
     assert type(saved) is keras.Model or type(saved).__name__ == "Functional"  # loads without dnn_train
 
 
+def test_a_cnn_without_xla_trains_in_keras_own_loop(tmp_path, monkeypatch):
+    """trainer.fuse_steps applies where it pays (README, Performance): a conv net without XLA keeps
+    Keras' own loop with steps_per_execution; a dense net, or any net with XLA, gets the fused loop."""
+    import keras
+
+    from dnn_train import fused
+    from dnn_train.tasks import run_task
+    from tests.conftest import make_cfg
+
+    inputs = keras.Input((8, 8, 1))
+    conv = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(keras.layers.Conv2D(4, 3)(inputs))))
+    dense = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(inputs)))
+    assert not fused.fusing_pays(conv, xla=False)
+    assert fused.fusing_pays(conv, xla=True) and fused.fusing_pays(dense, xla=False)
+
+    fused_models = []
+    real_fuse = fused.fuse
+    monkeypatch.setattr(fused, "fuse", lambda model, xla: fused_models.append(model.name) or real_fuse(model, xla))
+    common = ["data=synthetic", "trainer.epochs=1", f"data.root={tmp_path / 'data'}", "trainer.diagnostics=false"]
+    cnn = run_task(make_cfg(*common, "model=cnn", "model.filters=[4]", "model.convs_per_block=1"), tmp_path / "cnn")
+    assert cnn["status"] == "completed" and fused_models == []
+    run_task(make_cfg(*common, "model.depth=1", "model.units=8"), tmp_path / "mlp")
+    assert len(fused_models) == 1
+
+
 def test_xla_fused_loop_matches_and_compiles_once():
     """With XLA (the default: fuse_steps=64, jit_compile=auto) the fused loop gives the same numbers
     as Keras' ordinary steps when nothing is random in a step (XLA draws its own dropout masks), and
