@@ -91,7 +91,7 @@ class TrainerConf:
     batch_size: int = 32
     seed: int = 42
     early_stopping: EarlyStoppingConf = field(default_factory=EarlyStoppingConf)
-    steps_per_execution: int = 64  # with fuse_steps=1: steps per graph call in Keras' own loop
+    steps_per_execution: int = 64  # with fuse_steps=1 (or a CNN without XLA): steps per graph call in Keras' own loop
     fuse_steps: int = 64  # K steps fused into one compiled loop (dnn_train/fused.py)
     jit_compile: Any = "auto"  # true | false | auto (XLA on the fused loop where it pays: fused.xla_pays)
     precision: str = "float32"  # float32 | mixed_float16 | mixed_bfloat16 (Keras' mixed-precision policy)

@@ -104,14 +104,18 @@ def xla_pays(model: keras.Model) -> bool:
         return False
     if tf.config.list_physical_devices("GPU"):
         return True
-    return not any(isinstance(layer, (*_CONVOLUTIONS, *DROPOUT_LAYERS)) for layer in model._flatten_layers())
+    return not _contains(model, (*_CONVOLUTIONS, *DROPOUT_LAYERS))
 
 
 def fusing_pays(model: keras.Model, xla: bool) -> bool:
     """Whether the fused loop beats Keras' own loop with steps_per_execution: with XLA, or for models
     without convolutions. Without XLA, TensorFlow's CPU loop body ran the fashion_mnist_cnn net at 0.87x
     plain Keras' speed an epoch, where Keras' own loop ran it at 1.26x (README, Performance)."""
-    return xla or not any(isinstance(layer, _CONVOLUTIONS) for layer in model._flatten_layers())
+    return xla or not _contains(model, _CONVOLUTIONS)
+
+
+def _contains(model: keras.Model, kinds: tuple) -> bool:
+    return any(isinstance(layer, kinds) for layer in model._flatten_layers())
 
 
 def is_fused(model) -> bool:
