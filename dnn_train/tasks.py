@@ -2,6 +2,7 @@
 TensorFlow, and run the task it names (`task=`): train, find_lr or pretrain_autoencoder."""
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import sys
@@ -98,20 +99,27 @@ def _task(name: str):
 
 
 def import_backend() -> None:
-    """Import Keras' backend (TensorFlow by default). TensorFlow's C++ start-up lines (oneDNN, CPU
+    """Import Keras' backend (TensorFlow by default), once per process, and move what the import
+    made out of the garbage collector's way. TensorFlow's C++ start-up lines (oneDNN, CPU
     features) go to fd 2 whatever TF_CPP_MIN_LOG_LEVEL says: hidden during the import only."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if "keras" in sys.modules or os.environ.get("DNN_TRAIN_DEBUG"):
-        import keras  # noqa: F401
+    if "keras" in sys.modules:
         return
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as devnull:
-            os.dup2(devnull.fileno(), 2)
-            import keras  # noqa: F401
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+    if os.environ.get("DNN_TRAIN_DEBUG"):
+        import keras  # noqa: F401
+    else:
+        saved = os.dup(2)
+        try:
+            with open(os.devnull, "w") as devnull:
+                os.dup2(devnull.fileno(), 2)
+                import keras  # noqa: F401
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+    # Keras' clear_session(), at every job's start, runs a full garbage collection: over the ~470,000
+    # objects of TensorFlow's and Keras' modules that took 0.2-0.3 s a job. Frozen, they are skipped
+    # (by the automatic collections during tracing too): a 4-job sweep 9% faster (README, Performance).
+    gc.freeze()
 
 
 def job_threads(threads) -> int | None:

@@ -26,6 +26,18 @@ def make_cfg(*overrides: str):
         return compose(config_name="config", overrides=list(overrides))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _imports_frozen_out_of_garbage_collection():
+    """What a job does once per process (dnn_train/tasks.py, import_backend), done for the tests'
+    processes, whose test modules import Keras before any job: TensorFlow's, Keras' and the tests'
+    modules frozen out of the full collection that Keras' clear_session() runs at each job's start."""
+    import gc
+
+    import keras  # noqa: F401
+
+    gc.freeze()
+
+
 @pytest.fixture
 def cfg_factory(tmp_path):
     """make_cfg with the synthetic data cached under this test's tmp_path."""
