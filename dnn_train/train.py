@@ -15,7 +15,7 @@ import numpy as np
 from hydra.errors import InstantiationException
 from omegaconf import OmegaConf
 
-from dnn_train import artifacts, checkpoint, data, diagnostics, fused, models, search, tracking, transfer
+from dnn_train import artifacts, checkpoint, compiled, data, diagnostics, fused, models, search, tracking, transfer
 from dnn_train.callbacks import EpochLog, EpochSeeds, EpochStats, MetricsCSV, StopOnDivergence
 from dnn_train.config import ConfigError, chapter_warnings, source_file
 from dnn_train.evaluate import mc_dropout_predict, mc_metrics
@@ -41,8 +41,11 @@ def setup(cfg, autoencoder: bool = False) -> Setup:
     """Seed, load the data, build the model (classifier, or the autoencoder) and optimizer, and
     reuse model.init_from's layers if asked. Bad input raises ConfigError before anything is written."""
     t = cfg.trainer
-    keras.backend.clear_session()  # a fresh Keras session and seed per job: sweep jobs do not leak
-    keras.utils.set_random_seed(t.seed)
+    if compiled.kept_for(cfg):  # the last job's model is this job's (dnn_train/compiled.py): keep its kernels
+        compiled.set_seed(t.seed)
+    else:
+        keras.backend.clear_session()  # a fresh Keras session and seed per job: sweep jobs do not leak
+        keras.utils.set_random_seed(t.seed)
     keras.config.set_dtype_policy(t.precision)  # each job sets it: float32, or mixed (float32 variables)
     for warning in chapter_warnings(cfg):
         log.warning(warning)
@@ -107,6 +110,13 @@ def train(cfg, run: Run, extra_callbacks=()) -> dict:
                               "augment=flip_translate's RandomTranslation); use trainer.jit_compile=auto")
         if fused.fusing_pays(model, xla):
             model = fused.fuse(model, xla=xla)
+    plan = phases(cfg, s.reused)
+    traced = False  # the last job's model, its step traced already, now holding this job's initial values
+    if state is None and len(plan) == 1 and not s.reused:
+        model, s.optimizer, traced = compiled.take(cfg, model, s.optimizer)
+        if traced:
+            log.info("step traced and compiled by the last job, reused (only trainer.seed differs; "
+                     "trainer.share_compiled=false to trace anew)")
     run.begin(dataset=cfg.data.name, model=cfg.model.name, params=model.count_params(),
               train_examples=len(splits.y_train), valid_examples=len(splits.y_valid), test_examples=len(splits.y_test))
     if s.reused and cfg.model.init_from:
@@ -121,7 +131,7 @@ def train(cfg, run: Run, extra_callbacks=()) -> dict:
         checkpoint.restore_weights(model, run_dir, state)
         done, restored = state["epoch"], state["restored_epoch"]
     else:
-        for i, phase in enumerate(phases(cfg, s.reused)):
+        for i, phase in enumerate(plan):
             resume = state if state is not None and state["phase"] == i else None
             if state is not None and i < state["phase"]:
                 continue  # finished before the interruption
@@ -129,7 +139,8 @@ def train(cfg, run: Run, extra_callbacks=()) -> dict:
             optimizer, schedule_callbacks = (s.optimizer, s.schedule_callbacks) if phase.epochs == t.epochs \
                 else phase_optimizer(cfg, phase, s.steps_per_epoch)
             transfer.set_trainable(model, s.reused, phase.trainable)
-            _compile(cfg, model, optimizer)
+            if not traced:
+                _compile(cfg, model, optimizer)
             if s.reused:
                 log.info("phase %s: %d epochs, reused layers %s, learning rate %.3g", phase.name, phase.epochs,
                          "trainable" if phase.trainable else "frozen", current_learning_rate(optimizer))
@@ -146,7 +157,10 @@ def train(cfg, run: Run, extra_callbacks=()) -> dict:
             best = stopping[0] if stopping and stopping[0].restore_best_weights else None
             restored = best.best_epoch + 1 if best is not None and best.best_weights is not None else done
         checkpoint.save_trained(run_dir, model, done, restored)  # a kill from here on resumes to these weights
-    return _finish(cfg, run, model, splits, restored)
+    results = _finish(cfg, run, model, splits, restored)
+    if len(plan) == 1 and not s.reused:
+        compiled.keep(cfg, model, model.optimizer)
+    return results
 
 
 def training_batches(splits: data.Splits, t, group: int = 1):
