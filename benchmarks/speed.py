@@ -5,6 +5,7 @@ split, seed and number of epochs. Not a test: it prints a table (and writes JSON
     python benchmarks/speed.py --epochs 4 --seeds 3 --json results.json   # what the README quotes
     python benchmarks/speed.py --cases none --first-steps all --sweep-epochs 10   # start-up per preset, the sweep
     python benchmarks/speed.py --cases none --launchers 2          # sequential jobs against hydra/launcher=parallel
+    python benchmarks/speed.py --cases none --seed-sweeps          # seeds sweeps, sharing the traced step or not
 
 (b) "plain Keras" is the chapter's code: float32 NumPy arrays scaled to [0, 1], a Sequential
 model, `compile()` with its defaults, `model.fit(X, y, batch_size, validation_data=...)`, and for
@@ -277,37 +278,80 @@ def first_step_seconds(out: Path, presets: list, extra: list) -> dict:
 
 def sweep_case(out: Path, epochs: int, extra: list) -> dict:
     """The chapter's optimizer comparison as a sweep: 8 optimizers x `epochs` epochs of the default
-    3x100 net on Fashion-MNIST. dnn_train: one `-m` command. Plain Keras: the notebook's loop, the 8
-    models built, compiled and fit one after another in one process. Reported: both wall times, and
-    dnn_train's wall time over the sum of its jobs' steady-state epochs (the median epoch after
-    the first, times the epochs) plus one start-up (the first job's command-to-first-step)."""
+    3x100 net on Fashion-MNIST. dnn_train: one `-m` command, its jobs one after another, then the same
+    command with hydra/launcher=parallel (a job per core). Plain Keras: the notebook's loop, the 8
+    models built, compiled and fit one after another in one process. Reported: the wall times, and
+    each dnn_train wall time over the ideal: the sum of the sequential jobs' steady-state epochs (the
+    median epoch after the first, times the epochs) plus one start-up (the first job's
+    command-to-first-step). Both ratios share that denominator: the work with no overhead, done
+    one job after another."""
     import pandas as pd
 
     env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    sweep = out / "sweep"
-    started = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "dnn_train", "-m", f"optimizer={','.join(SWEEP_OPTIMIZERS)}",
-                           f"trainer.epochs={epochs}", "trainer.progress=line", "trainer.early_stopping.enabled=false",
-                           f"hydra.sweep.dir={sweep}", *extra], capture_output=True, text=True, env=env, cwd=out)
-    wall = time.perf_counter() - started
-    if proc.returncode != 0:
-        raise SystemExit(f"sweep failed:\n{proc.stderr[-3000:]}")
-    steady, first_step = 0.0, None
-    for job in range(len(SWEEP_OPTIMIZERS)):
-        seconds = pd.read_csv(sweep / str(job) / "metrics.csv")["epoch_seconds"].tolist()
-        steady += statistics.median(seconds[1:] or seconds) * len(seconds)
-    line = next(ln for ln in proc.stdout.splitlines() if "first training step done" in ln)
-    first_step = float(line.split("done, ")[1].split("s after")[0])
+    walls = {}
+    for launcher, args in (("sequential", []), ("parallel", ["hydra/launcher=parallel"])):
+        sweep = out / f"sweep-{launcher}"
+        started = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "dnn_train", "-m", f"optimizer={','.join(SWEEP_OPTIMIZERS)}",
+                               f"trainer.epochs={epochs}", "trainer.progress=line", "trainer.early_stopping.enabled=false",
+                               f"hydra.sweep.dir={sweep}", *args, *extra], capture_output=True, text=True, env=env, cwd=out)
+        walls[launcher] = time.perf_counter() - started
+        if proc.returncode != 0:
+            raise SystemExit(f"sweep ({launcher}) failed:\n{proc.stderr[-3000:]}")
+        if launcher == "sequential":
+            steady = 0.0
+            for job in range(len(SWEEP_OPTIMIZERS)):
+                seconds = pd.read_csv(sweep / str(job) / "metrics.csv")["epoch_seconds"].tolist()
+                steady += statistics.median(seconds[1:] or seconds) * len(seconds)
+            line = next(ln for ln in proc.stdout.splitlines() if "first training step done" in ln)
+            first_step = float(line.split("done, ")[1].split("s after")[0])
     started = time.perf_counter()
     keras_loop = subprocess.run([sys.executable, __file__, "--child", "sweep", "plain_keras", "--epochs", str(epochs),
                                  "--out", str(out)], capture_output=True, text=True, env=env)
     keras_wall = time.perf_counter() - started
     if keras_loop.returncode != 0:
         raise SystemExit(f"plain-Keras sweep failed:\n{keras_loop.stderr[-3000:]}")
-    return {"jobs": len(SWEEP_OPTIMIZERS), "epochs": epochs, "dnn_train_wall": round(wall, 1),
-            "steady_epochs_sum": round(steady, 1), "first_step": first_step,
-            "overhead_ratio": round(wall / (steady + first_step), 3), "plain_keras_wall": round(keras_wall, 1),
-            "speedup": round(keras_wall / wall, 2)}
+    ideal = steady + first_step
+    return {"jobs": len(SWEEP_OPTIMIZERS), "epochs": epochs, "dnn_train_wall": round(walls["sequential"], 1),
+            "parallel_wall": round(walls["parallel"], 1), "steady_epochs_sum": round(steady, 1),
+            "first_step": first_step, "overhead_ratio": round(walls["sequential"] / ideal, 3),
+            "parallel_ratio": round(walls["parallel"] / ideal, 3), "plain_keras_wall": round(keras_wall, 1),
+            "speedup": round(keras_wall / walls["sequential"], 2),
+            "parallel_speedup": round(keras_wall / walls["parallel"], 2)}
+
+
+# Seeds sweeps, with trainer.share_compiled on (the default: each job after the first trains the first
+# job's model object, its step traced and compiled already) and off (every job traces anew).
+SEED_SWEEPS = {
+    "mlp_3x100": {"what": "5 seeds x 5 epochs, the default 3x100 ReLU net, Fashion-MNIST, batch 32",
+                  "overrides": ["trainer.seed=1,2,3,4,5", "trainer.epochs=5"]},
+    "cifar_20x100": {"what": "4 seeds x 2 epochs, 20x100 ELU net with BN (experiment=cifar10_batchnorm), CIFAR-10",
+                     "overrides": ["experiment=cifar10_batchnorm", "trainer.seed=1,2,3,4", "trainer.epochs=2"]},
+}
+
+
+def seed_sweep_case(out: Path, name: str, extra: list) -> dict:
+    """Wall time of one seeds sweep and its jobs' first epochs, sharing the traced step or not."""
+    import pandas as pd
+
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    row = {"sweep": name, "what": SEED_SWEEPS[name]["what"]}
+    for share in ("false", "true"):
+        sweep = out / f"seeds-{name}-{share}"
+        started = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "dnn_train", "-m", *SEED_SWEEPS[name]["overrides"],
+                               f"trainer.share_compiled={share}", "trainer.progress=none",
+                               "trainer.early_stopping.enabled=false", f"hydra.sweep.dir={sweep}", *extra],
+                              capture_output=True, text=True, env=env, cwd=out)
+        wall = time.perf_counter() - started
+        if proc.returncode != 0:
+            raise SystemExit(f"seeds sweep {name} (share_compiled={share}) failed:\n{proc.stderr[-3000:]}")
+        jobs = sorted((d for d in sweep.iterdir() if d.name.isdigit()), key=lambda d: int(d.name))
+        firsts = [float(pd.read_csv(d / "metrics.csv")["epoch_seconds"].iloc[0]) for d in jobs]
+        key = "shared" if share == "true" else "traced_anew"
+        row[key] = {"wall": round(wall, 1), "first_epoch_seconds": [round(f, 2) for f in firsts]}
+    row["speedup"] = round(row["traced_anew"]["wall"] / row["shared"]["wall"], 2)
+    return row
 
 
 # The launcher comparison: the same sweep run one job after another (each job all the cores' threads)
@@ -378,6 +422,8 @@ def main() -> None:
                         help="the 8-optimizer sweep case with N epochs per job (0: skip it)")
     parser.add_argument("--launchers", type=int, default=0, metavar="N",
                         help="each sweep of LAUNCHER_SWEEPS sequential and with hydra/launcher=parallel, N jobs at once")
+    parser.add_argument("--seed-sweeps", action="store_true",
+                        help="each sweep of SEED_SWEEPS with trainer.share_compiled=false, then true (the default)")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--seeds", type=int, default=1, help="runs per way and case (seeds 42, 43, ...), alternating")
     parser.add_argument("--seed", type=int, default=42, help=argparse.SUPPRESS)
@@ -451,8 +497,10 @@ def main() -> None:
     if args.sweep_epochs:
         report["sweep"] = sw = sweep_case(args.out, args.sweep_epochs, args.overrides)
         print(f"\nsweep, {sw['jobs']} optimizers x {sw['epochs']} epochs: dnn_train {sw['dnn_train_wall']} s "
-              f"(steady-state epochs {sw['steady_epochs_sum']} s + start-up {sw['first_step']} s: overhead ratio "
-              f"{sw['overhead_ratio']}); plain Keras loop {sw['plain_keras_wall']} s: {sw['speedup']}x")
+              f"one job after another, {sw['parallel_wall']} s with hydra/launcher=parallel; the ideal (sequential "
+              f"steady-state epochs {sw['steady_epochs_sum']} s + start-up {sw['first_step']} s): ratios "
+              f"{sw['overhead_ratio']} and {sw['parallel_ratio']}; plain Keras loop {sw['plain_keras_wall']} s: "
+              f"{sw['speedup']}x and {sw['parallel_speedup']}x")
     if args.launchers:
         report["launchers"] = []
         for name in LAUNCHER_SWEEPS:
@@ -460,6 +508,14 @@ def main() -> None:
             report["launchers"].append(row)
             print(f"\nlaunchers, {row['what']}: sequential {row['sequential']} s, parallel ({row['n_jobs']} jobs at "
                   f"once) {row['parallel']} s: {row['parallel_speedup']}x")
+    if args.seed_sweeps:
+        report["seed_sweeps"] = []
+        for name in SEED_SWEEPS:
+            row = seed_sweep_case(args.out, name, args.overrides)
+            report["seed_sweeps"].append(row)
+            print(f"\nseeds sweep, {row['what']}: traced anew {row['traced_anew']['wall']} s (first epochs "
+                  f"{row['traced_anew']['first_epoch_seconds']}), sharing the traced step {row['shared']['wall']} s "
+                  f"(first epochs {row['shared']['first_epoch_seconds']}): {row['speedup']}x")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
 
