@@ -56,6 +56,15 @@ assert abs(resumed["test_accuracy"] - whole["test_accuracy"]) < 1e-6
 x = np.random.default_rng(0).integers(0, 256, (8, 8, 8), dtype=np.uint8)
 np.testing.assert_allclose(a.model().predict(x, verbose=0), b.model().predict(x, verbose=0), atol=1e-6)
 assert whole["status"] == "completed" and whole["grad_ratio_epoch1"] > 0
+from dnn_train import compiled
+run(*overrides, "trainer.seed=6", run_dir="seed6")
+first = compiled._kept[1]
+run(*overrides, "trainer.seed=7", run_dir="shared")  # on seed 6's model, its jitted step (trainer.share_compiled)
+assert compiled._kept[1] is first
+run(*overrides, "trainer.seed=7", "trainer.share_compiled=false", run_dir="fresh")
+c, d = load_run("shared"), load_run("fresh")
+np.testing.assert_array_equal(c.metrics[cols].to_numpy(), d.metrics[cols].to_numpy())
+assert not np.allclose(c.metrics["loss"], a.metrics["loss"])
 assert "tensorflow" not in sys.modules
 print("OK", whole["test_accuracy"])
 """
