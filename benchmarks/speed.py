@@ -320,13 +320,16 @@ def sweep_case(out: Path, epochs: int, extra: list) -> dict:
             "parallel_speedup": round(keras_wall / walls["parallel"], 2)}
 
 
-# Seeds sweeps, with trainer.share_compiled on (the default: each job after the first trains the first
-# job's model object, its step traced and compiled already) and off (every job traces anew).
+# Seeds (and constant rates) sweeps, with trainer.share_compiled on (the default: each job after the first
+# trains the first job's model object, its step traced and compiled already) and off (every job traces anew).
 SEED_SWEEPS = {
     "mlp_3x100": {"what": "5 seeds x 5 epochs, the default 3x100 ReLU net, Fashion-MNIST, batch 32",
                   "overrides": ["trainer.seed=1,2,3,4,5", "trainer.epochs=5"]},
     "cifar_20x100": {"what": "4 seeds x 2 epochs, 20x100 ELU net with BN (experiment=cifar10_batchnorm), CIFAR-10",
                      "overrides": ["experiment=cifar10_batchnorm", "trainer.seed=1,2,3,4", "trainer.epochs=2"]},
+    "cifar_20x100_rates": {"what": "4 learning rates x 2 epochs, the same 20x100 BN net (Nadam, constant rate)",
+                           "overrides": ["experiment=cifar10_batchnorm", "optimizer.learning_rate=1e-4,3e-4,1e-3,3e-3",
+                                         "trainer.epochs=2"]},
 }
 
 
@@ -423,7 +426,7 @@ def main() -> None:
     parser.add_argument("--launchers", type=int, default=0, metavar="N",
                         help="each sweep of LAUNCHER_SWEEPS sequential and with hydra/launcher=parallel, N jobs at once")
     parser.add_argument("--seed-sweeps", action="store_true",
-                        help="each sweep of SEED_SWEEPS with trainer.share_compiled=false, then true (the default)")
+                        help="each seeds or rates sweep of SEED_SWEEPS with trainer.share_compiled=false, then true (the default)")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--seeds", type=int, default=1, help="runs per way and case (seeds 42, 43, ...), alternating")
     parser.add_argument("--seed", type=int, default=42, help=argparse.SUPPRESS)
@@ -513,7 +516,7 @@ def main() -> None:
         for name in SEED_SWEEPS:
             row = seed_sweep_case(args.out, name, args.overrides)
             report["seed_sweeps"].append(row)
-            print(f"\nseeds sweep, {row['what']}: traced anew {row['traced_anew']['wall']} s (first epochs "
+            print(f"\n{row['what']}: traced anew {row['traced_anew']['wall']} s (first epochs "
                   f"{row['traced_anew']['first_epoch_seconds']}), sharing the traced step {row['shared']['wall']} s "
                   f"(first epochs {row['shared']['first_epoch_seconds']}): {row['speedup']}x")
     if args.json:

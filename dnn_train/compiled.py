@@ -1,6 +1,7 @@
 """trainer.share_compiled (default true): a job whose config differs from the previous finished
-job's in this process only in `trainer.seed` (the seeds of a sweep, or a notebook's loop over
-seeds) trains that job's model object, whose step Keras traced (and XLA compiled) already, instead
+job's in this process only in `trainer.seed`, or in `optimizer.learning_rate` where no schedule
+makes the rate a formula of the step (the seeds or rates of a sweep, a notebook's loop over them),
+trains that job's model object, whose step Keras traced (and XLA compiled) already, instead
 of tracing and compiling the same program again: a second to ten seconds a job, as deep as the net.
 
 What makes it this job's run: its own freshly built model and optimizer are made as usual (cheap:
@@ -23,9 +24,15 @@ _kept: tuple | None = None  # (key, model, optimizer) of the last finished job
 
 
 def _key(cfg) -> str:
-    """The config without trainer.seed: what must be equal for the step to be the same program."""
+    """What must be equal for the step to be the same program: the config without trainer.seed, and
+    without optimizer.learning_rate where the rate is a variable of the optimizer (copied in like the
+    rest; a schedule's rates are constants of the traced step)."""
+    from dnn_train.optim import rate_is_a_variable
+
     plain = OmegaConf.to_container(cfg, resolve=True)
     plain.get("trainer", {}).pop("seed", None)
+    if rate_is_a_variable(cfg.get("schedule")):
+        plain.get("optimizer", {}).pop("learning_rate", None)
     return json.dumps(plain, sort_keys=True, default=str)
 
 

@@ -94,7 +94,7 @@ class TrainerConf:
     steps_per_execution: int = 64  # with fuse_steps=1 (or a CNN without XLA): steps per graph call in Keras' own loop
     fuse_steps: int = 64  # K steps fused into one compiled loop (dnn_train/fused.py)
     jit_compile: Any = "auto"  # true | false | auto (XLA on the fused loop where it pays: fused.xla_pays)
-    share_compiled: bool = True  # a job differing from the last one only in trainer.seed reuses its traced step
+    share_compiled: bool = True  # a job differing from the last one only in seed (or constant rate) reuses its step
     precision: str = "float32"  # float32 | mixed_float16 | mixed_bfloat16 (Keras' mixed-precision policy)
     progress: str = "auto"  # auto (bar on a terminal, a line per epoch otherwise) | bar | line | none
     mc_samples: int = 0  # MC dropout: stochastic test passes with dropout on (0: off)

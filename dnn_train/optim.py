@@ -14,6 +14,7 @@ import inspect
 import keras
 from hydra.utils import get_class
 from keras import ops
+from omegaconf import OmegaConf
 
 from dnn_train.config import ConfigError, keras_kwargs, make
 
@@ -133,6 +134,16 @@ def _epochs_to_steps(kwargs: dict, accepted, steps_per_epoch: int) -> dict:
     return out
 
 
+def _callback_or_none(target) -> bool:
+    return not target or issubclass(get_class(target), keras.callbacks.Callback)
+
+
+def rate_is_a_variable(schedule_cfg) -> bool:
+    """Whether the optimizer's learning rate stays a number it keeps in a variable (no schedule, or a
+    callback such as ReduceLROnPlateau that sets it between epochs), not a formula of the step."""
+    return _callback_or_none(OmegaConf.select(schedule_cfg, "_target_"))
+
+
 def build_schedule(schedule_cfg, learning_rate: float, steps_per_epoch: int, epochs: int):
     """(learning rate or LearningRateSchedule for the optimizer, callbacks for the fit).
 
@@ -143,9 +154,9 @@ def build_schedule(schedule_cfg, learning_rate: float, steps_per_epoch: int, epo
     kwargs.pop("max_momentum", None), kwargs.pop("min_momentum", None)  # read by build_optimizer
     if not kwargs.get("_target_"):
         return learning_rate, []
-    cls = get_class(kwargs["_target_"])
-    if issubclass(cls, keras.callbacks.Callback):
+    if _callback_or_none(kwargs["_target_"]):
         return learning_rate, [make(kwargs)]
+    cls = get_class(kwargs["_target_"])
     accepted = inspect.signature(cls).parameters
     kwargs = _epochs_to_steps(kwargs, accepted, steps_per_epoch)
     runtime = {"initial_learning_rate": learning_rate, "total_steps": steps_per_epoch * epochs,

@@ -115,8 +115,8 @@ def train(cfg, run: Run, extra_callbacks=()) -> dict:
     if state is None and len(plan) == 1 and not s.reused:
         model, s.optimizer, traced = compiled.take(cfg, model, s.optimizer)
         if traced:
-            log.info("step traced and compiled by the last job, reused (only trainer.seed differs; "
-                     "trainer.share_compiled=false to trace anew)")
+            log.info("step traced and compiled by the last job, reused (only trainer.seed or a constant "
+                     "optimizer.learning_rate differs; trainer.share_compiled=false to trace anew)")
     run.begin(dataset=cfg.data.name, model=cfg.model.name, params=model.count_params(),
               train_examples=len(splits.y_train), valid_examples=len(splits.y_valid), test_examples=len(splits.y_test))
     if s.reused and cfg.model.init_from:

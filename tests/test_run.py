@@ -134,10 +134,10 @@ def test_the_backend_import_is_frozen_out_of_garbage_collection():
     assert before == 0 and after > 100_000, out.stderr[-2000:]
 
 
-def test_a_job_differing_only_in_seed_reuses_the_traced_step_with_a_fresh_builds_numbers(tmp_path):
-    """trainer.share_compiled: the next seed trains the last job's model object (traced and
-    XLA-compiled already), reset to its own initial values, and gets what a fresh build gets: the
-    same per-epoch numbers, test set and saved model. Nadam (a slot that starts at 1), batch norm
+def test_a_job_differing_only_in_seed_or_rate_reuses_the_traced_step_with_a_fresh_builds_numbers(tmp_path):
+    """trainer.share_compiled: the next seed (or constant rate) trains the last job's model object
+    (traced and XLA-compiled already), reset to its own initial values, and gets what a fresh build
+    gets: the same per-epoch numbers, test set and saved model. Nadam (a slot that starts at 1), batch norm
     (moving statistics) and dropout (seed states) make every kind of state count."""
     import keras
 
@@ -163,10 +163,21 @@ def test_a_job_differing_only_in_seed_reuses_the_traced_step_with_a_fresh_builds
                    for run in ("shared", "fresh")]
     np.testing.assert_array_equal(*predictions)
 
+    # a constant rate is a variable of the optimizer: another rate shares the step too, and gets its own numbers
     run_task(make_cfg(*common, "trainer.seed=3"), tmp_path / "seed3")
     kept = compiled._kept[1]
-    run_task(make_cfg(*common, "trainer.seed=3", "optimizer.learning_rate=0.01"), tmp_path / "other")
-    assert compiled._kept[1] is not kept  # another config: built and traced anew
+    run_task(make_cfg(*common, "optimizer.learning_rate=0.01"), tmp_path / "rate")
+    assert compiled._kept[1] is kept
+    run_task(make_cfg(*common, "optimizer.learning_rate=0.01", "trainer.share_compiled=false"), tmp_path / "rate_fresh")
+    metrics = [pd.read_csv(tmp_path / run / "metrics.csv").drop(columns="epoch_seconds") for run in ("rate", "rate_fresh")]
+    pd.testing.assert_frame_equal(*metrics)
+    assert metrics[0]["learning_rate"].tolist() == [0.01, 0.01]
+    # a schedule's rates are constants of the traced step: another rate (or anything else) builds anew
+    run_task(make_cfg(*common, "schedule=exponential", "trainer.epochs=1"), tmp_path / "exponential")
+    kept = compiled._kept[1]
+    run_task(make_cfg(*common, "schedule=exponential", "trainer.epochs=1", "optimizer.learning_rate=0.01"),
+             tmp_path / "exponential_rate")
+    assert compiled._kept[1] is not kept
 
 
 def test_a_cnn_without_xla_trains_in_keras_own_loop(tmp_path, monkeypatch):
