@@ -68,8 +68,8 @@ def take(cfg, model, optimizer):
     """(model, optimizer, traced): the kept model and optimizer holding `model`'s and `optimizer`'s
     initial values if the last job's config matches, else `model` and `optimizer` themselves."""
     global _kept
-    kept, _kept = _kept, None
-    if kept is None or not cfg.trainer.share_compiled or kept[0] != _key(cfg):  # (kept_for, before _kept was cleared)
+    matches, kept, _kept = kept_for(cfg), _kept, None  # taken or not, the old model goes
+    if not matches:
         return model, optimizer, False
     _, kept_model, kept_optimizer = kept
     import keras

@@ -137,8 +137,8 @@ def test_the_backend_import_is_frozen_out_of_garbage_collection():
 def test_a_job_differing_only_in_seed_or_rate_reuses_the_traced_step_with_a_fresh_builds_numbers(tmp_path):
     """trainer.share_compiled: the next seed (or constant rate) trains the last job's model object
     (traced and XLA-compiled already), reset to its own initial values, and gets what a fresh build
-    gets: the same per-epoch numbers, test set and saved model. Nadam (a slot that starts at 1), batch norm
-    (moving statistics) and dropout (seed states) make every kind of state count."""
+    gets: the same per-epoch numbers, test set and saved model. Nadam (a slot that starts at 1),
+    batch norm (moving statistics) and dropout (seed states) make every kind of state count."""
     import keras
 
     from dnn_train import compiled
