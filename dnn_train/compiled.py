@@ -72,12 +72,6 @@ def take(cfg, model, optimizer):
     if not matches:
         return model, optimizer, False
     _, kept_model, kept_optimizer = kept
-    import keras
-
-    if isinstance(kept_optimizer, keras.optimizers.LossScaleOptimizer):
-        # mixed_float16: Keras' LossScaleOptimizer does not list every variable of the optimizer it wraps
-        # (Nadam's u_product is missing from its .variables), so no reset could be shown complete
-        return model, optimizer, False
     optimizer.build(model.trainable_variables)  # the initial slot values (zeros, Adagrad's 0.1, Nadam's 1)
     pairs = ((kept_model.variables, model.variables), (kept_optimizer.variables, optimizer.variables))
     if not all(_values_match(a, b) for a, b in pairs):
@@ -90,7 +84,12 @@ def take(cfg, model, optimizer):
 
 
 def keep(cfg, model, optimizer) -> None:
-    """Keep a finished job's model and optimizer for the next job (if trainer.share_compiled)."""
+    """Keep a finished job's model and optimizer for the next job (if trainer.share_compiled). Not
+    under mixed_float16: Keras' LossScaleOptimizer does not list every variable of the optimizer it
+    wraps (Nadam's u_product is missing from its .variables), so no reset could be complete."""
+    import keras
+
     global _kept
-    _kept = (_key(cfg), model, optimizer) if cfg.trainer.share_compiled else None
+    shareable = cfg.trainer.share_compiled and not isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+    _kept = (_key(cfg), model, optimizer) if shareable else None
 

@@ -180,10 +180,7 @@ def test_a_job_differing_only_in_seed_or_rate_reuses_the_traced_step_with_a_fres
     assert compiled._kept[1] is not kept
     # mixed_float16's loss-scale optimizer hides a variable of Nadam's from its list: never shared
     run_task(make_cfg(*common, "trainer.precision=mixed_float16", "trainer.epochs=1"), tmp_path / "float16")
-    kept = compiled._kept[1]
-    run_task(make_cfg(*common, "trainer.precision=mixed_float16", "trainer.epochs=1", "trainer.seed=2"),
-             tmp_path / "float16_seed2")
-    assert compiled._kept[1] is not kept
+    assert compiled._kept is None
 
 
 def test_a_cnn_without_xla_trains_in_keras_own_loop(tmp_path, monkeypatch):
