@@ -125,11 +125,17 @@ def print_help() -> None:
 
 def _register_sweeper() -> None:
     """Hydra 1.3 finds plugins by walking the hydra_plugins namespace package, which an editable
-    install (PEP 660) hides from it (hydra #2359): register our Optuna sweeper by hand."""
+    install (PEP 660) hides from it (hydra #2359): register our sweepers (the default batched one, and
+    the Optuna search's) by hand: after the scan, whose import of Hydra's basic sweeper stores the
+    `hydra/sweeper/basic` schema that ours then replaces."""
     from hydra.core.plugins import Plugins
+
+    plugins = Plugins.instance()  # the scan
+    from hydra_plugins.dnn_train_batched.batched_sweeper import BatchedSweeper
     from hydra_plugins.dnn_train_optuna.optuna_sweeper import OptunaPruningSweeper
 
-    Plugins.instance().register(OptunaPruningSweeper)
+    plugins.register(BatchedSweeper)
+    plugins.register(OptunaPruningSweeper)
 
 
 def main() -> None:

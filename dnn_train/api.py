@@ -9,6 +9,7 @@ Every error is a DnnTrainError carrying the command line's one-line message and 
 """
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,11 @@ class DnnTrainError(Exception):
         self.message, self.exit_code, self.run_dir = message, exit_code, run_dir
 
 
+# Hydra's compose API sets one global (GlobalHydra) for the process: two threads composing at once
+# collide ("GlobalHydra is already initialized"), so they take turns.
+_COMPOSING = threading.Lock()
+
+
 def compose(*overrides: str):
     """The config `python -m dnn_train OVERRIDES...` would run, composed by Hydra and validated."""
     from hydra import compose as hydra_compose
@@ -30,7 +36,7 @@ def compose(*overrides: str):
     from dnn_train.config import CONF_DIR, check_choices, describe_error, validate
 
     try:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        with _COMPOSING, initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             cfg = hydra_compose(config_name="config", overrides=list(overrides))
         check_choices(overrides)
         validate(cfg)
@@ -45,7 +51,8 @@ def compose(*overrides: str):
 def run(*overrides: str, run_dir: str | Path | None = None, callbacks=()) -> dict:
     """Run the experiment in this process (into `run_dir`, default outputs/<date>/<time>/ as the
     command line) and return its results, with "run_dir" added. `callbacks`: extra Keras
-    callbacks for the fit (e.g. to watch or stop it)."""
+    callbacks for the fit (e.g. to watch or stop it). One run trains at a time per process: a call
+    from a second thread while one runs waits for it, then runs with its own seeds and log."""
     from dnn_train.config import describe_error
     from dnn_train.record import note_created, one_line
     from dnn_train.tasks import run_task

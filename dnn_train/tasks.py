@@ -6,6 +6,7 @@ import gc
 import logging
 import os
 import sys
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -16,6 +17,11 @@ from dnn_train.record import Run, one_line, remove_created
 
 log = logging.getLogger("dnn_train")
 
+# One training at a time per process: Keras' session, seeds, dtype policy and the "dnn_train" logger
+# are the process's, so two runs on two threads would train on each other's state (and log into
+# each other's dnn_train.log). Every job passes run_task: a second caller waits here for the first.
+_TRAINING = threading.RLock()
+
 
 def run_task(cfg: DictConfig, run_dir: Path | None = None, overrides=None, hydra_cfg=None,
              sweep_job: bool = False, callbacks=()):
@@ -23,7 +29,13 @@ def run_task(cfg: DictConfig, run_dir: Path | None = None, overrides=None, hydra
     its results. Bad input (ConfigError, exit 2) leaves the directory as it was, and removes it if
     this invocation made it; in a sweep (`sweep_job`) it is recorded as the job's failure instead,
     and a directory holding an earlier job is resumed or, if that job completed with the same
-    config, left as it is. `callbacks`: extra Keras callbacks (the Python API)."""
+    config, left as it is. `callbacks`: extra Keras callbacks (the Python API). A second call from
+    another thread while one runs waits for it (one training at a time per process)."""
+    with _TRAINING:  # (no log line while waiting: it would land in the running job's dnn_train.log)
+        return _run_task(cfg, run_dir, overrides, hydra_cfg, sweep_job, callbacks)
+
+
+def _run_task(cfg: DictConfig, run_dir, overrides, hydra_cfg, sweep_job: bool, callbacks):
     if run_dir is None:
         from hydra.core.hydra_config import HydraConfig
 

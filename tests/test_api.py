@@ -108,3 +108,36 @@ def test_a_mixed_precision_run_leaves_the_processs_dtype_policy_as_it_was(tmp_pa
     with pytest.raises(DnnTrainError):
         run(*args, run_dir=tmp_path / "b", callbacks=[Boom()])
     assert keras.config.dtype_policy().name == "float32"
+
+
+def test_concurrent_runs_take_turns_and_keep_their_own_numbers_and_logs(tmp_path):
+    """Two threads calling run() at once (issue: one failed with "GlobalHydra is already initialized";
+    started apart, both trained on each other's Keras state and shared a log): one trains at a time, and
+    each gets the numbers the same run gets alone, and a log of its own."""
+    import threading
+
+    common = [*SMALL, f"data.root={tmp_path / 'data'}", "trainer.epochs=2", "trainer.progress=none"]
+    seeds = {"a": 1, "b": 2}
+    alone = {k: run(*common, f"trainer.seed={s}", run_dir=tmp_path / f"alone_{k}") for k, s in seeds.items()}
+    together, errors = {}, []
+    start = threading.Barrier(2)
+
+    def one(k):
+        try:
+            start.wait()
+            together[k] = run(*common, f"trainer.seed={seeds[k]}", run_dir=tmp_path / f"together_{k}")
+        except BaseException as ex:  # noqa: BLE001 - reported below
+            errors.append(ex)
+
+    threads = [threading.Thread(target=one, args=(k,)) for k in seeds]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=600)
+    assert not errors, errors
+    for k in seeds:
+        for key in ("test_accuracy", "test_loss", "best_val_accuracy"):
+            assert together[k][key] == alone[k][key], (k, key)
+        other = "b" if k == "a" else "a"
+        log = (tmp_path / f"together_{k}" / "dnn_train.log").read_text()
+        assert str(tmp_path / f"together_{k}") in log and f"together_{other}" not in log

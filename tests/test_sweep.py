@@ -145,3 +145,46 @@ def test_the_fashion_mnist_search_runs_its_trials_and_writes_the_best_parameters
     table = pd.read_csv(sweep / "summary.csv")
     assert len(table) == 3 and set(table["status"]) == {"completed"}  # no rung of successive halving in 1 epoch
     assert best["best_value"] == pytest.approx(table["best_val_accuracy"].max())
+
+
+def test_the_grid_is_drawn_lazily_in_hydras_order():
+    """The default sweeper (hydra_plugins/dnn_train_batched) gives the jobs in Hydra's basic sweeper's
+    order (job numbers, hence resume, unchanged), batch by batch, without building the grid: ten
+    million jobs cost no more than ten. Hydra's own built every job's overrides first."""
+    import itertools
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra_plugins.dnn_train_batched.batched_sweeper import BatchedSweeper
+
+    parse = OverridesParser.create().parse_overrides
+    small = ["optimizer=sgd,adam", "trainer.seed=range(3)", "trainer.epochs=2"]
+    sweeper = BatchedSweeper(max_batch_size=4)
+    sweeper.split_arguments(parse(small), 4)
+    batches = []
+    while not sweeper.is_done():
+        batches.append(sweeper.get_job_batch())
+    assert [len(b) for b in batches] == [4, 2]
+    expected = [list(job) for job in itertools.product(["optimizer=sgd", "optimizer=adam"],
+                                                       [f"trainer.seed={i}" for i in range(3)], ["trainer.epochs=2"])]
+    assert [job for b in batches for job in b] == expected
+    huge = BatchedSweeper(max_batch_size=2)
+    tic = time.perf_counter()
+    huge.split_arguments(parse(["trainer.seed=range(0,1000000)", "trainer.batch_size=range(1,11)"]), 2)
+    assert huge.get_job_batch() == [["trainer.seed=0", "trainer.batch_size=1"], ["trainer.seed=0", "trainer.batch_size=2"]]
+    assert time.perf_counter() - tic < 5 and not huge.is_done()
+
+
+def test_a_huge_sweep_starts_its_first_job_at_once(tmp_path):
+    """`-m trainer.seed=range(0,100000)`: Hydra's basic sweeper composed all 100,000 configs (minutes)
+    before the first job; the first job's record now appears within a job's own start-up."""
+    sweep = tmp_path / "sweep"
+    proc = popen_cli("-m", *SMALL, f"data.root={tmp_path / 'data'}", "trainer.epochs=1", "trainer.progress=none",
+                     "trainer.seed=range(0,100000)", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 120
+        while not (sweep / "0" / "results.json").is_file() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        assert (sweep / "0" / "results.json").is_file(), proc.poll()
+    finally:
+        proc.kill()
+        proc.communicate()
