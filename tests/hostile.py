@@ -26,8 +26,22 @@ SMALL_RUN = ["data=synthetic", "data.synthetic.train_examples=400", "data.valid_
              "trainer.progress=none", "model.depth=1", "model.units=8"]
 
 
-# What libraries keep for themselves, beside the data cache: not the run's to keep unchanged.
+# What libraries keep for themselves, beside the data cache: not the run's to keep unchanged. The Keras
+# cache folder itself (its import makes it) is housekeeping; what lands in it (datasets/) is not.
 HOUSEKEEPING = ("home", "cache/matplotlib", "cache/fontconfig", "cache/keras/keras.json")
+HOUSEKEEPING_FOLDERS = ("cache/keras",)
+
+
+def _digest(path: Path) -> str:
+    """SHA-256 of a file, read in chunks (a sparse file of many GB is hashed by size and time instead)."""
+    st = path.stat()
+    if st.st_blocks * 512 < st.st_size // 2 and st.st_size > 1 << 26:
+        return f"sparse:{st.st_size}:{st.st_mtime_ns}"
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def snapshot(root: Path, skip: tuple[Path, ...] = ()) -> dict[str, tuple]:
@@ -44,13 +58,15 @@ def snapshot(root: Path, skip: tuple[Path, ...] = ()) -> dict[str, tuple]:
             if path.resolve() in skip and not path.is_symlink():
                 continue
             rel = str(path.relative_to(root))
+            if rel in HOUSEKEEPING_FOLDERS:
+                continue
             st = path.lstat()
             if path.is_symlink():
                 out[rel] = ("link", os.readlink(path))
             elif path.is_dir():
                 out[rel] = ("dir", st.st_mode)
             else:
-                out[rel] = ("file", st.st_mode, st.st_size, hashlib.sha256(path.read_bytes()).hexdigest())
+                out[rel] = ("file", st.st_mode, st.st_size, _digest(path))
     return out
 
 
