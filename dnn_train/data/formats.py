@@ -202,17 +202,25 @@ class _Listing(NamedTuple):
 
 
 def _list_images(folder: Path) -> _Listing:
-    """Class subfolders (sorted names) and their image files, searched recursively as Keras does."""
+    """Class subfolders and their image files, by keras.utils.image_dataset_from_directory's rule (its
+    dataset_utils.index_directory, not public, and it imports TensorFlow, which this thread must not):
+    classes are the subfolders whose names do not start with a dot, sorted; each class's images are
+    found recursively, folder by folder in sorted order, each folder's files sorted. At least two classes."""
     try:
-        classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
+        subfolders = sorted(p.name for p in folder.iterdir() if p.is_dir())
     except OSError as ex:
         raise DataError(f"{folder}: cannot list ({ex.strerror})") from None
-    if not classes:
-        raise DataError(f"{folder}: no class subfolders; expected {folder}/<class>/*.jpg (or .png, .bmp, .gif)")
+    classes = [name for name in subfolders if not name.startswith(".")]
+    if len(classes) < 2:  # one class trains to nothing (every label the same): bad input, before any decoding
+        hidden = [name for name in subfolders if name.startswith(".")]
+        raise DataError(f"{folder}: " + (f"one class subfolder, {classes[0]}" if classes else "no class subfolders")
+                        + (f" ({', '.join(hidden)} skipped: a folder named with a leading dot is not a class, as "
+                           "in Keras)" if hidden else "")
+                        + f"; a classifier needs at least two: {folder}/<class>/*.jpg (or .png, .bmp, .gif)")
     files, labels = [], []
     for label, name in enumerate(classes):
-        found = sorted(os.path.join(d, f) for d, _, names in os.walk(folder / name) for f in names
-                       if f.lower().endswith(IMAGE_SUFFIXES))
+        found = [os.path.join(d, f) for d, _, names in sorted(os.walk(folder / name), key=lambda w: w[0])
+                 for f in sorted(names) if f.lower().endswith(IMAGE_SUFFIXES)]
         if not found:
             raise DataError(f"{folder / name}: a class folder without images ({', '.join(IMAGE_SUFFIXES)})")
         files += found

@@ -9,9 +9,14 @@ and only the main thread calls it (see `dnn_train.data.preload`).
 """
 from __future__ import annotations
 
+import contextlib
+import http.client
+import io
 import logging
 import os
 import socket
+import time
+import urllib.request
 from pathlib import Path
 from typing import NamedTuple, Optional
 
@@ -23,6 +28,11 @@ log = logging.getLogger(__name__)
 SYSTEM_DIRS_ENV = "DNN_TRAIN_SYSTEM_DATA_DIRS"
 DEFAULT_SYSTEM_DIRS = "/usr/share/datasets"
 DOWNLOAD_TIMEOUT_S = 20  # per connection attempt and per read: a dropped connection fails instead of hanging
+# The slowest download that goes on: fewer bytes than MIN_BYTES_PER_S * THROUGHPUT_WINDOW_S in a window of
+# THROUGHPUT_WINDOW_S seconds ends it (a server trickling a byte every few seconds never trips the per-read timeout).
+MIN_BYTES_PER_S = 1024
+THROUGHPUT_WINDOW_S = 30.0
+PROGRESS_EVERY_S = 10.0  # a log line while a download goes on (Keras' own progress bar is silenced)
 
 
 class Found(NamedTuple):
@@ -122,10 +132,109 @@ def check_downloadable(entry: Dataset, data_cfg) -> None:
                         f"{entry.offline}")
 
 
+class TooSlow(OSError):
+    """A download below the minimum throughput (an Exception: get_file then removes its partial file)."""
+
+
+class _Throughput(io.RawIOBase):
+    """A response's socket reads, counted: what urllib lacks is a floor on throughput (its timeout
+    bounds each read alone). Ends the download with TooSlow when a window of THROUGHPUT_WINDOW_S
+    seconds brought fewer than MIN_BYTES_PER_S * THROUGHPUT_WINDOW_S bytes; logs progress meanwhile."""
+
+    def __init__(self, fp):
+        super().__init__()
+        self.fp = fp  # the response's own buffered socket file: closing it releases the socket
+        self.start = self.window_start = self.logged = time.monotonic()
+        self.total = self.window_bytes = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        n = self.fp.readinto1(buffer)
+        now = time.monotonic()
+        self.total += n or 0
+        self.window_bytes += n or 0
+        if now - self.window_start >= THROUGHPUT_WINDOW_S:
+            if self.window_bytes < MIN_BYTES_PER_S * THROUGHPUT_WINDOW_S:
+                raise TooSlow(f"too slow: {self.window_bytes} bytes in {now - self.window_start:.0f} s, below the "
+                              f"minimum of {MIN_BYTES_PER_S} bytes/s over {THROUGHPUT_WINDOW_S:g} s")
+            self.window_start, self.window_bytes = now, 0
+        if now - self.logged >= PROGRESS_EVERY_S:
+            self.logged = now
+            log.info("downloading: %.1f MB received (%.2f MB/s)", self.total / 1e6, self.total / 1e6 / (now - self.start))
+        return n
+
+    def close(self) -> None:
+        self.fp.close()
+        super().close()
+
+
+class _Response(http.client.HTTPResponse):
+    def __init__(self, sock, *args, **kwargs):
+        super().__init__(sock, *args, **kwargs)
+        self.fp = io.BufferedReader(_Throughput(self.fp))
+
+
+_GUARDED = {cls: type(cls.__name__, (cls,), {"response_class": _Response})
+            for cls in (http.client.HTTPConnection, http.client.HTTPSConnection)}
+
+
+class _Guarded:
+    """urllib's handlers, with connections whose responses are read through _Throughput."""
+
+    def do_open(self, http_class, req, **kwargs):
+        return super().do_open(_GUARDED.get(http_class, http_class), req, **kwargs)
+
+
+class _GuardedHTTP(_Guarded, urllib.request.HTTPHandler):
+    pass
+
+
+class _GuardedHTTPS(_Guarded, urllib.request.HTTPSHandler):
+    pass
+
+
+@contextlib.contextmanager
+def _guarded_downloads():
+    """While it lasts: sockets time out after DOWNLOAD_TIMEOUT_S (urllib's default is to wait forever),
+    urlopen (what get_file's urlretrieve calls) reads through _Throughput, and Keras' messages and progress
+    bar, which it writes to stdout, are discarded (they would precede the error line of a failed download)."""
+    previous_timeout, previous_opener = socket.getdefaulttimeout(), getattr(urllib.request, "_opener", None)
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
+    urllib.request.install_opener(urllib.request.build_opener(_GuardedHTTP, _GuardedHTTPS))
+    try:
+        with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
+            yield
+    finally:
+        urllib.request.install_opener(previous_opener)
+        socket.setdefaulttimeout(previous_timeout)
+
+
+def _entries(folder: Path) -> dict:
+    """{name: (size, mtime)} of the files in `folder` (not followed)."""
+    try:
+        return {e.name: (e.stat(follow_symlinks=False).st_size, e.stat(follow_symlinks=False).st_mtime_ns)
+                for e in os.scandir(folder) if not e.is_dir(follow_symlinks=False)}
+    except OSError:
+        return {}
+
+
+def _missing_dirs(folder: Path) -> list[Path]:
+    """`folder` and those of its parents that do not exist yet, deepest first."""
+    out = []
+    while not os.path.lexists(folder) and folder != folder.parent:
+        out.append(folder)
+        folder = folder.parent
+    return out
+
+
 def download(entry: Dataset, data_cfg) -> Found:
     """Fetch the official files with keras.utils.get_file into the Keras cache, each checked against
     its SHA-256 (data.sha256, else the official one), archives extracted as Keras' own loaders do.
-    Imports Keras: call it from the main thread only, once TensorFlow is imported."""
+    A failed download leaves the cache as it was: the file being fetched (partial, or failing its hash)
+    and the folders made for it are removed. Imports Keras: call it from the main thread only, once
+    TensorFlow is imported."""
     check_downloadable(entry, data_cfg)
     import keras
 
@@ -133,24 +242,27 @@ def download(entry: Dataset, data_cfg) -> Found:
     base = (data_cfg.url or spec.url).rstrip("/") + "/"
     hashes = {**spec.sha256, **(data_cfg.sha256 or {})}
     subdir = os.path.join("datasets", spec.subdir) if spec.subdir else "datasets"
-    origin, previous = None, socket.getdefaulttimeout()
-    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)  # urllib's default is to wait forever
+    folder = keras_home() / subdir
+    made, origin, before = _missing_dirs(folder), None, _entries(folder)
     try:
-        keras_home().mkdir(parents=True, exist_ok=True)  # get_file falls back to /tmp/.keras if it does not exist
-        for fname, sha256 in hashes.items():
-            origin = base + fname
-            log.info("%s: downloading %s", entry.name, origin)
-            path = Path(keras.utils.get_file(
-                spec.extract_to or fname, origin=origin, file_hash=sha256, hash_algorithm="sha256",
-                extract=spec.extract_to is not None, cache_dir=str(keras_home()), cache_subdir=subdir))
+        with _guarded_downloads():
+            keras_home().mkdir(parents=True, exist_ok=True)  # get_file falls back to /tmp/.keras if it does not exist
+            for fname, sha256 in hashes.items():
+                origin, before = base + fname, _entries(folder)
+                log.info("%s: downloading %s", entry.name, origin)
+                path = Path(keras.utils.get_file(
+                    spec.extract_to or fname, origin=origin, file_hash=sha256, hash_algorithm="sha256",
+                    extract=spec.extract_to is not None, cache_dir=str(keras_home()), cache_subdir=subdir))
     except Exception as ex:  # noqa: BLE001 - any failure here means: offline, blocked, or not the official file
-        if spec.extract_to is None:  # get_file keeps a file that fails its hash: it must not pass for a local copy
-            (keras_home() / subdir / fname).unlink(missing_ok=True)
+        for name, stat in _entries(folder).items():  # get_file keeps a file that fails its hash: it must not
+            if before.get(name) != stat:  # pass for a local copy; it removes a partial one itself
+                (folder / name).unlink(missing_ok=True)
+        for d in made:
+            with contextlib.suppress(OSError):
+                d.rmdir()  # only if empty: files that passed their hash stay cached
         reason = " ".join(str(ex).split()) or type(ex).__name__
         raise DataError(f"{_not_found(entry, data_cfg)} and the download from {origin} failed: {reason}; "
                         f"to provide it offline, {entry.offline}") from None
-    finally:
-        socket.setdefaulttimeout(previous)
     datasets = path.parent.parent if spec.subdir else path.parent  # get_file may fall back to /tmp/.keras
     found = next((Found(_in(datasets, f), layout) for layout in entry.layouts for f in layout.folders
                   if _complete(_in(datasets, f), layout)), None)
