@@ -311,8 +311,18 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
                        "a list of layers, each with a _target_ (see conf/augment/)"),
 }
 TOP_LEVEL_RULES = ("task",)
-# Groups and sections a run needs: `~optimizer` or `~transfer` on the command line is refused.
-REQUIRED = ("data", "model", "trainer", *KERAS_GROUPS, "transfer", "lr_find", "autoencoder", "task")
+
+
+def required_groups() -> tuple:
+    """The groups conf/config.yaml's defaults list names without `optional`: the run is composed with
+    one option of each, so `~GROUP` is refused (check_choices), whatever the group."""
+    entries = OmegaConf.load(CONF_DIR / "config.yaml").defaults
+    return tuple(key.split("@")[0] for entry in entries if isinstance(entry, DictConfig)
+                 for key in entry if " " not in key)  # "optional experiment", "override hydra/...": not required
+
+
+# Groups and sections a run needs, present in the composed config (the Python API composes its own).
+REQUIRED = (*required_groups(), "transfer", "lr_find", "autoencoder", "task")
 # Groups whose keys are not checked against a class: the keys their options may have.
 PLAIN_GROUP_KEYS = {"augment": ("layers",)}
 OPTIONAL_KEYS_OF = ("model", "logger", "augment")  # a key of another option, or of none (~augment.layers)
@@ -324,8 +334,7 @@ def validate(cfg: DictConfig) -> None:
     for key in REQUIRED:
         if key not in cfg or (key != "task" and not isinstance(cfg.get(key), DictConfig)):
             raise ConfigError(f"{key}: missing (removed with ~{key}?); a run needs it"
-                              + (f": choose one with {key}=OPTION" if key in KERAS_GROUPS or key in ("data", "model")
-                                 else ""))
+                              + (f": choose one with {key}=OPTION" if (CONF_DIR / key).is_dir() else ""))
     check_keys(cfg)
     check_allowed_targets(cfg)
     for group in KERAS_GROUPS:
@@ -373,7 +382,18 @@ def _check_plain_group_keys(cfg: DictConfig) -> None:
 def check_choices(overrides, search_dirs=()) -> None:
     """Each `GROUP=OPTION` override names an option of conf/GROUP/ (or of a --config-dir in
     `search_dirs`): Hydra silently skips an unknown option of an optional group (experiment=,
-    hparams_search=), so a typo would run the defaults."""
+    hparams_search=), so a typo would run the defaults. No `~GROUP` removes a required group."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    required = required_groups()
+    for parsed in OverridesParser.create().parse_overrides([str(o) for o in overrides or ()]):
+        # `~GROUP` drops the group from the defaults list, but a typed group's schema (data, trainer)
+        # fills the composed config with its defaults again: only the override says it was removed.
+        if parsed.is_delete() and parsed.key_or_group in required:
+            group = parsed.key_or_group
+            raise ConfigError(f"{parsed.input_line}: {group} cannot be removed, a run needs one; choose one with "
+                              f"{group}=OPTION{f' ({group}=none turns it off)' if 'none' in options(group) else ''}"
+                              f"; valid {group} options: {', '.join(options(group))}")
     dirs = [CONF_DIR, *(Path(d) for d in search_dirs)]
     for override in overrides or ():
         key, eq, value = str(override).lstrip("+").partition("=")
