@@ -203,7 +203,7 @@ _COUNT_OR_FRACTION = ((lambda v: _number(1, integer=True)[0](v) or _number(0, 1,
 RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "learning_rate": _number(0, lo_open=True),
     "max_lr": _number(0, lo_open=True),
-    "momentum": _number(0, 1, hi_open=True),
+    "momentum": _number(0, 1),  # Keras' SGD: [0, 1]
     "beta_1": _number(0, 1, hi_open=True),
     "beta_2": _number(0, 1, hi_open=True),
     "rho": _number(0, 1, hi_open=True),
@@ -510,16 +510,24 @@ def _constructs(node: DictConfig, group: str) -> bool:
 def _parameters(target) -> Optional[set]:
     """Keyword parameters `target` accepts (for a class, along its __init__ chain); None if it
     takes anything (**kwargs that it does not check)."""
+    return set(_keyword_parameters(target))
+
+
+def _keyword_parameters(target) -> dict:
+    """{name: inspect.Parameter} of the keywords `target` takes: for a class, along its __init__
+    chain as far as **kwargs passes them on (the nearest class's default first)."""
     import inspect
 
     classes = [c for c in target.__mro__ if "__init__" in vars(c)] if inspect.isclass(target) else [target]
-    names: set = set()
+    found: dict = {}
     for c in classes:
         params = inspect.signature(c.__init__ if inspect.isclass(target) else c).parameters
-        names |= {n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and n != "self"}
+        for n, p in params.items():
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and n != "self":
+                found.setdefault(n, p)
         if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
-            return names
-    return names  # Keras' base classes take **kwargs and check them themselves: the named ones are the API
+            break
+    return found  # Keras' base classes take **kwargs and check them themselves: the named ones are the API
 
 
 def _misfit(cfg: DictConfig, group: str, key: str, target: str, accepted: list) -> str:
@@ -633,10 +641,33 @@ def _show(value: Any) -> str:
 
 def make(node, **kwargs):
     """hydra.utils.instantiate, passing lists and dicts to the object as plain Python ones: a Keras
-    object holding an OmegaConf ListConfig cannot be saved (schedule=piecewise's values did that)."""
+    object holding an OmegaConf ListConfig cannot be saved (schedule=piecewise's values did that).
+    Every Keras-class group is instantiated here, so numbers are taken as users type them here:
+    an integer for a parameter whose default is a float becomes that float (`floats_as_declared`)."""
     from hydra.utils import instantiate
 
-    return instantiate(node, _convert_="all", **kwargs)
+    if isinstance(node, DictConfig):
+        node = OmegaConf.to_container(node, resolve=True)
+    return instantiate(floats_as_declared({**node, **kwargs}), _convert_="all")
+
+
+def floats_as_declared(node):
+    """`node` (a dict or list, nested `_target_`s included) with each integer given for a float
+    parameter of its target (a float default, or a `float` annotation) made a float. Ours: Keras
+    checks `isinstance(momentum, float)` and refuses momentum=0, and Hydra passes what YAML says."""
+    from hydra.utils import get_object
+
+    if isinstance(node, list):
+        return [floats_as_declared(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    node = {key: floats_as_declared(value) for key, value in node.items()}
+    try:
+        params = _keyword_parameters(get_object(node["_target_"])) if node.get("_target_") else {}
+    except Exception:  # noqa: BLE001 - not importable: instantiate says why
+        params = {}
+    floats = {n for n, p in params.items() if type(p.default) is float or p.annotation in (float, "float")}
+    return {key: float(value) if key in floats and type(value) is int else value for key, value in node.items()}
 
 
 def keras_kwargs(node: DictConfig, group: str) -> tuple[dict, dict]:
