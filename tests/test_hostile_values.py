@@ -5,6 +5,10 @@ a required group (`~data`) is in tests/test_config.py, the integers of every opt
 tests/test_optim.py (in-process, generated from conf/)."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 from omegaconf import OmegaConf
 
 from dnn_train.data.synthetic import generate
@@ -33,3 +37,36 @@ def test_integers_where_keras_wants_floats_train(tmp_path):
     assert read_results(box.run)["status"] == "completed"
     recorded = OmegaConf.load(box.run / "config.yaml").optimizer
     assert (recorded.momentum, recorded.learning_rate) == (0, 1)
+
+
+WARNS = """
+import sys, warnings
+import keras
+import matplotlib.pyplot as plt
+from dnn_train import run
+
+class Warn(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        warnings.warn("a library's UserWarning", UserWarning)
+        fig, ax = plt.subplots(figsize=(0.5, 0.5), layout="constrained")  # matplotlib's own warning
+        ax.set_title("x" * 80)
+        fig.canvas.draw()
+        plt.close(fig)
+
+run(*sys.argv[2:], run_dir=sys.argv[1], callbacks=[Warn()])
+warnings.warn("after the job", UserWarning)  # the process's own handling is back
+"""
+
+
+def test_library_warnings_go_to_the_runs_log_not_the_terminal(tmp_path):
+    box = sandbox(tmp_path)
+    proc = subprocess.run([sys.executable, "-c", WARNS, str(box.run), *SMALL_RUN], cwd=tmp_path,
+                          env={**os.environ, **box.env, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
+                          timeout=300)
+    box.check(proc, 0)
+    assert read_results(box.run)["status"] == "completed"
+    log = (box.run / "dnn_train.log").read_text()
+    assert "UserWarning: a library's UserWarning" in log and "constrained_layout not applied" in log, log
+    warned = [ln for ln in proc.stderr.splitlines() if "Warning" in ln]  # TensorFlow's C++ lines aside
+    assert len(warned) == 1 and "UserWarning: after the job" in warned[0], proc.stderr
+    assert "after the job" not in log
