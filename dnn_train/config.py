@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, List, Optional
 
@@ -313,6 +314,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
 TOP_LEVEL_RULES = ("task",)
 
 
+@lru_cache(maxsize=None)
 def required_groups() -> tuple:
     """The groups conf/config.yaml's defaults list names without `optional`: the run is composed with
     one option of each, so `~GROUP` is refused (check_choices), whatever the group."""
@@ -321,8 +323,9 @@ def required_groups() -> tuple:
                  for key in entry if " " not in key)  # "optional experiment", "override hydra/...": not required
 
 
-# Groups and sections a run needs, present in the composed config (the Python API composes its own).
-REQUIRED = (*required_groups(), "transfer", "lr_find", "autoencoder", "task")
+# Sections a run needs besides its groups (`~transfer` is refused): read when validating, since a
+# broken install without conf/ must still get its one line.
+REQUIRED_SECTIONS = ("transfer", "lr_find", "autoencoder", "task")
 # Groups whose keys are not checked against a class: the keys their options may have.
 PLAIN_GROUP_KEYS = {"augment": ("layers",)}
 OPTIONAL_KEYS_OF = ("model", "logger", "augment")  # a key of another option, or of none (~augment.layers)
@@ -331,7 +334,7 @@ OPTIONAL_KEYS_OF = ("model", "logger", "augment")  # a key of another option, or
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError naming the first key whose value is unknown or out of range. Needs no
     TensorFlow; `check_targets` (after the import) checks the keys against the Keras classes."""
-    for key in REQUIRED:
+    for key in (*required_groups(), *REQUIRED_SECTIONS):
         if key not in cfg or (key != "task" and not isinstance(cfg.get(key), DictConfig)):
             raise ConfigError(f"{key}: missing (removed with ~{key}?); a run needs it"
                               + (f": choose one with {key}=OPTION" if (CONF_DIR / key).is_dir() else ""))
