@@ -511,8 +511,7 @@ def _constructs(node: DictConfig, group: str) -> bool:
 
 
 def _parameters(target) -> Optional[set]:
-    """Keyword parameters `target` accepts (for a class, along its __init__ chain); None if it
-    takes anything (**kwargs that it does not check)."""
+    """The names of the keyword parameters `target` accepts (for a class, along its __init__ chain)."""
     return set(_keyword_parameters(target))
 
 
