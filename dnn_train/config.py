@@ -15,6 +15,7 @@ import os
 import re
 import zipfile
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, List, Optional
 
@@ -205,7 +206,7 @@ _COUNT_OR_FRACTION = ((lambda v: _number(1, integer=True)[0](v) or _number(0, 1,
 RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "learning_rate": _number(0, lo_open=True),
     "max_lr": _number(0, lo_open=True),
-    "momentum": _number(0, 1, hi_open=True),
+    "momentum": _number(0, 1),  # Keras' SGD: [0, 1]
     "beta_1": _number(0, 1, hi_open=True),
     "beta_2": _number(0, 1, hi_open=True),
     "rho": _number(0, 1, hi_open=True),
@@ -313,8 +314,20 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
                        "a list of layers, each with a _target_ (see conf/augment/)"),
 }
 TOP_LEVEL_RULES = ("task",)
-# Groups and sections a run needs: `~optimizer` or `~transfer` on the command line is refused.
-REQUIRED = ("data", "model", "trainer", *KERAS_GROUPS, "transfer", "lr_find", "autoencoder", "task")
+
+
+@lru_cache(maxsize=None)
+def required_groups() -> tuple:
+    """The groups conf/config.yaml's defaults list names without `optional`: the run is composed with
+    one option of each, so `~GROUP` is refused (check_choices), whatever the group."""
+    entries = OmegaConf.load(CONF_DIR / "config.yaml").defaults
+    return tuple(key.split("@")[0] for entry in entries if isinstance(entry, DictConfig)
+                 for key in entry if " " not in key)  # "optional experiment", "override hydra/...": not required
+
+
+# Sections a run needs besides its groups (`~transfer` is refused): read when validating, since a
+# broken install without conf/ must still get its one line.
+REQUIRED_SECTIONS = ("transfer", "lr_find", "autoencoder", "task")
 # Groups whose keys are not checked against a class: the keys their options may have.
 PLAIN_GROUP_KEYS = {"augment": ("layers",)}
 OPTIONAL_KEYS_OF = ("model", "logger", "augment")  # a key of another option, or of none (~augment.layers)
@@ -323,11 +336,10 @@ OPTIONAL_KEYS_OF = ("model", "logger", "augment")  # a key of another option, or
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError naming the first key whose value is unknown or out of range. Needs no
     TensorFlow; `check_targets` (after the import) checks the keys against the Keras classes."""
-    for key in REQUIRED:
+    for key in (*required_groups(), *REQUIRED_SECTIONS):
         if key not in cfg or (key != "task" and not isinstance(cfg.get(key), DictConfig)):
             raise ConfigError(f"{key}: missing (removed with ~{key}?); a run needs it"
-                              + (f": choose one with {key}=OPTION" if key in KERAS_GROUPS or key in ("data", "model")
-                                 else ""))
+                              + (f": choose one with {key}=OPTION" if (CONF_DIR / key).is_dir() else ""))
     check_keys(cfg)
     check_allowed_targets(cfg)
     for group in KERAS_GROUPS:
@@ -424,7 +436,18 @@ def _check_plain_group_keys(cfg: DictConfig) -> None:
 def check_choices(overrides, search_dirs=()) -> None:
     """Each `GROUP=OPTION` override names an option of conf/GROUP/ (or of a --config-dir in
     `search_dirs`): Hydra silently skips an unknown option of an optional group (experiment=,
-    hparams_search=), so a typo would run the defaults."""
+    hparams_search=), so a typo would run the defaults. No `~GROUP` removes a required group."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    required = required_groups()
+    for parsed in OverridesParser.create().parse_overrides([str(o) for o in overrides or ()]):
+        # `~GROUP` drops the group from the defaults list, but a typed group's schema (data, trainer)
+        # fills the composed config with its defaults again: only the override says it was removed.
+        if parsed.is_delete() and parsed.key_or_group in required:
+            group = parsed.key_or_group
+            raise ConfigError(f"{parsed.input_line}: {group} cannot be removed, a run needs one; choose one with "
+                              f"{group}=OPTION{f' ({group}=none turns it off)' if 'none' in options(group) else ''}"
+                              f"; valid {group} options: {', '.join(options(group))}")
     dirs = [CONF_DIR, *(Path(d) for d in search_dirs)]
     for override in overrides or ():
         key, eq, value = str(override).lstrip("+").partition("=")
@@ -539,18 +562,25 @@ def _constructs(node: DictConfig, group: str) -> bool:
 
 
 def _parameters(target) -> Optional[set]:
-    """Keyword parameters `target` accepts (for a class, along its __init__ chain); None if it
-    takes anything (**kwargs that it does not check)."""
+    """The names of the keyword parameters `target` accepts (for a class, along its __init__ chain)."""
+    return set(_keyword_parameters(target))
+
+
+def _keyword_parameters(target) -> dict:
+    """{name: inspect.Parameter} of the keywords `target` takes: for a class, along its __init__
+    chain as far as **kwargs passes them on (the nearest class's default first)."""
     import inspect
 
     classes = [c for c in target.__mro__ if "__init__" in vars(c)] if inspect.isclass(target) else [target]
-    names: set = set()
+    found: dict = {}
     for c in classes:
         params = inspect.signature(c.__init__ if inspect.isclass(target) else c).parameters
-        names |= {n for n, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and n != "self"}
+        for n, p in params.items():
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and n != "self":
+                found.setdefault(n, p)
         if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
-            return names
-    return names  # Keras' base classes take **kwargs and check them themselves: the named ones are the API
+            break
+    return found  # Keras' base classes take **kwargs and check them themselves: the named ones are the API
 
 
 def _misfit(cfg: DictConfig, group: str, key: str, target: str, accepted: list) -> str:
@@ -677,10 +707,33 @@ def _show(value: Any) -> str:
 
 def make(node, **kwargs):
     """hydra.utils.instantiate, passing lists and dicts to the object as plain Python ones: a Keras
-    object holding an OmegaConf ListConfig cannot be saved (schedule=piecewise's values did that)."""
+    object holding an OmegaConf ListConfig cannot be saved (schedule=piecewise's values did that).
+    Every Keras-class group is instantiated here, so numbers are taken as users type them here:
+    an integer for a parameter whose default is a float becomes that float (`floats_as_declared`)."""
     from hydra.utils import instantiate
 
-    return instantiate(node, _convert_="all", **kwargs)
+    if isinstance(node, DictConfig):
+        node = OmegaConf.to_container(node, resolve=True)
+    return instantiate(floats_as_declared({**node, **kwargs}), _convert_="all")
+
+
+def floats_as_declared(node):
+    """`node` (a dict or list, nested `_target_`s included) with each integer given for a float
+    parameter of its target (a float default, or a `float` annotation) made a float. Ours: Keras
+    checks `isinstance(momentum, float)` and refuses momentum=0, and Hydra passes what YAML says."""
+    from hydra.utils import get_object
+
+    if isinstance(node, list):
+        return [floats_as_declared(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    node = {key: floats_as_declared(value) for key, value in node.items()}
+    try:
+        params = _keyword_parameters(get_object(node["_target_"])) if node.get("_target_") else {}
+    except Exception:  # noqa: BLE001 - not importable: instantiate says why
+        params = {}
+    floats = {n for n, p in params.items() if type(p.default) is float or p.annotation in (float, "float")}
+    return {key: float(value) if key in floats and type(value) is int else value for key, value in node.items()}
 
 
 def keras_kwargs(node: DictConfig, group: str) -> tuple[dict, dict]:

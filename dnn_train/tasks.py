@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 import threading
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -56,7 +57,8 @@ def _run_task(cfg: DictConfig, run_dir, overrides, hydra_cfg, sweep_job: bool, c
             raise
         bad_input = ex
     resume = sweep_job or bool((cfg.get("trainer") or {}).get("resume"))
-    with Run(run_dir, cfg, overrides or [], hydra_cfg, resume=resume, record_bad_input=sweep_job) as run:
+    with _warnings_to_log_files(), \
+            Run(run_dir, cfg, overrides or [], hydra_cfg, resume=resume, record_bad_input=sweep_job) as run:
         if bad_input is not None:
             raise bad_input
         if run.state == "completed":
@@ -73,6 +75,29 @@ def _run_task(cfg: DictConfig, run_dir, overrides, hydra_cfg, sweep_job: bool, c
                 return _task(cfg.task)(cfg, run, list(callbacks))
         finally:
             data.discard_preloaded()
+
+
+@contextmanager
+def _warnings_to_log_files():
+    """Library warnings (matplotlib's UserWarnings, Keras' deprecations) raised during the job go to
+    the run's log, dnn_train.log, and not to the terminal, where bad input and failures are one line:
+    each is handed to the root logger's handlers that are not a console stream (the run's log file,
+    or the buffer it is flushed to). Python's filters still decide which are shown (a warning shown
+    once in this process is not repeated). Ours: logging.captureWarnings would send them to the
+    console too."""
+    def log_warning(message, category, filename, lineno, file=None, line=None):
+        record = logging.LogRecord("py.warnings", logging.WARNING, filename, lineno, "%s", (
+            warnings.formatwarning(message, category, filename, lineno, line).rstrip(),), None)
+        for handler in logging.getLogger().handlers:
+            console = isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler)
+            if not console and record.levelno >= handler.level:
+                handler.handle(record)
+
+    saved, warnings.showwarning = warnings.showwarning, log_warning
+    try:
+        yield
+    finally:
+        warnings.showwarning = saved
 
 
 @contextmanager

@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from dnn_train.config import ConfigError, options, validate
+from dnn_train import DnnTrainError, compose
+from dnn_train.config import CONF_DIR, ConfigError, options, validate
 from tests.conftest import REPO, make_cfg, run_cli
 
 REQUIRED = {
@@ -84,6 +85,7 @@ BAD_INPUT = [
     (["model.depth=1.5"], "model.depth=1.5"),
     (["model.depth=1000"], "model.depth=1000: expected an integer >= 1 and <= 500"),
     (["data=synthetic", "data.synthetic.num_classes=0"], "data.synthetic.num_classes=0: expected an integer >= 2"),
+    (["data=synthetic", "~data"], "~data: data cannot be removed, a run needs one"),  # not Fashion-MNIST silently
 ]
 
 
@@ -238,3 +240,31 @@ def test_a_duration_that_rounds_to_no_steps_is_refused_before_training(tmp_path,
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], lines
     assert not (tmp_path / "run").exists()
+
+
+def _groups_without_optional():
+    """The groups conf/config.yaml's defaults list names without `optional` (read here as YAML)."""
+    import yaml
+
+    defaults = yaml.safe_load((CONF_DIR / "config.yaml").read_text())["defaults"]
+    return [key for entry in defaults if isinstance(entry, dict) for key in entry if " " not in key]
+
+
+@pytest.mark.parametrize("group", _groups_without_optional())
+def test_removing_a_group_the_run_is_composed_from_is_refused(group):
+    """`~GROUP` of any group the defaults list requires: a typed group's schema (data, trainer) used to
+    refill it with its defaults (`data=synthetic ~data` trained on Fashion-MNIST); now refused, with the
+    group's options. `~GROUP` of an optional group (experiment, hparams_search) stays valid."""
+    with pytest.raises(DnnTrainError) as refused:
+        compose(f"~{group}")
+    assert refused.value.exit_code == 2
+    assert str(refused.value).startswith(f"~{group}: {group} cannot be removed, a run needs one; choose one with "
+                                         f"{group}=OPTION")
+    assert f"valid {group} options: {', '.join(options(group))}" in str(refused.value)
+    option = options(group)[-1]
+    with pytest.raises(DnnTrainError, match=f"^~{group}: {group} cannot be removed"):
+        compose(f"{group}={option}", f"~{group}")
+
+
+def test_removing_an_optional_group_is_not_refused():
+    validate(compose("~experiment", "~hparams_search"))

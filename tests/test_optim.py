@@ -5,6 +5,7 @@ import keras
 import numpy as np
 import pytest
 
+from dnn_train.config import ConfigError, options, validate
 from dnn_train.optim import OneCycle, build_optimizer
 from tests.conftest import make_cfg
 
@@ -126,3 +127,34 @@ def test_1cycle_leaves_momentum_free_optimizers_alone():
     assert type(opt) is keras.optimizers.Nadam
     opt, _ = build_optimizer(make_cfg("optimizer=sgd", "schedule=1cycle"), steps_per_epoch=10)
     assert type(opt) is keras.optimizers.SGD
+
+
+PROBES = (-1, 0, 1, 2, 0.5, 1.5)  # as users type them: integers and floats, in and out of the usual ranges
+
+
+@pytest.mark.parametrize("option", options("optimizer"))
+def test_every_number_the_checks_accept_builds_the_optimizer(option):
+    """Over every option of conf/optimizer/ and every key of it, each probe value that the checks
+    before TensorFlow (config.validate) accept builds the Keras optimizer with that value, integers
+    included (Keras refuses `momentum=0` and `learning_rate=1`: not floats), so a value Keras would
+    refuse after the data has loaded is refused before instead. Each float key takes an integer."""
+    base = make_cfg(f"optimizer={option}")
+    for key, default in base.optimizer.items():
+        if key == "_target_":
+            continue
+        accepted_ints = []
+        for value in PROBES:
+            cfg = base.copy()
+            cfg.optimizer[key] = value
+            try:
+                validate(cfg)
+            except ConfigError:
+                continue
+            opt, _ = build_optimizer(cfg, steps_per_epoch=10)
+            built = opt.get_config()[key]
+            if key == "learning_rate":
+                built = float(keras.ops.convert_to_numpy(opt.learning_rate))
+            assert built == value, (option, key, value, built)
+            accepted_ints += [value] if type(value) is int else []
+        if type(default) is float:
+            assert accepted_ints, f"optimizer={option}: no integer accepted for {key} (a float)"
