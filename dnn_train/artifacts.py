@@ -5,6 +5,7 @@ half-written results.json, config.yaml, model or plot that looks complete.
 """
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -22,15 +23,37 @@ CONFIG_FILE = "config.yaml"
 METRIC_COLUMNS = ["epoch", "phase", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "epoch_seconds"]
 
 
+NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # not on every OS: record.refuse_links, at the run's start, is the gate
+
+
+def nofollow(path, flags: int) -> int:
+    """open()'s `opener` for every file dnn_train writes itself: a symbolic link at the name is not
+    followed (OSError ELOOP) but refused, e.g. one planted in the run directory while it runs."""
+    return os.open(path, flags | NOFOLLOW, 0o666)
+
+
+def make_dir(path: Path) -> Path:
+    """A folder of the run's, made if missing; a symbolic link at its name is refused (ELOOP), where
+    mkdir(exist_ok=True) would accept it and the run write (and remove old files) wherever it points."""
+    path = Path(path)
+    path.mkdir(exist_ok=True)
+    if path.is_symlink():
+        raise OSError(errno.ELOOP, "a symbolic link, not a folder of the run's", str(path))
+    return path
+
+
 @contextmanager
 def atomic_path(path: Path, suffix: str = ""):
-    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds."""
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
+    Whatever was at the temporary name is removed first (a link there would be written through
+    by the writers we do not open files for: Keras' model.save, matplotlib's savefig)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}{suffix}")
+    tmp.unlink(missing_ok=True)
     try:
         yield tmp
         if tmp.exists():
-            with open(tmp, "rb+") as f:
+            with open(tmp, "rb+", opener=nofollow) as f:
                 os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
@@ -38,8 +61,8 @@ def atomic_path(path: Path, suffix: str = ""):
 
 
 def write_text(path: Path, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
+    with atomic_path(path) as tmp, open(tmp, "w", opener=nofollow) as f:
+        f.write(text)
 
 
 def jsonable(value):

@@ -18,7 +18,7 @@ import keras
 import numpy as np
 
 from dnn_train.optim import current_learning_rate
-from dnn_train.artifacts import METRIC_COLUMNS
+from dnn_train.artifacts import METRIC_COLUMNS, nofollow
 
 log = logging.getLogger("dnn_train")
 
@@ -79,7 +79,7 @@ class MetricsCSV(keras.callbacks.Callback):
             self.run.update(epochs=epoch + 1)
 
     def _append(self, text: str) -> None:
-        with open(self.path, "a") as f:
+        with open(self.path, "a", opener=nofollow) as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())

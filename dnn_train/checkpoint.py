@@ -59,8 +59,7 @@ def prepare(run_dir: Path, resuming: bool):
 def save_trained(run_dir: Path, model: keras.Model, epochs: int, restored_epoch: int) -> None:
     """After the last epoch: the final weights (early stopping's best, restored) as the checkpoint,
     so a run killed while testing or saving resumes to these weights, not the last epoch's."""
-    folder = Path(run_dir) / CHECKPOINT_DIR
-    folder.mkdir(exist_ok=True)
+    folder = artifacts.make_dir(Path(run_dir) / CHECKPOINT_DIR)
     weights = "trained.npz"
     _save_arrays(folder / weights, [keras.ops.convert_to_numpy(v) for v in _state_variables(model)])
     artifacts.write_json(folder / STATE_FILE, {"stage": TRAINED, "epoch": epochs, "weights": weights,
@@ -90,7 +89,7 @@ def restore_weights(model: keras.Model, run_dir: Path, state: dict) -> None:
 
 def _save_arrays(path: Path, arrays: list) -> None:
     with artifacts.atomic_path(path, ".npz") as tmp:
-        with open(tmp, "wb") as f:
+        with open(tmp, "wb", opener=artifacts.nofollow) as f:
             np.savez(f, **{f"v{i}": a for i, a in enumerate(arrays)})
 
 
@@ -136,7 +135,7 @@ class Checkpoint(keras.callbacks.Callback):
         self.resume = None
 
     def on_epoch_end(self, epoch, logs=None):
-        self.folder.mkdir(exist_ok=True)
+        artifacts.make_dir(self.folder)
         weights = f"epoch-{epoch + 1}.npz"
         _save_arrays(self.folder / weights, [keras.ops.convert_to_numpy(v) for v in _state_variables(self.model)])
         best = None

@@ -146,7 +146,7 @@ class Diagnostics(keras.callbacks.Callback):
         lines = [",".join(COLUMNS)] if new else []
         lines += [",".join(_fmt(v) for v in [epoch, r["layer"], r["name"], r["act_mean"], r["act_std"],
                                              r["saturated"], r["dead"], r["grad_norm"]]) for r in rows]
-        with open(self.path, "a") as f:  # one write per epoch: whole rows only
+        with open(self.path, "a", opener=artifacts.nofollow) as f:  # one write per epoch: whole rows only
             f.write("\n".join(lines) + "\n")
         if self.writer is not None:
             self._tensorboard(epoch, rows)

@@ -16,6 +16,7 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import sys
 import threading
 import time
@@ -61,7 +62,9 @@ class RunLock:
         probing it for an instant)."""
         if fcntl is None:
             return
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        from dnn_train.artifacts import NOFOLLOW
+
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | NOFOLLOW, 0o644)
         deadline = time.monotonic() + wait
         while True:
             try:
@@ -103,8 +106,10 @@ def is_alive(run_dir: Path) -> Optional[bool]:
     path = Path(run_dir) / LOCK_FILE
     if fcntl is None or not path.is_file():
         return None
+    from dnn_train.artifacts import NOFOLLOW
+
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY | NOFOLLOW)
     except OSError:
         return None
     try:
@@ -175,6 +180,32 @@ def note_created(path: Path) -> None:
         CREATED.add(missing)
 
 
+NO_LINKS = "dnn_train never writes through a link it did not make: remove it or choose another hydra.run.dir"
+
+
+def refuse_links(run_dir: Path) -> None:
+    """The gate every run passes before it writes in its directory: everything in it, at any depth,
+    is a plain file with one name or a folder. A symbolic link (dangling or not) or a hard link
+    planted there would have the run write (truncate its lock, append its log, make its .reserve)
+    wherever it points; a named pipe would hang it. dnn_train makes none of these, so any one is
+    refused (Refused: one line, exit 2), whatever its name. The run directory itself may be a link:
+    the user named it. Ours: neither Hydra nor Keras checks what a directory holds."""
+    for here, folders, files in os.walk(run_dir):  # a linked folder is listed, never entered
+        for name in folders + files:
+            path = Path(here, name)
+            try:
+                st = path.lstat()
+            except FileNotFoundError:
+                continue
+            if stat.S_ISLNK(st.st_mode):
+                raise Refused(f"{path} is a symbolic link (to {os.readlink(path)}); {NO_LINKS}")
+            if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+                raise Refused(f"{path} is a hard link (one of {st.st_nlink} names of the same file); {NO_LINKS}")
+            if not stat.S_ISREG(st.st_mode) and not stat.S_ISDIR(st.st_mode):
+                raise Refused(f"{path} is not a regular file or folder (a pipe, socket or device); dnn_train writes "
+                              "only files of its own in a run directory: remove it or choose another hydra.run.dir")
+
+
 class Run:
     """The run directory as one invocation holds it, from validation to the final status.
 
@@ -206,6 +237,11 @@ class Run:
     # ------------------------------------------------------------ entering
     def __enter__(self) -> "Run":
         self.dir.mkdir(parents=True, exist_ok=True)
+        contents = {p.name for p in self.dir.iterdir()} - {LOCK_FILE}
+        if contents and not contents & RUN_FILES:  # judged before anything is opened, or the walk below
+            raise Refused(f"{self.dir} exists and holds files that are not a dnn_train run; choose a new or "
+                          "empty directory (hydra.run.dir=DIR)")
+        refuse_links(self.dir)
         lock_existed = self.lock.path.exists()
         try:
             self.lock.acquire()
@@ -234,9 +270,6 @@ class Run:
         results_path = self.dir / RESULTS_FILE
         if not contents:
             return
-        if not contents & RUN_FILES:
-            raise Refused(f"{self.dir} exists and holds files that are not a dnn_train run; choose a new or "
-                          "empty directory (hydra.run.dir=DIR)")
         try:
             previous = json.loads(results_path.read_text()) if results_path.is_file() else {}
         except ValueError:
@@ -276,8 +309,7 @@ class Run:
             return
         self._begun = True
         if self.state == "new":
-            hydra_dir = self.dir / ".hydra"
-            hydra_dir.mkdir(exist_ok=True)
+            hydra_dir = artifacts.make_dir(self.dir / ".hydra")
             artifacts.write_text(hydra_dir / "config.yaml", OmegaConf.to_yaml(self.cfg))
             artifacts.write_text(hydra_dir / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(self.overrides)))
             if self.hydra_cfg is not None:
@@ -313,7 +345,7 @@ class Run:
 
         path, reserve = self.dir / artifacts.RESULTS_FILE, self.dir / RESERVE_FILE
         if results.get("status") == "running" and not reserve.exists():
-            with open(reserve, "wb") as f:  # room kept for the final record
+            with open(reserve, "xb", opener=artifacts.nofollow) as f:  # room kept for the final record
                 f.write(b"\0" * RESERVE_BYTES)
         try:
             artifacts.write_json(path, results)
@@ -326,7 +358,7 @@ class Run:
             reserve.unlink(missing_ok=True)
 
     def _attach_log_file(self) -> None:
-        handler = logging.FileHandler(self.dir / "dnn_train.log")
+        handler = _LogFile(self.dir / "dnn_train.log")
         handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
         self._buffer.setTarget(handler)
         self._buffer.flush()  # what was logged while setting up
@@ -421,6 +453,15 @@ class Run:
         self._signals = {}
 
 
+class _LogFile(logging.FileHandler):
+    """logging's FileHandler, opening its file without following a link (artifacts.nofollow)."""
+
+    def _open(self):
+        from dnn_train.artifacts import nofollow
+
+        return open(self.baseFilename, self.mode, encoding=self.encoding, errors=self.errors, opener=nofollow)
+
+
 class RunDirs(Callback):
     """Hydra callback (conf/config.yaml): notes, before Hydra makes the run or sweep directory,
     whether it already existed, so bad input removes only what this invocation made."""
@@ -452,6 +493,8 @@ def one_line(ex: BaseException) -> str:
     if isinstance(ex, OSError) and ex.errno in (errno.EACCES, errno.EROFS, errno.ENOTDIR, errno.EPERM):
         return f"cannot write {ex.filename or 'the run directory'} ({ex.strerror}); choose a writable " \
                "output directory with hydra.run.dir=DIR"
+    if isinstance(ex, OSError) and ex.errno == errno.ELOOP:  # artifacts.nofollow refused a link made while running
+        return f"{ex.filename} is a symbolic link; {NO_LINKS}"
     if isinstance(ex, RecursionError):
         return "the model is too deep for Keras to build (Python's recursion limit); lower model.depth"
     if isinstance(ex, MemoryError) or type(ex).__name__ == "ResourceExhaustedError":

@@ -108,8 +108,9 @@ def write_hparams(run) -> None:
     except ImportError as ex:
         log.info("TensorBoard HParams not written: the tensorboard package cannot be imported (%s)", ex)
         return
-    board = Path(run.dir) / BOARD_DIR
-    board.mkdir(exist_ok=True)
+    from dnn_train import artifacts
+
+    board = artifacts.make_dir(Path(run.dir) / BOARD_DIR)
     for old in board.glob(f"events.out.tfevents.*{HPARAMS_SUFFIX}"):
         old.unlink()  # the run ended before (and was resumed): its last ending is the one shown
     step = int(run.results.get("epochs") or 0)
