@@ -168,10 +168,12 @@ class StudyDriver:
         optuna = _optuna()
         from optuna.trial import TrialState
 
+        from dnn_train.artifacts import nofollow
+
         hydra_cfg = self.config.hydra
         sweep_dir = study_file(hydra_cfg).parent
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        lock = open(sweep_dir / LOCK_FILE, "w")  # held until this process ends, however it ends
+        lock = open(sweep_dir / LOCK_FILE, "a", opener=nofollow)  # held until this process ends; never through a link
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -26,9 +26,9 @@ SMALL_RUN = ["data=synthetic", "data.synthetic.train_examples=400", "data.valid_
              "trainer.progress=none", "model.depth=1", "model.units=8"]
 
 
-# What libraries keep for themselves, beside the data cache: not the run's to keep unchanged. The Keras
+# What libraries keep for themselves, and dnn_train's synthetic-data cache: not the run's to keep unchanged. The Keras
 # cache folder itself (its import makes it) is housekeeping; what lands in it (datasets/) is not.
-HOUSEKEEPING = ("home", "cache/matplotlib", "cache/fontconfig", "cache/keras/keras.json")
+HOUSEKEEPING = ("home", "cache/matplotlib", "cache/fontconfig", "cache/keras/keras.json", "cache/dnn_train")
 HOUSEKEEPING_FOLDERS = ("cache/keras",)
 
 
