@@ -8,6 +8,7 @@ in its results.json and the next one runs; each job returns trainer.objective to
 """
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sys
@@ -165,6 +166,8 @@ def main() -> None:
         msg = describe_error(ex)
         if msg is not None:
             _fail(f"error: {msg}", EXIT_CONFIG_ERROR)
+        if isinstance(ex, OSError) and ex.errno in (errno.ENOSPC, errno.EDQUOT):  # before any run began (Hydra's mkdir)
+            _fail(f"error: {one_line(ex)}", EXIT_CONFIG_ERROR)
         _fail(f"failed: {one_line(ex)} (DNN_TRAIN_DEBUG=1 prints the traceback)", EXIT_FAILED)
 
 

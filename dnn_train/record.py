@@ -156,6 +156,36 @@ class Refused(ConfigError):
     a finished run without resume): nothing in it was changed. One line, exit code 2."""
 
 
+class NoSpace(Refused):
+    """The disk cannot hold the run's record: refused before anything is written (exit code 2), so a
+    full disk leaves either a truthful results.json or no run directory at all."""
+
+    def __init__(self, run_dir: Path):
+        where = next((p for p in (run_dir, *run_dir.parents) if p.exists()), run_dir)
+        free = shutil.disk_usage(where).free // 1024 if where.exists() else 0
+        super().__init__(f"no space left on the disk of {run_dir} ({free} KB free; a run keeps {RESERVE_BYTES // 1024} "
+                         "KB for its record before it starts): free some space, or write elsewhere with "
+                         "hydra.run.dir=DIR")
+
+
+def _remove_if_empty(path: Path) -> None:
+    try:
+        path.rmdir()
+    except OSError:
+        pass
+
+
+@contextmanager
+def _space_or_refuse(run_dir: Path):
+    """ENOSPC (or a full quota) while taking the run directory: the run is refused, not failed."""
+    try:
+        yield
+    except OSError as ex:
+        if ex.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise NoSpace(run_dir) from None
+
+
 def remove_created(run_dir: Path) -> bool:
     """Bad input: remove the run directory (from its topmost new ancestor) if this invocation made
     it; False if it existed before."""
@@ -236,7 +266,8 @@ class Run:
 
     # ------------------------------------------------------------ entering
     def __enter__(self) -> "Run":
-        self.dir.mkdir(parents=True, exist_ok=True)
+        with _space_or_refuse(self.dir):
+            self.dir.mkdir(parents=True, exist_ok=True)
         contents = {p.name for p in self.dir.iterdir()} - {LOCK_FILE}
         if contents and not contents & RUN_FILES:  # judged before anything is opened, or the walk below
             raise Refused(f"{self.dir} exists and holds files that are not a dnn_train run; choose a new or "
@@ -244,9 +275,14 @@ class Run:
         refuse_links(self.dir)
         lock_existed = self.lock.path.exists()
         try:
-            self.lock.acquire()
+            with _space_or_refuse(self.dir):
+                self.lock.acquire()
         except RunBusy as ex:
             raise Refused(str(ex)) from None
+        except NoSpace:
+            if not remove_created(self.dir):
+                _remove_if_empty(self.dir)
+            raise
         if not lock_existed:
             self._wrote.append(self.lock.path)
         if logging.getLogger("dnn_train").getEffectiveLevel() > logging.INFO:  # the Python API: no logging set up
@@ -255,9 +291,13 @@ class Run:
         self._install_signals()
         try:
             self._judge()
-        except BaseException:
+            if self.state != "completed":
+                self._reserve()
+        except BaseException as ex:
             self._remove_what_we_made()
             self._leave()
+            if isinstance(ex, NoSpace):  # a sweep job's folder that Hydra made: no record, so no folder
+                _remove_if_empty(self.dir)
             raise
         if self.state != "completed" and self.lock.held:
             self.lock.announce()
@@ -340,13 +380,28 @@ class Run:
         tracking.finished(self)  # TensorBoard HParams, and the MLflow run (logger=mlflow)
         return self.results
 
+    def _reserve(self) -> None:
+        """Room for the final record, taken before anything else is written (data loaded, TensorFlow
+        imported): random bytes, which a compressing filesystem cannot shrink. No room: NoSpace."""
+        from dnn_train import artifacts
+
+        reserve = self.dir / RESERVE_FILE
+        if reserve.exists():
+            return
+        try:
+            with _space_or_refuse(self.dir), open(reserve, "xb", opener=artifacts.nofollow) as f:
+                self._wrote.append(reserve)
+                f.write(os.urandom(RESERVE_BYTES))
+                f.flush()
+                os.fsync(f.fileno())
+        except NoSpace:
+            reserve.unlink(missing_ok=True)
+            raise
+
     def _write(self, results: dict) -> None:
         from dnn_train import artifacts
 
         path, reserve = self.dir / artifacts.RESULTS_FILE, self.dir / RESERVE_FILE
-        if results.get("status") == "running" and not reserve.exists():
-            with open(reserve, "xb", opener=artifacts.nofollow) as f:  # room kept for the final record
-                f.write(b"\0" * RESERVE_BYTES)
         try:
             artifacts.write_json(path, results)
         except OSError as ex:
