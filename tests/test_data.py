@@ -15,9 +15,13 @@ from PIL import Image
 from dnn_train import data
 from dnn_train.config import options
 from dnn_train.data import DataError, formats, sources
+from dnn_train.data.errors import Limit
 from dnn_train.data.catalog import DATASETS, IDX_FILES
 from tests.conftest import REPO, make_cfg, real_data_root
 from tests.datafiles import write_cifar, write_cifar100, write_fashion, write_images, write_mnist_npz
+
+
+LIMIT = Limit(1 << 20, "a test")
 
 
 @pytest.fixture(autouse=True)
@@ -32,7 +36,7 @@ def isolated_caches(tmp_path, monkeypatch):
 def test_idx_round_trip(tmp_path):
     x = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
     formats.write_idx(tmp_path / "x.gz", x)
-    np.testing.assert_array_equal(formats.read_idx(tmp_path / "x.gz"), x)
+    np.testing.assert_array_equal(formats.read_idx(tmp_path / "x.gz", LIMIT), x)
 
 
 @pytest.mark.parametrize("payload, message", [
@@ -46,12 +50,12 @@ def test_bad_idx_files_are_refused(tmp_path, payload, message):
     with gzip.open(path, "wb") as f:
         f.write(payload)
     with pytest.raises(DataError, match=message):
-        formats.read_idx(path)
+        formats.read_idx(path, LIMIT)
 
 
 def test_cifar10_batches_in_the_official_format(tmp_path):
     folder = write_cifar(tmp_path / "cifar-10-batches-py")
-    x_train, y_train, x_test, y_test, _ = formats.read_cifar10(folder, None, list(DATASETS["cifar10"].classes))
+    x_train, y_train, x_test, y_test, _ = formats.read_cifar10(folder, None, list(DATASETS["cifar10"].classes), LIMIT)
     assert x_train.shape == (100, 32, 32, 3) and x_train.dtype == np.uint8 and x_test.shape == (20, 32, 32, 3)
     assert y_train.dtype == np.uint8 and y_train[:12].tolist() == list(range(10)) + [0, 1]
     raw = pickle.loads((folder / "data_batch_1").read_bytes(), encoding="bytes")[b"data"][0]
@@ -82,7 +86,7 @@ def test_malicious_cifar_pickle_is_refused_without_running(tmp_path, monkeypatch
     path = tmp_path / "data_batch_1"
     path.write_bytes(pickle.dumps({b"data": _Exploit()}, protocol=2))
     with pytest.raises(DataError, match="refusing to load"):
-        formats.read_pickle(path, "CIFAR-10 batch")
+        formats.read_pickle(path, "CIFAR-10 batch", LIMIT)
     assert not (tmp_path / "PWNED").exists()
 
 

@@ -11,18 +11,23 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import socket
+import tarfile
+import tempfile
+import zlib
 from pathlib import Path
 from typing import NamedTuple, Optional
 
 from dnn_train.data.catalog import Dataset, Layout
-from dnn_train.data.errors import DataError
+from dnn_train.data.errors import DataError, Limit
 
 log = logging.getLogger(__name__)
 
 SYSTEM_DIRS_ENV = "DNN_TRAIN_SYSTEM_DATA_DIRS"
 DEFAULT_SYSTEM_DIRS = "/usr/share/datasets"
 DOWNLOAD_TIMEOUT_S = 20  # per connection attempt and per read: a dropped connection fails instead of hanging
+MAX_MEMBERS = 1000  # in a downloaded archive (the official ones hold 9 or 5): each costs memory, files or none
 
 
 class Found(NamedTuple):
@@ -124,7 +129,8 @@ def check_downloadable(entry: Dataset, data_cfg) -> None:
 
 def download(entry: Dataset, data_cfg) -> Found:
     """Fetch the official files with keras.utils.get_file into the Keras cache, each checked against
-    its SHA-256 (data.sha256, else the official one), archives extracted as Keras' own loaders do.
+    its SHA-256 (data.sha256, else the official one), archives extracted where Keras' own loaders
+    extract them, within the dataset's Limit (`extract`).
     Imports Keras: call it from the main thread only, once TensorFlow is imported."""
     check_downloadable(entry, data_cfg)
     import keras
@@ -140,9 +146,9 @@ def download(entry: Dataset, data_cfg) -> Found:
         for fname, sha256 in hashes.items():
             origin = base + fname
             log.info("%s: downloading %s", entry.name, origin)
-            path = Path(keras.utils.get_file(
-                spec.extract_to or fname, origin=origin, file_hash=sha256, hash_algorithm="sha256",
-                extract=spec.extract_to is not None, cache_dir=str(keras_home()), cache_subdir=subdir))
+            path = Path(keras.utils.get_file(  # an archive: kept where Keras' loaders keep it, extracted below
+                f"{spec.extract_to}_archive" if spec.extract_to else fname, origin=origin, file_hash=sha256,
+                hash_algorithm="sha256", cache_dir=str(keras_home()), cache_subdir=subdir))
     except Exception as ex:  # noqa: BLE001 - any failure here means: offline, blocked, or not the official file
         if spec.extract_to is None:  # get_file keeps a file that fails its hash: it must not pass for a local copy
             (keras_home() / subdir / fname).unlink(missing_ok=True)
@@ -151,6 +157,8 @@ def download(entry: Dataset, data_cfg) -> Found:
                         f"to provide it offline, {entry.offline}") from None
     finally:
         socket.setdefaulttimeout(previous)
+    if spec.extract_to:
+        extract(path, path.parent / spec.extract_to, Limit.of(entry, data_cfg))
     datasets = path.parent.parent if spec.subdir else path.parent  # get_file may fall back to /tmp/.keras
     found = next((Found(_in(datasets, f), layout) for layout in entry.layouts for f in layout.folders
                   if _complete(_in(datasets, f), layout)), None)
@@ -159,3 +167,34 @@ def download(entry: Dataset, data_cfg) -> Found:
                         f"the official ones ({', '.join(entry.layouts[0].files)} in "
                         f"{entry.layouts[0].folders[-1]}/)")
     return found
+
+
+def extract(archive: Path, dest: Path, limit: Limit) -> None:
+    """Extract a tar archive as Keras' get_file(extract=True) does (tarfile's "data" filter: nothing
+    outside `dest`), but into a temporary folder beside `dest`, under `limit` bytes in all, moved into
+    place only when complete. On any failure nothing is left: neither the folder nor the archive."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
+    try:
+        with tarfile.open(archive) as tar:
+            tar.extractall(tmp, members=_counted(tar, archive, limit), filter="data")
+        shutil.rmtree(dest, ignore_errors=True)  # an incomplete extraction (Keras' own extracts in place)
+        os.replace(tmp, dest)
+    except BaseException as ex:
+        shutil.rmtree(tmp, ignore_errors=True)
+        archive.unlink(missing_ok=True)
+        if isinstance(ex, (tarfile.TarError, EOFError, zlib.error, OSError)):
+            raise DataError(f"{archive}: cannot extract ({' '.join(str(ex).split()) or type(ex).__name__})") from None
+        raise
+
+
+def _counted(tar: tarfile.TarFile, archive: Path, limit: Limit):
+    """The members of `tar`, read one at a time from the stream, refused once their sizes add up to more
+    than `limit` (or once there are more than MAX_MEMBERS). tarfile writes exactly a member's size (a
+    shorter stream is an error, the rest is not read), so the sum counts the bytes written, before they are."""
+    total = 0
+    for count, member in enumerate(tar, 1):
+        if count > MAX_MEMBERS:
+            raise DataError(f"{archive}: more than {MAX_MEMBERS} members; the official archive holds a few")
+        total += member.size if member.isreg() else 0
+        limit.check(archive, total, "extracts to at least")
+        yield member
