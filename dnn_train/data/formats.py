@@ -144,6 +144,8 @@ def read_mnist_npz(folder: Path, data_cfg, classes: list, limit: Limit) -> Array
             for k in ("x_train", "y_train", "x_test", "y_test"):
                 with z.open(f"{k}.npy") as member:
                     arrays[k] = _read_npy(member, f"{path} ({k})", limit)
+    except DataError:  # a ValueError, which the next line would reword
+        raise
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as ex:
         raise DataError(f"{path}: not Keras' mnist.npz ({' '.join(str(ex).split())})") from None
     for split in ("train", "test"):
@@ -199,6 +201,8 @@ def read_pickle(path: Path, what: str, limit: Limit) -> dict:
     try:
         with _open(path, limit) as f:
             content = _CifarUnpickler(f, path, limit).load()
+    except DataError:  # a ValueError, which the next line would reword
+        raise
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as ex:
         raise DataError(f"{path}: not a {what} ({ex})") from None
     except OSError as ex:
