@@ -245,12 +245,12 @@ def test_an_archive_is_extracted_whole_within_its_limit_or_not_at_all(tmp_path, 
     (cache / "dest" / "d" / "stale").write_bytes(b"from an interrupted extraction")
     archive = _tar_gz(cache / "dest_archive", members)
     if message is None:
-        sources.extract(archive, cache / "dest", LIMIT)
+        sources.extract(archive, cache / "dest", LIMIT, "dest.tar.gz")
         assert sorted(p.name for p in cache.iterdir()) == ["dest", "dest_archive"]
         assert sorted(p.name for p in (cache / "dest" / "d").iterdir()) == ["a"]
         return
-    with pytest.raises(DataError, match=re.escape(f"{archive}: {message}")):
-        sources.extract(archive, cache / "dest", LIMIT)
+    with pytest.raises(DataError, match=re.escape(f"dest.tar.gz: {message}")):
+        sources.extract(archive, cache / "dest", LIMIT, "dest.tar.gz")
     assert sorted(p.name for p in cache.iterdir()) == ["dest"] and not (tmp_path / "escaped").exists()
     assert [p.name for p in (cache / "dest" / "d").iterdir()] == ["stale"]  # untouched: only a success replaces it
 

@@ -158,7 +158,7 @@ def download(entry: Dataset, data_cfg) -> Found:
     finally:
         socket.setdefaulttimeout(previous)
     if spec.extract_to:
-        extract(path, path.parent / spec.extract_to, Limit.of(entry, data_cfg))
+        extract(path, path.parent / spec.extract_to, Limit.of(entry, data_cfg), fname)
     datasets = path.parent.parent if spec.subdir else path.parent  # get_file may fall back to /tmp/.keras
     found = next((Found(_in(datasets, f), layout) for layout in entry.layouts for f in layout.folders
                   if _complete(_in(datasets, f), layout)), None)
@@ -169,32 +169,33 @@ def download(entry: Dataset, data_cfg) -> Found:
     return found
 
 
-def extract(archive: Path, dest: Path, limit: Limit) -> None:
+def extract(archive: Path, dest: Path, limit: Limit, name: str) -> None:
     """Extract a tar archive as Keras' get_file(extract=True) does (tarfile's "data" filter: nothing
     outside `dest`), but into a temporary folder beside `dest`, under `limit` bytes in all, moved into
-    place only when complete. On any failure nothing is left: neither the folder nor the archive."""
+    place only when complete. On any failure nothing is left: neither the folder nor the archive (the
+    error names it by `name`, the file downloaded)."""
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
     try:
         with tarfile.open(archive) as tar:
-            tar.extractall(tmp, members=_counted(tar, archive, limit), filter="data")
+            tar.extractall(tmp, members=_counted(tar, name, limit), filter="data")
         shutil.rmtree(dest, ignore_errors=True)  # an incomplete extraction (Keras' own extracts in place)
         os.replace(tmp, dest)
     except BaseException as ex:
         shutil.rmtree(tmp, ignore_errors=True)
         archive.unlink(missing_ok=True)
         if isinstance(ex, (tarfile.TarError, EOFError, zlib.error, OSError)):
-            raise DataError(f"{archive}: cannot extract ({' '.join(str(ex).split()) or type(ex).__name__})") from None
+            raise DataError(f"{name}: cannot extract ({' '.join(str(ex).split()) or type(ex).__name__})") from None
         raise
 
 
-def _counted(tar: tarfile.TarFile, archive: Path, limit: Limit):
+def _counted(tar: tarfile.TarFile, name: str, limit: Limit):
     """The members of `tar`, read one at a time from the stream, refused once their sizes add up to more
     than `limit` (or once there are more than MAX_MEMBERS). tarfile writes exactly a member's size (a
     shorter stream is an error, the rest is not read), so the sum counts the bytes written, before they are."""
     total = 0
     for count, member in enumerate(tar, 1):
         if count > MAX_MEMBERS:
-            raise DataError(f"{archive}: more than {MAX_MEMBERS} members; the official archive holds a few")
+            raise DataError(f"{name}: more than {MAX_MEMBERS} members; the official archive holds a few")
         total += member.size if member.isreg() else 0
-        limit.check(archive, total, "extracts to at least")
+        limit.check(name, total, "extracts to at least")
         yield member
