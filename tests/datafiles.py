@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import io
 import pickle
+import struct
 import tarfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -88,4 +90,77 @@ def tar_gz(path: Path, folder: Path, arcname: str) -> Path:
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
         tar.add(folder, arcname=arcname)
     path.write_bytes(buffer.getvalue())
+    return path
+
+
+# ---------------------------------------------------------------- bombs: a few MB on disk, GBs decompressed
+def _deflated(pieces) -> tuple[bytes, int, int]:
+    """A raw deflate stream of `pieces`, (bytes, times) pairs: each piece compressed once, then repeated.
+    Each is full-flushed (byte-aligned, no reference to what came before), so copies concatenate into
+    one valid stream: a gigabyte of zeros costs a CRC pass, not a compression pass. Returns the stream,
+    the CRC-32 and the length of what it decompresses to."""
+    out, crc, size = [], 0, 0
+    for data, times in pieces:
+        c = zlib.compressobj(9, zlib.DEFLATED, -15)
+        block = c.compress(data) + c.flush(zlib.Z_FULL_FLUSH)
+        out.append(block * times)
+        for _ in range(times):
+            crc = zlib.crc32(data, crc)
+        size += len(data) * times
+    c = zlib.compressobj(9, zlib.DEFLATED, -15)
+    out.append(c.flush(zlib.Z_FINISH))  # the final (empty) block
+    return b"".join(out), crc, size
+
+
+def gzip_bomb(path: Path, head: bytes, zeros: int) -> Path:
+    """A gzip file of `head` then `zeros` zero bytes (whole MiB), a thousandth of that on disk."""
+    stream, crc, size = _deflated([(head, 1), (bytes(1 << 20), zeros >> 20)])
+    path.write_bytes(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff" + stream + struct.pack("<II", crc, size % 2**32))
+    return path
+
+
+def idx_header(shape) -> bytes:
+    return bytes([0, 0, 0x08, len(shape)]) + struct.pack(f">{len(shape)}I", *shape)
+
+
+def npy_header(shape, descr="|u1") -> bytes:
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": descr, "fortran_order": False, "shape": tuple(shape)})
+    return buffer.getvalue()
+
+
+def write_zip(path: Path, members: dict) -> Path:
+    """A zip of deflated members, {name: [(bytes, times), ...]} (see _deflated), written by hand:
+    zipfile compresses what it is given, and would take seconds over a bomb."""
+    local, central = io.BytesIO(), io.BytesIO()
+    for name, pieces in members.items():
+        stream, crc, size = _deflated(pieces)
+        fields = struct.pack("<HHHHHIII", 20, 0, 8, 0, 0x21, crc, len(stream), size) + struct.pack("<H", len(name))
+        central.write(struct.pack("<IH", 0x02014B50, 20) + fields + struct.pack("<HHHHII", 0, 0, 0, 0, 0,
+                                                                                 local.tell()) + name.encode())
+        local.write(struct.pack("<I", 0x04034B50) + fields + struct.pack("<H", 0) + name.encode() + stream)
+    n = len(members)
+    path.write_bytes(local.getvalue() + central.getvalue() + struct.pack(
+        "<IHHHHIIH", 0x06054B50, 0, 0, n, n, central.tell(), local.tell(), 0))
+    return path
+
+
+def npz_bomb(path: Path, x_train_shape, x_train_data: list, n_test=20) -> Path:
+    """Keras' mnist.npz whose x_train header says `x_train_shape` and whose data is `x_train_data`
+    ((bytes, times) pieces); the other arrays are honest."""
+    rng = np.random.default_rng(0)
+    honest = {"y_train": (np.arange(60) % 10).astype(np.uint8), "x_test": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+              "y_test": (np.arange(n_test) % 10).astype(np.uint8)}
+    members = {"x_train.npy": [(npy_header(x_train_shape), 1), *x_train_data]}
+    members.update({f"{k}.npy": [(npy_header(v.shape) + v.tobytes(), 1)] for k, v in honest.items()})
+    return write_zip(path, members)
+
+
+def tar_gz_bomb(path: Path, member: str, zeros: int) -> Path:
+    """A tar.gz holding one file `member` of `zeros` zero bytes (whole MiB)."""
+    info = tarfile.TarInfo(member)
+    info.size = zeros
+    head = info.tobuf(format=tarfile.GNU_FORMAT)
+    stream, crc, size = _deflated([(head, 1), (bytes(1 << 20), zeros >> 20), (bytes(2 * tarfile.RECORDSIZE), 1)])
+    path.write_bytes(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff" + stream + struct.pack("<II", crc, size % 2**32))
     return path

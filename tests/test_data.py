@@ -1,12 +1,18 @@
 """Loaders on files written in the official formats, the search order, splits, and real data."""
 from __future__ import annotations
 
+import functools
 import gzip
+import io
 import os
 import pickle
+import re
 import subprocess
 import sys
+import tarfile
 import textwrap
+import tracemalloc
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,9 +21,14 @@ from PIL import Image
 from dnn_train import data
 from dnn_train.config import options
 from dnn_train.data import DataError, formats, sources
+from dnn_train.data.errors import Limit
 from dnn_train.data.catalog import DATASETS, IDX_FILES
 from tests.conftest import REPO, make_cfg, real_data_root
-from tests.datafiles import write_cifar, write_cifar100, write_fashion, write_images, write_mnist_npz
+from tests.datafiles import (gzip_bomb, idx_header, npz_bomb, write_cifar, write_cifar100, write_fashion, write_images,
+                             write_mnist_npz)
+
+
+LIMIT = Limit(1 << 20, "a test")
 
 
 @pytest.fixture(autouse=True)
@@ -32,7 +43,7 @@ def isolated_caches(tmp_path, monkeypatch):
 def test_idx_round_trip(tmp_path):
     x = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
     formats.write_idx(tmp_path / "x.gz", x)
-    np.testing.assert_array_equal(formats.read_idx(tmp_path / "x.gz"), x)
+    np.testing.assert_array_equal(formats.read_idx(tmp_path / "x.gz", LIMIT), x)
 
 
 @pytest.mark.parametrize("payload, message", [
@@ -46,12 +57,12 @@ def test_bad_idx_files_are_refused(tmp_path, payload, message):
     with gzip.open(path, "wb") as f:
         f.write(payload)
     with pytest.raises(DataError, match=message):
-        formats.read_idx(path)
+        formats.read_idx(path, LIMIT)
 
 
 def test_cifar10_batches_in_the_official_format(tmp_path):
     folder = write_cifar(tmp_path / "cifar-10-batches-py")
-    x_train, y_train, x_test, y_test, _ = formats.read_cifar10(folder, None, list(DATASETS["cifar10"].classes))
+    x_train, y_train, x_test, y_test, _ = formats.read_cifar10(folder, None, list(DATASETS["cifar10"].classes), LIMIT)
     assert x_train.shape == (100, 32, 32, 3) and x_train.dtype == np.uint8 and x_test.shape == (20, 32, 32, 3)
     assert y_train.dtype == np.uint8 and y_train[:12].tolist() == list(range(10)) + [0, 1]
     raw = pickle.loads((folder / "data_batch_1").read_bytes(), encoding="bytes")[b"data"][0]
@@ -82,7 +93,7 @@ def test_malicious_cifar_pickle_is_refused_without_running(tmp_path, monkeypatch
     path = tmp_path / "data_batch_1"
     path.write_bytes(pickle.dumps({b"data": _Exploit()}, protocol=2))
     with pytest.raises(DataError, match="refusing to load"):
-        formats.read_pickle(path, "CIFAR-10 batch")
+        formats.read_pickle(path, "CIFAR-10 batch", LIMIT)
     assert not (tmp_path / "PWNED").exists()
 
 
@@ -116,6 +127,132 @@ def test_mnist_npz_with_bad_labels_is_refused(tmp_path, y_dtype, offset, message
     write_mnist_npz(tmp_path / "mnist.npz", y_dtype=y_dtype, y_offset=offset)
     with pytest.raises(DataError, match=message.replace("(", r"\(").replace(")", r"\)")):
         data.load(make_cfg("data=mnist", f"data.root={tmp_path}", "data.valid_split=10").data)
+
+
+# ---------------------------------------------------------------- files claiming more than their dataset holds
+MiB = 1 << 20
+
+
+class _HugeArray:
+    """Pickles as numpy's own reduction of an array, claiming `shape` (numpy allocates it at once)."""
+
+    def __init__(self, shape, dtype):
+        self.shape, self.dtype = shape, dtype
+
+    def __reduce__(self):
+        return np.ndarray.__reduce__(np.empty(0, self.dtype))[0], (np.ndarray, self.shape, np.dtype(self.dtype).char.encode())
+
+
+def _npz_header_lie(tmp):  # 80 KB of data under a header claiming 10^11 bytes
+    return ["data=mnist", f"data.root={tmp}"], npz_bomb(tmp / "mnist.npz", (127551021, 28, 28), [(os.urandom(80_000), 1)])
+
+
+def _npz_deflate_bomb(tmp):  # 1 MB on disk, 1 GiB decompressed, and an honest header
+    return ["data=mnist", f"data.root={tmp}"], npz_bomb(tmp / "mnist.npz", (1024 * MiB // 784, 28, 28), [(bytes(MiB), 1024)])
+
+
+def _idx_gzip_bomb(tmp):  # the same as train-images-idx3-ubyte.gz
+    write_fashion(tmp / "mnist")
+    return ["data=mnist", f"data.root={tmp}"], gzip_bomb(tmp / "mnist" / IDX_FILES[0], idx_header((1024 * MiB // 784, 28, 28)),
+                                                         1024 * MiB)
+
+
+def _idx_gzip_longer_than_its_header(tmp):  # an honest-looking header, then 1 GiB more than it says
+    write_fashion(tmp / "fashion-mnist")
+    return ["data=fashion_mnist", f"data.root={tmp}"], gzip_bomb(tmp / "fashion-mnist" / IDX_FILES[0],
+                                                                 idx_header((60, 28, 28)), 1024 * MiB)
+
+
+def _cifar_pickled_array_claim(tmp):  # a 200-byte pickle whose array claims 10^11 bytes
+    folder = write_cifar(tmp / "cifar-10-batches-py")
+    (folder / "data_batch_1").write_bytes(pickle.dumps({b"data": _HugeArray((10**11 // 3072, 3072), np.uint8),
+                                                        b"labels": [0]}, protocol=2))
+    return ["data=cifar10", f"data.root={tmp}"], folder / "data_batch_1"
+
+
+def _sparse(tmp, name, write, relative):  # an honest dataset whose first file is made larger than it may be
+    write(tmp)
+    path = tmp / relative
+    os.truncate(path, 1 << 30)  # sparse: no disk used; more than any limit here (README: at most 369 MB)
+    return [f"data={name}", f"data.root={tmp}"], path
+
+
+BOMBS = {f.__name__.lstrip("_"): f for f in (_npz_header_lie, _npz_deflate_bomb, _idx_gzip_bomb,
+                                              _idx_gzip_longer_than_its_header, _cifar_pickled_array_claim)}
+BOMBS.update({f"{name} too large on disk": functools.partial(_sparse, name=name, write=write, relative=relative)
+              for name, write, relative in (
+                  ("fashion_mnist", lambda t: write_fashion(t / "fashion-mnist"), f"fashion-mnist/{IDX_FILES[0]}"),
+                  ("mnist", lambda t: write_mnist_npz(t / "mnist.npz"), "mnist.npz"),
+                  ("cifar10", lambda t: write_cifar(t / "cifar-10-batches-py"), "cifar-10-batches-py/data_batch_1"),
+                  ("cifar100", lambda t: write_cifar100(t / "cifar-100-python"), "cifar-100-python/meta"))})
+
+
+@pytest.mark.parametrize("bomb", BOMBS)
+def test_a_file_claiming_more_than_its_dataset_is_refused_before_anything_is_allocated(tmp_path, bomb):
+    """Each format's bomb (a header that lies, a compressed stream of a gigabyte, a pickled array's shape,
+    a file larger than its dataset may be): one line naming the file and both sizes, and the reading
+    allocates a few MB at most (numpy's and Python's allocations, traced), never what the file claims."""
+    overrides, path = BOMBS[bomb](tmp_path)
+    cfg = make_cfg(*overrides, "data.valid_split=10")
+    name = cfg.data.name
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError) as err:
+            data.load(cfg.data)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * MiB, f"{peak / MiB:.0f} MiB"
+    line = str(err.value)
+    assert "\n" not in line and line.startswith(str(path)), line
+    if bomb == "idx_gzip_longer_than_its_header":
+        assert line.endswith("IDX header says (60, 28, 28) (47040 bytes of data) but the file holds more: truncated or corrupt")
+    else:
+        sizes = re.search(rf": (claims|holds|claims an array of) ([\d,]+) bytes, more than the ([\d,]+) bytes a file "
+                          rf"of {name} may hold", line)
+        assert sizes and int(sizes[3].replace(",", "")) == DATASETS[name].max_bytes(cfg.data), line
+
+
+def test_a_pickled_array_of_objects_is_refused(tmp_path):
+    """numpy unpickles an array of objects from a list (and crashes the process on a list of the wrong
+    length); the official batches hold uint8 arrays only."""
+    folder = write_cifar(tmp_path / "cifar-10-batches-py")
+    (folder / "test_batch").write_bytes(pickle.dumps({b"data": np.array([None] * 3, dtype=object), b"labels": [0]}, protocol=2))
+    with pytest.raises(DataError, match="test_batch: not a CIFAR-10 batch \\(refusing an array of object\\)"):
+        data.load(make_cfg("data=cifar10", f"data.root={tmp_path}", "data.valid_split=10").data)
+
+
+def _tar_gz(path, members: dict) -> Path:
+    with tarfile.open(path, "w:gz") as tar:
+        for name, content in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            tar.addfile(info, io.BytesIO(content))
+    return path
+
+
+@pytest.mark.parametrize("members, message", [
+    ({f"d/{i}": os.urandom(400_000) for i in range(3)}, "extracts to at least 1,200,000 bytes, more than the 1,048,576"),
+    ({"d/a": b"x", "../escaped": b"x"}, "cannot extract"),
+    ({f"d/{i}": b"" for i in range(sources.MAX_MEMBERS + 1)}, f"more than {sources.MAX_MEMBERS} members"),
+    ({"d/a": b"x" * 10}, None),
+])
+def test_an_archive_is_extracted_whole_within_its_limit_or_not_at_all(tmp_path, members, message):
+    """Into a temporary folder beside the destination, moved into place when complete; a refusal
+    leaves nothing, the archive included (a Keras-style partial folder from before is replaced)."""
+    cache = tmp_path / "datasets"
+    (cache / "dest" / "d").mkdir(parents=True)
+    (cache / "dest" / "d" / "stale").write_bytes(b"from an interrupted extraction")
+    archive = _tar_gz(cache / "dest_archive", members)
+    if message is None:
+        sources.extract(archive, cache / "dest", LIMIT, "dest.tar.gz")
+        assert sorted(p.name for p in cache.iterdir()) == ["dest", "dest_archive"]
+        assert sorted(p.name for p in (cache / "dest" / "d").iterdir()) == ["a"]
+        return
+    with pytest.raises(DataError, match=re.escape(f"dest.tar.gz: {message}")):
+        sources.extract(archive, cache / "dest", LIMIT, "dest.tar.gz")
+    assert sorted(p.name for p in cache.iterdir()) == ["dest"] and not (tmp_path / "escaped").exists()
+    assert [p.name for p in (cache / "dest" / "d").iterdir()] == ["stale"]  # untouched: only a success replaces it
 
 
 # ---------------------------------------------------------------- a folder of images

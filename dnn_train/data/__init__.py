@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Optional
 from omegaconf import DictConfig, OmegaConf
 
 from dnn_train.data.catalog import DATASETS, Dataset
-from dnn_train.data.errors import DataError
+from dnn_train.data.errors import DataError, Limit
 
 if TYPE_CHECKING:
     from dnn_train.data.sources import Found
@@ -75,8 +75,9 @@ def locate(data_cfg) -> Optional[Found]:
 def _read(found: Found, data_cfg) -> Splits:
     from dnn_train.data import formats, splits  # already imported by `preload` when this runs in its thread
 
-    classes = DATASETS[data_cfg.name].class_names(data_cfg)
-    arrays = formats.READERS[found.layout.reader](found.folder, data_cfg, classes)
+    entry = DATASETS[data_cfg.name]
+    arrays = formats.READERS[found.layout.reader](found.folder, data_cfg, entry.class_names(data_cfg),
+                                                  Limit.of(entry, data_cfg))
     return splits.make_splits(arrays, data_cfg, str(found.folder))
 
 

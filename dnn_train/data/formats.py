@@ -1,5 +1,8 @@
 """Readers of the official file formats, and of a folder of images; each returns uint8 images and
-checked integer labels, and refuses a malformed file with one line naming it.
+checked integer labels, and refuses a malformed file with one line naming it. Every file is opened
+through `_open` and every size a file claims (IDX and .npy headers, a pickled array's shape) is checked
+against the dataset's `Limit` before anything is allocated: a file claiming gigabytes is refused
+after reading a few bytes of it.
 
 Every module this file needs is imported here, at the top: the readers run in the preload thread,
 which must import nothing (a second thread importing while the main thread imports TensorFlow
@@ -10,6 +13,7 @@ from __future__ import annotations
 import codecs
 import gzip
 import hashlib
+import math
 import mmap  # noqa: F401 - what np.load(mmap_mode=...) imports at first use: here, not in the reading thread
 import os
 import pickle
@@ -25,7 +29,7 @@ from PIL import Image
 
 from dnn_train.data import sources
 from dnn_train.data.catalog import IDX_FILES
-from dnn_train.data.errors import DataError
+from dnn_train.data.errors import DataError, Limit
 
 IMAGE_FORMATS = ("BMP", "GIF", "JPEG", "PNG")  # PIL's plugins for IMAGE_SUFFIXES, the only ones tried
 Image.preinit()  # loads them now rather than at the first decode
@@ -54,6 +58,17 @@ def check_labels(y, num_classes: int, path) -> np.ndarray:
     return y.astype(np.uint8 if num_classes <= 256 else np.int32)
 
 
+def _open(path: Path, limit: Limit):
+    """`path` opened for reading once its size on disk is within `limit`: every file a reader reads."""
+    f = open(path, "rb")
+    try:
+        limit.check(path, os.fstat(f.fileno()).st_size, "holds")
+    except DataError:
+        f.close()
+        raise
+    return f
+
+
 def _matching(x: np.ndarray, y: np.ndarray, what) -> None:
     if len(x) != len(y):
         raise DataError(f"{what}: {len(x)} images but {len(y)} labels")
@@ -63,26 +78,27 @@ def _matching(x: np.ndarray, y: np.ndarray, what) -> None:
 _IDX_DTYPES = {0x08: np.uint8}
 
 
-def read_idx(path: Path) -> np.ndarray:
-    """Read an IDX file (gzipped or not), checking its magic number and size."""
+def read_idx(path: Path, limit: Limit) -> np.ndarray:
+    """Read an IDX file (gzipped or not), streamed: the size its header claims is checked against `limit`
+    before the data is read, and the reading stops one byte past that size."""
     try:
-        raw = Path(path).read_bytes()
-        if str(path).endswith(".gz"):
-            raw = gzip.decompress(raw)  # one call, which lets other threads run
+        with _open(path, limit) as file, (gzip.GzipFile(fileobj=file) if str(path).endswith(".gz") else file) as f:
+            magic = f.read(4)
+            if len(magic) < 4 or magic[0] != 0 or magic[1] != 0 or magic[2] not in _IDX_DTYPES or not 1 <= magic[3] <= 4:
+                raise DataError(f"{path}: not an IDX file (bad magic number {magic.hex() or 'empty'})")
+            dims = f.read(4 * magic[3])
+            if len(dims) < 4 * magic[3]:
+                raise DataError(f"{path}: truncated IDX header")
+            shape = struct.unpack(f">{magic[3]}I", dims)
+            expected = math.prod(shape) * np.dtype(_IDX_DTYPES[magic[2]]).itemsize
+            limit.check(path, expected)
+            raw = f.read(expected + 1)
     except (OSError, EOFError, zlib.error) as ex:
         raise DataError(f"{path}: cannot read IDX file ({ex})") from None
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES or not 1 <= raw[3] <= 4:
-        raise DataError(f"{path}: not an IDX file (bad magic number {raw[:4].hex() or 'empty'})")
-    ndim = raw[3]
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise DataError(f"{path}: truncated IDX header")
-    shape = struct.unpack(f">{ndim}I", raw[4:header])
-    expected = int(np.prod(shape))
-    if len(raw) - header != expected:
-        raise DataError(f"{path}: IDX header says {shape} ({expected} bytes of data) but the file "
-                        f"holds {len(raw) - header}: truncated or corrupt")
-    return np.frombuffer(raw, dtype=_IDX_DTYPES[raw[2]], offset=header).reshape(shape)
+    if len(raw) != expected:
+        raise DataError(f"{path}: IDX header says {shape} ({expected} bytes of data) but the file holds "
+                        f"{'more' if len(raw) > expected else len(raw)}: truncated or corrupt")
+    return np.frombuffer(raw, dtype=_IDX_DTYPES[magic[2]]).reshape(shape)
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:
@@ -95,8 +111,8 @@ def write_idx(path: Path, array: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
-def read_idx_set(folder: Path, data_cfg, classes: list) -> Arrays:
-    x_train, y_train, x_test, y_test = (read_idx(folder / f) for f in IDX_FILES)
+def read_idx_set(folder: Path, data_cfg, classes: list, limit: Limit) -> Arrays:
+    x_train, y_train, x_test, y_test = (read_idx(folder / f, limit) for f in IDX_FILES)
     out = []
     for x, y, labels_file in ((x_train, y_train, IDX_FILES[1]), (x_test, y_test, IDX_FILES[3])):
         if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
@@ -106,11 +122,30 @@ def read_idx_set(folder: Path, data_cfg, classes: list) -> Arrays:
 
 
 # ---------------------------------------------------------------- Keras' mnist.npz
-def read_mnist_npz(folder: Path, data_cfg, classes: list) -> Arrays:
+_NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+
+
+def _read_npy(member, what: str, limit: Limit) -> np.ndarray:
+    """One array of an .npz (as np.load reads it, without pickle), its header's claim checked first."""
+    version = np.lib.format.read_magic(member)
+    if version not in _NPY_HEADERS:
+        raise ValueError(f"{what}: .npy format version {version}")
+    shape, _, dtype = _NPY_HEADERS[version](member)
+    limit.check(what, math.prod(shape) * dtype.itemsize)
+    member.seek(0)
+    return np.lib.format.read_array(member, allow_pickle=False)
+
+
+def read_mnist_npz(folder: Path, data_cfg, classes: list, limit: Limit) -> Arrays:
     path = folder / "mnist.npz"
     try:
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in ("x_train", "y_train", "x_test", "y_test")}
+        with _open(path, limit) as file, zipfile.ZipFile(file) as z:
+            arrays = {}
+            for k in ("x_train", "y_train", "x_test", "y_test"):
+                with z.open(f"{k}.npy") as member:
+                    arrays[k] = _read_npy(member, f"{path} ({k})", limit)
+    except DataError:  # a ValueError, which the next line would reword
+        raise
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as ex:
         raise DataError(f"{path}: not Keras' mnist.npz ({' '.join(str(ex).split())})") from None
     for split in ("train", "test"):
@@ -124,24 +159,50 @@ def read_mnist_npz(folder: Path, data_cfg, classes: list) -> Arrays:
 
 # ---------------------------------------------------------------- CIFAR-10 and CIFAR-100 pickles
 class _CifarUnpickler(pickle.Unpickler):
-    """Unpickling runs code: accept only what the official CIFAR files contain."""
+    """Unpickling runs code: accept only what the official CIFAR files contain (uint8 arrays, whose
+    pickle allocates an empty array then fills it from the bytes that follow it in the file)."""
 
     ALLOWED = {
         ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
         ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
     }
 
+    def __init__(self, file, path: Path, limit: Limit):
+        super().__init__(file, encoding="bytes")
+        self.path, self.limit = path, limit
+
     def find_class(self, module, name):
-        if (module, name) in self.ALLOWED:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+        found = super().find_class(module, name)
+        if name == "dtype":
+            return self._dtype
+        if name == "_reconstruct":
+            return lambda cls, shape, dtype: self._reconstruct(found, cls, shape, dtype)
+        return found
+
+    @staticmethod
+    def _dtype(*args):
+        """No arrays of objects: they would unpickle anything, and numpy crashes on a crafted one."""
+        dtype = np.dtype(*args)
+        if dtype.hasobject:
+            raise pickle.UnpicklingError(f"refusing an array of {dtype}")
+        return dtype
+
+    def _reconstruct(self, found, cls, shape, dtype):
+        """numpy's _reconstruct allocates the shape it is given (official files give 0): checked first."""
+        self.limit.check(self.path, math.prod((shape,) if isinstance(shape, int) else shape) * np.dtype(dtype).itemsize,
+                         "claims an array of")
+        return found(cls, shape, dtype)
 
 
-def read_pickle(path: Path, what: str) -> dict:
+def read_pickle(path: Path, what: str, limit: Limit) -> dict:
     """A CIFAR pickle (protocol 2, bytes keys) as a dict with str keys, read with the restricted unpickler."""
     try:
-        with open(path, "rb") as f:
-            content = _CifarUnpickler(f, encoding="bytes").load()
+        with _open(path, limit) as f:
+            content = _CifarUnpickler(f, path, limit).load()
+    except DataError:  # a ValueError, which the next line would reword
+        raise
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as ex:
         raise DataError(f"{path}: not a {what} ({ex})") from None
     except OSError as ex:
@@ -159,8 +220,8 @@ def cifar_images(batch: dict, path: Path, what: str) -> np.ndarray:
     return np.ascontiguousarray(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
 
 
-def _labelled(path: Path, key: str, num_classes: int, what: str) -> tuple[np.ndarray, np.ndarray]:
-    batch = read_pickle(path, what)
+def _labelled(path: Path, key: str, num_classes: int, what: str, limit: Limit) -> tuple[np.ndarray, np.ndarray]:
+    batch = read_pickle(path, what, limit)
     images = cifar_images(batch, path, what)
     if key not in batch:
         raise DataError(f"{path}: not a {what} (no '{key}')")
@@ -169,24 +230,24 @@ def _labelled(path: Path, key: str, num_classes: int, what: str) -> tuple[np.nda
     return images, labels
 
 
-def read_cifar10(folder: Path, data_cfg, classes: list) -> Arrays:
+def read_cifar10(folder: Path, data_cfg, classes: list, limit: Limit) -> Arrays:
     what = "CIFAR-10 batch"
-    train = [_labelled(folder / f"data_batch_{i}", "labels", len(classes), what) for i in range(1, 6)]
-    x_test, y_test = _labelled(folder / "test_batch", "labels", len(classes), what)
+    train = [_labelled(folder / f"data_batch_{i}", "labels", len(classes), what, limit) for i in range(1, 6)]
+    x_test, y_test = _labelled(folder / "test_batch", "labels", len(classes), what, limit)
     return Arrays(np.concatenate([x for x, _ in train]), np.concatenate([y for _, y in train]), x_test, y_test,
                   classes)
 
 
-def read_cifar100(folder: Path, data_cfg, classes: Optional[list]) -> Arrays:
+def read_cifar100(folder: Path, data_cfg, classes: Optional[list], limit: Limit) -> Arrays:
     mode = data_cfg.label_mode
-    meta = read_pickle(folder / "meta", "CIFAR-100 meta file")
+    meta = read_pickle(folder / "meta", "CIFAR-100 meta file", limit)
     names = meta.get(f"{mode}_label_names")
     if not isinstance(names, list) or not names:
         raise DataError(f"{folder / 'meta'}: not a CIFAR-100 meta file (no '{mode}_label_names')")
     names = [n.decode("latin1") if isinstance(n, bytes) else str(n) for n in names]
     what = "CIFAR-100 file"
-    x_train, y_train = _labelled(folder / "train", f"{mode}_labels", len(names), what)
-    x_test, y_test = _labelled(folder / "test", f"{mode}_labels", len(names), what)
+    x_train, y_train = _labelled(folder / "train", f"{mode}_labels", len(names), what, limit)
+    x_test, y_test = _labelled(folder / "test", f"{mode}_labels", len(names), what, limit)
     return Arrays(x_train, y_train, x_test, y_test, names)
 
 
@@ -324,5 +385,6 @@ def _cached(folder: Path, files: list, settings: str, decode) -> np.ndarray:
     return x
 
 
+# reader(folder, data_cfg, classes, limit); a folder of images has no Limit (PIL refuses a decompression bomb)
 READERS = {"idx": read_idx_set, "mnist_npz": read_mnist_npz, "cifar10": read_cifar10, "cifar100": read_cifar100,
-           "images": read_images}
+           "images": lambda folder, data_cfg, classes, limit: read_images(folder, data_cfg, classes)}

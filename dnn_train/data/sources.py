@@ -14,14 +14,18 @@ import http.client
 import io
 import logging
 import os
+import shutil
 import socket
+import tarfile
+import tempfile
 import time
 import urllib.request
+import zlib
 from pathlib import Path
 from typing import NamedTuple, Optional
 
 from dnn_train.data.catalog import Dataset, Layout
-from dnn_train.data.errors import DataError
+from dnn_train.data.errors import DataError, Limit
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +37,7 @@ DOWNLOAD_TIMEOUT_S = 20  # per connection attempt and per read: a dropped connec
 MIN_BYTES_PER_S = 1024
 THROUGHPUT_WINDOW_S = 30.0
 PROGRESS_EVERY_S = 10.0  # a log line while a download goes on (Keras' own progress bar is silenced)
+MAX_MEMBERS = 1000  # in a downloaded archive (the official ones hold 9 or 5): each costs memory, files or none
 
 
 class Found(NamedTuple):
@@ -229,12 +234,18 @@ def _missing_dirs(folder: Path) -> list[Path]:
     return out
 
 
+def _remove_if_empty(folders: list[Path]) -> None:
+    for d in folders:
+        with contextlib.suppress(OSError):
+            d.rmdir()
+
+
 def download(entry: Dataset, data_cfg) -> Found:
     """Fetch the official files with keras.utils.get_file into the Keras cache, each checked against
-    its SHA-256 (data.sha256, else the official one), archives extracted as Keras' own loaders do.
-    A failed download leaves the cache as it was: the file being fetched (partial, or failing its hash)
-    and the folders made for it are removed. Imports Keras: call it from the main thread only, once
-    TensorFlow is imported."""
+    its SHA-256 (data.sha256, else the official one), archives extracted where Keras' own loaders
+    extract them, within the dataset's Limit (`extract`). A failed download leaves the cache as it
+    was: the file being fetched (partial, or failing its hash) and the folders made for it are removed.
+    Imports Keras: call it from the main thread only, once TensorFlow is imported."""
     check_downloadable(entry, data_cfg)
     import keras
 
@@ -250,19 +261,23 @@ def download(entry: Dataset, data_cfg) -> Found:
             for fname, sha256 in hashes.items():
                 origin, before = base + fname, _entries(folder)
                 log.info("%s: downloading %s", entry.name, origin)
-                path = Path(keras.utils.get_file(
-                    spec.extract_to or fname, origin=origin, file_hash=sha256, hash_algorithm="sha256",
-                    extract=spec.extract_to is not None, cache_dir=str(keras_home()), cache_subdir=subdir))
+                path = Path(keras.utils.get_file(  # an archive: kept where Keras' loaders keep it, extracted below
+                    f"{spec.extract_to}_archive" if spec.extract_to else fname, origin=origin, file_hash=sha256,
+                    hash_algorithm="sha256", cache_dir=str(keras_home()), cache_subdir=subdir))
     except Exception as ex:  # noqa: BLE001 - any failure here means: offline, blocked, or not the official file
         for name, stat in _entries(folder).items():  # get_file keeps a file that fails its hash: it must not
             if before.get(name) != stat:  # pass for a local copy; it removes a partial one itself
                 (folder / name).unlink(missing_ok=True)
-        for d in made:
-            with contextlib.suppress(OSError):
-                d.rmdir()  # only if empty: files that passed their hash stay cached
+        _remove_if_empty(made)  # files that passed their hash stay cached
         reason = " ".join(str(ex).split()) or type(ex).__name__
         raise DataError(f"{_not_found(entry, data_cfg)} and the download from {origin} failed: {reason}; "
                         f"to provide it offline, {entry.offline}") from None
+    if spec.extract_to:
+        try:
+            extract(path, path.parent / spec.extract_to, Limit.of(entry, data_cfg), fname)
+        except DataError:
+            _remove_if_empty(made)
+            raise
     datasets = path.parent.parent if spec.subdir else path.parent  # get_file may fall back to /tmp/.keras
     found = next((Found(_in(datasets, f), layout) for layout in entry.layouts for f in layout.folders
                   if _complete(_in(datasets, f), layout)), None)
@@ -271,3 +286,35 @@ def download(entry: Dataset, data_cfg) -> Found:
                         f"the official ones ({', '.join(entry.layouts[0].files)} in "
                         f"{entry.layouts[0].folders[-1]}/)")
     return found
+
+
+def extract(archive: Path, dest: Path, limit: Limit, name: str) -> None:
+    """Extract a tar archive as Keras' get_file(extract=True) does (tarfile's "data" filter: nothing
+    outside `dest`), but into a temporary folder beside `dest`, under `limit` bytes in all, moved into
+    place only when complete. On any failure nothing is left: neither the folder nor the archive (the
+    error names it by `name`, the file downloaded)."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
+    try:
+        with tarfile.open(archive) as tar:
+            tar.extractall(tmp, members=_counted(tar, name, limit), filter="data")
+        shutil.rmtree(dest, ignore_errors=True)  # an incomplete extraction (Keras' own extracts in place)
+        os.replace(tmp, dest)
+    except BaseException as ex:
+        shutil.rmtree(tmp, ignore_errors=True)
+        archive.unlink(missing_ok=True)
+        if isinstance(ex, (tarfile.TarError, EOFError, zlib.error, OSError)):
+            raise DataError(f"{name}: cannot extract ({' '.join(str(ex).split()) or type(ex).__name__})") from None
+        raise
+
+
+def _counted(tar: tarfile.TarFile, name: str, limit: Limit):
+    """The members of `tar`, read one at a time from the stream, refused once their sizes add up to more
+    than `limit` (or once there are more than MAX_MEMBERS). tarfile writes exactly a member's size (a
+    shorter stream is an error, the rest is not read), so the sum counts the bytes written, before they are."""
+    total = 0
+    for count, member in enumerate(tar, 1):
+        if count > MAX_MEMBERS:
+            raise DataError(f"{name}: more than {MAX_MEMBERS} members; the official archive holds a few")
+        total += member.size if member.isreg() else 0
+        limit.check(name, total, "extracts to at least")
+        yield member
