@@ -15,7 +15,7 @@ trainer.seed and the keys that do not change a run (NOT_CONFIGURATION).
   seeds) with a band (min to max over seeds); sweep_metric.png: each configuration's mean with its
   95% CI as an error bar, and its single runs as dots, on one shared axis.
 
-Built from any run or sweep directories: a sweep writes them at its root as each job ends (the
+Built from any run or sweep directories: a sweep writes them at its root as each job ends and however it ends (the
 plots at most every 30 s until its end: dnn_train/sweep.py), `python -m dnn_train.report PATH...` rebuilds them (dnn_train/report.py). A
 run directory whose files cannot be read is skipped, with the reason (Comparison.skipped).
 """
