@@ -141,7 +141,7 @@ class SweepSummary(Callback):
             if isinstance(ex, KeyboardInterrupt):
                 ex.sweep_note = self.note(comparison)
         finally:
-            if main_thread:
+            if main_thread and not isinstance(ex, KeyboardInterrupt):  # interrupted: ignored until the exit line
                 signal.signal(signal.SIGINT, sigint)
                 signal.signal(signal.SIGTERM, self._sigterm or signal.SIG_DFL)
 

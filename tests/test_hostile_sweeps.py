@@ -2,7 +2,8 @@
 started, with the status its results.json says, and an interrupted sweep's one exit line says where
 the summary is and which command continues it.
 
-One real 3-job sweep is interrupted at each point of INTERRUPTIONS in turn (a signal during a job,
+In process, every way out of a sweep (its end, Ctrl-C, SIGTERM, an exception) writes the summary
+from the job directories on disk. Then one real 3-job sweep is interrupted at each point of INTERRUPTIONS in turn (a signal during a job,
 or between two jobs), each time continued with the command the previous exit line printed, and then
 run to its end: every step is held to the hostile harness's promises (tests/hostile.py) and to a
 summary equal to the job directories on disk.
@@ -16,11 +17,16 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 
 import pandas as pd
+import pytest
+from omegaconf import OmegaConf
 
+from dnn_train import record, sweep as sweeps
 from tests.conftest import REPO
 from tests.hostile import SMALL_RUN, Sandbox
+from tests.test_compare import fake_run
 
 JOBS = 3
 # (signal, when, job): "during" once the job's results.json says running, "after" once the sweep's
@@ -106,3 +112,50 @@ def test_an_interrupted_sweep_lists_every_started_job_and_says_how_to_continue(t
     sandbox.check(proc, 0)
     assert f"dnn_train: sweep of {JOBS} jobs: {JOBS} completed, 0 not" in proc.stdout
     assert _summaries(sweep) == ({j: "completed" for j in range(JOBS)},) * 2
+
+
+# The ways a sweep can end: after its last job (None), Ctrl-C, SIGTERM, a bug.
+WAYS_OUT = [None, KeyboardInterrupt(), record.Interrupted(signal.SIGTERM), RuntimeError("a bug")]
+# What the jobs left on disk: every status a job can have; a "running" one whose process is gone.
+LEFT = {0: "completed", 1: "failed", 2: "diverged", 3: "interrupted", 4: "pruned", 5: "running"}
+
+
+@pytest.mark.parametrize("way_out", WAYS_OUT, ids=lambda ex: type(ex).__name__)
+def test_every_way_out_of_a_sweep_writes_its_summary_from_the_jobs_on_disk(tmp_path, monkeypatch, way_out):
+    # the same long overrides for every job: one configuration, labelled with all of them in the plots
+    same = [f"model.setting_{i}=a_rather_long_value_{i}" for i in range(8)]
+    monkeypatch.setattr(sys, "argv", ["dnn_train", "-m", "trainer.seed=1,2,3,4,5,6"])
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    summary = sweeps.SweepSummary()
+    try:
+        with warnings.catch_warnings(record=True) as warned, pytest.raises(BaseException) as ended:
+            warnings.simplefilter("always")
+            with sweeps.ending():
+                summary.on_multirun_start(OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}}))
+                for job, status in LEFT.items():
+                    fake_run(tmp_path / str(job), [*same, f"trainer.seed={job + 1}"], status=status)
+                (tmp_path / "5" / record.LOCK_FILE).write_text("{}")  # its process is gone: nobody holds the lock
+                if way_out is not None:
+                    raise way_out
+        after = {sig: signal.getsignal(sig) for sig in handlers}
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    assert [str(w.message) for w in warned] == []  # e.g. a plot's axes squeezed to nothing by a long label
+    assert (tmp_path / "sweep_curves.png").stat().st_size and (tmp_path / "sweep_metric.png").stat().st_size
+    listed = {**LEFT, 5: "crashed (process gone)"}
+    table = pd.read_csv(tmp_path / "summary.csv")
+    assert dict(zip(table["job"], table["status"])) == listed
+    assert all(f"| {job} |" in (tmp_path / "summary.md").read_text() for job in listed)
+    if way_out is None:  # the report, and exit 1: jobs did not complete
+        assert isinstance(ended.value, SystemExit) and ended.value.code == 1
+    else:
+        assert ended.value is way_out
+    if isinstance(way_out, KeyboardInterrupt):
+        assert way_out.sweep_note == (
+            f"; 6 of the sweep's jobs started (1 completed, 1 failed, 1 diverged, 1 interrupted, 1 pruned, "
+            f"1 crashed (process gone)), summary in {tmp_path / 'summary.md'}; continue with: "
+            f"python -m dnn_train -m trainer.seed=1,2,3,4,5,6 hydra.sweep.dir={tmp_path}")
+        assert set(after.values()) == {signal.SIG_IGN}  # a second signal waits for the exit line
+    else:
+        assert after == handlers  # the sweep's SIGTERM handler is gone with it
