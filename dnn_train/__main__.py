@@ -15,6 +15,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+from dnn_train import sweep
 from dnn_train.config import CONF_DIR, describe_error, option_summaries
 from dnn_train.record import one_line
 
@@ -59,8 +60,8 @@ def _app(cfg: DictConfig):
     try:
         return objective(cfg, run_task(cfg))
     except KeyboardInterrupt as ex:
-        _fail(f"interrupted ({getattr(ex, 'signum', None) and str(ex) or 'SIGINT'}); continue with "
-              f"trainer.resume=true hydra.run.dir={run_dir}", 128 + getattr(ex, "signum", 2))
+        _fail(f"interrupted ({_signal_name(ex)}); continue with trainer.resume=true hydra.run.dir={run_dir}",
+              128 + getattr(ex, "signum", 2))
     except Exception as ex:  # noqa: BLE001
         msg = describe_error(ex)
         if msg is not None:
@@ -103,6 +104,10 @@ def _sweep_job(cfg: DictConfig) -> float:
                                              message)
         search.note_failure(message)
         return float("nan")
+
+
+def _signal_name(ex: KeyboardInterrupt) -> str:
+    return getattr(ex, "signum", None) and str(ex) or "SIGINT"
 
 
 def _debug() -> bool:
@@ -157,9 +162,10 @@ def main() -> None:
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let Hydra's errors reach us; we print them as one line
     try:
         _register_sweeper()
-        _app()
-    except KeyboardInterrupt as ex:
-        _fail("interrupted", 128 + getattr(ex, "signum", 2))
+        with sweep.ending():  # a sweep's last summary, however it ends
+            _app()
+    except KeyboardInterrupt as ex:  # a sweep's: where its summary is, how to continue it
+        _fail(f"interrupted ({_signal_name(ex)}){getattr(ex, 'sweep_note', '')}", 128 + getattr(ex, "signum", 2))
     except Exception as ex:  # noqa: BLE001 - the command line's last resort
         if _debug():
             raise

@@ -15,7 +15,7 @@ trainer.seed and the keys that do not change a run (NOT_CONFIGURATION).
   seeds) with a band (min to max over seeds); sweep_metric.png: each configuration's mean with its
   95% CI as an error bar, and its single runs as dots, on one shared axis.
 
-Built from any run or sweep directories: a sweep writes them at its root as each job ends (the
+Built from any run or sweep directories: a sweep writes them at its root as each job ends and however it ends (the
 plots at most every 30 s until its end: dnn_train/sweep.py), `python -m dnn_train.report PATH...` rebuilds them (dnn_train/report.py). A
 run directory whose files cannot be read is skipped, with the reason (Comparison.skipped).
 """
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -505,6 +506,12 @@ def _other(row) -> str:
 
 
 # ----------------------------------------------------------------------------------- plots
+def _wrapped(label: str) -> str:
+    """A configuration's label on several lines: on one, a sweep's long overrides (a single
+    configuration is labelled with all of them) left the axes no room, and the plot came out empty."""
+    return textwrap.fill(label, 60, break_on_hyphens=False)
+
+
 def _not_completed(runs) -> str:
     """ "2 of 3 completed; 1 crashed (process gone)" for a configuration's runs, "" if all completed."""
     bad = runs[runs["status"] != COMPLETED]
@@ -523,7 +530,7 @@ def plot_curves(comparison: Comparison, path: Path) -> None:
     fig, ax = artifacts.figure(figsize=(12, 5.5), constrained_layout=True)
     colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, (_, runs) in enumerate(comparison.runs.groupby("_key", sort=False)):
-        color, label = colors[i % len(colors)], runs["configuration"].iloc[0]
+        color, label = colors[i % len(colors)], _wrapped(runs["configuration"].iloc[0])
         curves = {r.status: [] for r in runs.itertuples()}
         for r in runs.itertuples():
             curve = comparison.curves.get(r.run_dir)
@@ -573,7 +580,8 @@ def plot_metric(comparison: Comparison, path: Path) -> None:
         note = _not_completed(runs)
         verdict = f"; {row.verdict}" if row.verdict and row.verdict != BASELINE else \
             ("; baseline" if row.verdict == BASELINE else "")
-        labels.append((f"{row.configuration} (n={row.n}{verdict})" + (f"\n{note}" if note else ""), bool(note)))
+        labels.append((_wrapped(f"{row.configuration} (n={row.n}{verdict})") + (f"\n{note}" if note else ""),
+                       bool(note)))
     ax.set_yticks(range(len(labels)), [t for t, _ in labels], fontsize=8)
     for tick, (_, bad) in zip(ax.get_yticklabels(), labels):
         if bad:

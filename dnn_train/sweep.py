@@ -1,22 +1,30 @@
 """The Hydra callback of multirun sweeps (SweepSummary, registered in conf/config.yaml as
 hydra.callbacks.summary): it rebuilds the sweep's summary (summary.csv, summary_groups.csv,
 summary.md and two plots, see dnn_train/compare.py) at the sweep root as each job ends (the plots
-at most every PLOT_EVERY seconds while jobs run, and always at the end), and at the end says how
-many jobs did not complete (pruned trials of a search are counted apart: they are an outcome, not
-a failure) and what each configuration's verdict is.
+at most every PLOT_EVERY seconds while jobs run), and once more at the sweep's end, whichever way
+it ends (`ending`, around the Hydra app in dnn_train/__main__.py): after its last job it says how
+many jobs did not complete (pruned trials of a search are counted apart: they are an outcome, not a
+failure) and what each configuration's verdict is; interrupted (Ctrl-C, SIGTERM, during a job or
+between jobs), the exit line says where the summary is and how to continue the sweep.
 
 Its parameters: `metric` (trainer.objective) and `baseline`, the configuration the others are
 compared with ("KEY=VALUE ..."; default: job 0's), set on the command line as
 'hydra.callbacks.summary.baseline="optimizer=adam"'.
 
 Jobs run in whatever process the launcher chooses (this one, joblib's workers, Ray's); each
-rebuilds the summary from the job directories on disk, so any launcher gets the same table. A job
-directory whose files cannot be read is skipped with a warning; it never stops the summary.
+rebuilds the summary from the job directories on disk, so any launcher gets the same table, and
+every job that started is in it with the status its results.json says. A job directory whose files
+cannot be read is skipped with a warning; it never stops the summary.
 """
 from __future__ import annotations
 
 import logging
+import shlex
+import signal
+import sys
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -28,6 +36,7 @@ PRUNED = "pruned"  # results.json's status of a trial a search's pruner stopped 
 # Drawing the two plots took ~0.4 s of every job's end, a tenth of a short job's fixed cost: between
 # jobs they are redrawn only when the last drawing (on disk, whichever process made it) is this old.
 PLOT_EVERY = 30.0
+RUNNING: list = []  # the SweepSummary of the sweep this process runs (from on_multirun_start), for `ending`
 
 
 def update_summary(sweep_dir: Path, metric: str, baseline: Optional[str] = None, final: bool = True):
@@ -56,10 +65,51 @@ def _age(path: Path) -> float:
         return float("inf")
 
 
+@contextmanager
+def ending():
+    """Around the Hydra app: the one place where a sweep this process runs ends, whichever way it
+    ends (its last job, Ctrl-C or SIGTERM during a job or between jobs, an exception). Hydra calls
+    on_multirun_end only after the last job (an interrupted job never reaches on_job_end either), so
+    the sweep's last summary is written here. A KeyboardInterrupt leaves with `sweep_note`: where the
+    summary is and the command that continues the sweep, for the exit line."""
+    try:
+        yield
+    except BaseException as ex:
+        if RUNNING:
+            RUNNING.pop().end(ex)
+        raise
+    if RUNNING:
+        RUNNING.pop().end(None)
+
+
+def resume_command(sweep_dir) -> str:
+    """The command that continues a sweep: this one, into its sweep directory (README: rerun into
+    the same directory, completed jobs are skipped and interrupted ones resume)."""
+    args = sys.argv[1:]
+    if not any(a.lstrip("+").startswith("hydra.sweep.dir=") for a in args):
+        args = [*args, f"hydra.sweep.dir={sweep_dir}"]
+    return shlex.join(["python", "-m", "dnn_train", *args])
+
+
 class SweepSummary(Callback):
     def __init__(self, metric: str = "best_val_accuracy", baseline: Optional[str] = None):
         self.metric = metric
         self.baseline = baseline
+        self.sweep_dir: Optional[Path] = None
+        self._sigterm = None  # the SIGTERM handler before the sweep's
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        """The sweep ends in `ending`; from here to there SIGTERM interrupts it as Ctrl-C does, also
+        between jobs (a job's own handler, dnn_train/record.py, takes over while it runs)."""
+        from dnn_train.record import Interrupted
+
+        self.sweep_dir = Path(str(config.hydra.sweep.dir))
+        RUNNING[:] = [self]
+        if threading.current_thread() is threading.main_thread():
+            def interrupted(signum, frame):
+                raise Interrupted(signum)
+
+            self._sigterm = signal.signal(signal.SIGTERM, interrupted)
 
     def on_job_end(self, config: DictConfig, job_return, **kwargs) -> None:
         from hydra.core.hydra_config import HydraConfig
@@ -72,11 +122,48 @@ class SweepSummary(Callback):
         except Exception as ex:  # noqa: BLE001 - a summary problem must not fail the job
             log.warning("could not update the sweep summary: %s", ex)
 
-    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
-        sweep_dir = Path(config.hydra.sweep.dir)
-        comparison = update_summary(sweep_dir, self.metric, self.baseline)
+    def end(self, ex: Optional[BaseException]) -> None:
+        """The sweep's end (`ending`): its last summary; then, after its last job (`ex` None), the
+        report (exit 1 if a job did not complete), or, interrupted, ex.sweep_note."""
+        main_thread = threading.current_thread() is threading.main_thread()
+        if main_thread:  # the sweep is over: a second signal waits until its summary is whole
+            sigint = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            if ex is None:
+                self.report(update_summary(self.sweep_dir, self.metric, self.baseline))
+                return
+            try:
+                comparison = update_summary(self.sweep_dir, self.metric, self.baseline)
+            except Exception as problem:  # noqa: BLE001 - how the sweep ended is what gets reported
+                log.warning("could not write the sweep summary: %s", problem)
+                comparison = None
+            if isinstance(ex, KeyboardInterrupt):
+                ex.sweep_note = self.note(comparison)
+        finally:
+            if main_thread and not isinstance(ex, KeyboardInterrupt):  # interrupted: ignored until the exit line
+                signal.signal(signal.SIGINT, sigint)
+                signal.signal(signal.SIGTERM, self._sigterm or signal.SIG_DFL)
+
+    def note(self, comparison) -> str:
+        """For the exit line of an interrupted sweep: the jobs that started, by status, where the
+        summary is, and the command that continues the sweep."""
+        if comparison is None:
+            started = "no job of the sweep had started"
+        else:
+            table = comparison.runs
+            counts = [f"{n} {status}" for status, n in table["status"].value_counts(sort=False).items()]
+            counts += [f"{len(comparison.skipped)} unreadable"] if comparison.skipped else []
+            started = (f"{len(table) + len(comparison.skipped)} of the sweep's jobs started ({', '.join(counts)}), "
+                       f"summary in {self.sweep_dir / 'summary.md'}")
+        return f"; {started}; continue with: {resume_command(self.sweep_dir)}"
+
+    def report(self, comparison) -> None:
+        """After the last job: how many jobs did not complete and why, and the verdicts; exit 1 if a
+        job did not complete."""
         if comparison is None:
             return
+        sweep_dir = self.sweep_dir
         table = comparison.runs
         pruned = int((table["status"] == PRUNED).sum())  # stopped by a search's pruner: an outcome, not a failure
         bad = table[~table["status"].isin(["completed", PRUNED])]
