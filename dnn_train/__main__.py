@@ -15,7 +15,7 @@ import hydra
 from omegaconf import DictConfig
 
 from dnn_train.config import CONF_DIR, describe_error, option_summaries
-from dnn_train.record import one_line
+from dnn_train.record import one_line, remove_created_unused
 
 USAGE = """\
 dnn_train: train a deep neural network from Hydra config groups (Keras 3).
@@ -158,6 +158,7 @@ def main() -> None:
             raise
         msg = describe_error(ex)
         if msg is not None:
+            remove_created_unused()
             _fail(f"error: {msg}", EXIT_CONFIG_ERROR)
         _fail(f"failed: {one_line(ex)} (DNN_TRAIN_DEBUG=1 prints the traceback)", EXIT_FAILED)
 

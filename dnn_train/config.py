@@ -826,16 +826,16 @@ def describe_error(ex: BaseException) -> Optional[str]:
 
     if isinstance(ex, ConfigError):
         return str(ex)
-    if isinstance(ex, AssertionError):  # OmegaConf's, while Hydra applies an override under a null key
-        tb = ex.__traceback__
-        while tb is not None:
-            if tb.tb_frame.f_code.co_name == "_apply_overrides_to_config":
-                override = tb.tb_frame.f_locals.get("override")
-                key = str(getattr(override, "key_or_group", "") or "")
-                parent = key.rpartition(".")[0] or key
-                return f"{getattr(override, 'input_line', None) or override}: cannot be set, {parent} is null in " \
-                       "this config (data.synthetic.* needs data=synthetic)"
-            tb = tb.tb_next
+    frame = _frame(ex, "_apply_overrides_to_config")
+    if isinstance(ex, AssertionError) and frame:  # OmegaConf's, while Hydra applies an override under a null key
+        override = frame.f_locals.get("override")
+        key = str(getattr(override, "key_or_group", "") or "")
+        parent = key.rpartition(".")[0] or key
+        return f"{getattr(override, 'input_line', None) or override}: cannot be set, {parent} is null in " \
+               "this config (data.synthetic.* needs data=synthetic)"
+    if _frame(ex, "configure_log"):  # logging.config.dictConfig refused a logging config that passed the gate
+        section = "hydra.job_logging" if _frame(ex, "run_job") else "hydra.hydra_logging"
+        return f"{section}: {ex}{f' ({ex.__cause__})' if ex.__cause__ else ''}"
     if isinstance(ex, HydraException) and isinstance(ex.__cause__, ConfigError):  # e.g. raised by a Hydra plugin
         return str(ex.__cause__)
     if isinstance(ex, MissingConfigException):
@@ -864,6 +864,14 @@ def describe_error(ex: BaseException) -> Optional[str]:
         msg = "; ".join(dict.fromkeys(parts))  # de-duplicated, in order
         return msg or type(ex).__name__
     return None
+
+
+def _frame(ex: BaseException, function: str):
+    """The frame of `function` in the traceback of `ex`, or None."""
+    tb = ex.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_name != function:
+        tb = tb.tb_next
+    return tb.tb_frame if tb is not None else None
 
 
 def _unknown_key(key: str) -> str:
