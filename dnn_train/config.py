@@ -174,7 +174,7 @@ class RootConf:
     autoencoder: AutoencoderConf = field(default_factory=AutoencoderConf)
     task: str = "train"
     logger: Any = None  # conf/logger/*.yaml: none | mlflow (dnn_train/tracking.py)
-    allow_targets: List[str] = field(default_factory=list)  # extra `_target_`s (or prefixes ending in '.') a config may name
+    allow_targets: List[str] = field(default_factory=list)  # extra callables (or modules, ending in '.'); command line only
 
 
 ConfigStore.instance().store(name="dnn_train_schema", node=RootConf)
