@@ -174,7 +174,7 @@ class RootConf:
     autoencoder: AutoencoderConf = field(default_factory=AutoencoderConf)
     task: str = "train"
     logger: Any = None  # conf/logger/*.yaml: none | mlflow (dnn_train/tracking.py)
-    allow_targets: List[str] = field(default_factory=list)  # extra callables (or modules, ending in '.'); command line only
+    allow_targets: List[str] = field(default_factory=list)  # more callables (README); command line only
 
 
 ConfigStore.instance().store(name="dnn_train_schema", node=RootConf)
@@ -523,17 +523,20 @@ def _check_logging(cfg: DictConfig, where: str, trusted) -> None:
     probe = copy.deepcopy(cfg)
     with read_write(probe), open_dict(probe):
         probe.hydra.runtime.output_dir = run_dir
+    node = OmegaConf.select(probe, where)
+    if node is None:  # hydra/job_logging=none: Hydra's own default console
+        return
     try:
-        section = OmegaConf.to_container(OmegaConf.select(probe, where), resolve=True)
+        section = OmegaConf.to_container(node, resolve=True)
     except Exception as ex:  # noqa: BLE001 - e.g. ${hydra:...}, which has no value before the run
-        raise ConfigError(f"{where}: cannot be checked before the run ({describe_error(ex)}); write the run "
+        raise ConfigError(f"{where}: cannot be checked before the run ({describe_error(ex) or ex}); write the run "
                           "directory as ${hydra.runtime.output_dir}") from None
 
     def walk(node, path):
         if isinstance(node, dict):
             for key, value in node.items():
                 here = f"{path}.{key}"
-                if key in ("class", "()") and isinstance(value, str):
+                if key in ("class", "()"):
                     _check_target(here, value, ALLOWED_LOGGING, trusted)
                 elif key == ".":
                     raise ConfigError(f"{here}: a logging config cannot set attributes on a handler")
