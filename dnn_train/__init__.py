@@ -3,6 +3,10 @@
 Command line: `python -m dnn_train [GROUP=OPTION ...] [KEY=VALUE ...]` (see README.md).
 Python: `from dnn_train import compose, run, load_run` (dnn_train/api.py).
 """
-from dnn_train.api import DnnTrainError, LoadedRun, compose, load_run, run
+from dnn_train.config import install_gate
+
+install_gate()  # every config Hydra composes in a process that imports dnn_train passes the gate (config.py)
+
+from dnn_train.api import DnnTrainError, LoadedRun, compose, load_run, run  # noqa: E402
 
 __all__ = ["DnnTrainError", "LoadedRun", "compose", "load_run", "run"]

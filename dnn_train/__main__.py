@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 
 from dnn_train import sweep
 from dnn_train.config import CONF_DIR, describe_error, option_summaries
-from dnn_train.record import one_line
+from dnn_train.record import one_line, remove_created_unused
 
 USAGE = """\
 dnn_train: train a deep neural network from Hydra config groups (Keras 3).
@@ -171,6 +171,7 @@ def main() -> None:
             raise
         msg = describe_error(ex)
         if msg is not None:
+            remove_created_unused()
             _fail(f"error: {msg}", EXIT_CONFIG_ERROR)
         if isinstance(ex, OSError) and ex.errno in (errno.ENOSPC, errno.EDQUOT):  # before any run began (Hydra's mkdir)
             _fail(f"error: {one_line(ex)}", EXIT_CONFIG_ERROR)

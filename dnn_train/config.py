@@ -34,12 +34,40 @@ BUILDER_KEYS = {
     "regularizer": ("attach", "placement", "on_inputs"),
     "schedule": ("max_momentum", "min_momentum"),
 }
-# What a `_target_` may name (configs run no foreign code): Keras' building blocks and our builders.
-# Not keras.saving, keras.utils or anything else that reads files or runs code. More: allow_targets.
+# The one allowlist of what a config may call (the gate, `check_callables`, checks every `_target_`,
+# nested and in the hydra: section, and every logging `()` and `class` against it before anything is
+# instantiated). An entry ending in '.' is a module whose module-level names may be called (Keras'
+# public API modules hold only what Keras exports); any other entry is one class or function. Not
+# keras.saving, keras.utils or anything else that reads files or runs code. More: allow_targets.
 ALLOWED_TARGETS = tuple(f"keras.{m}." for m in (
-    "layers", "initializers", "optimizers", "regularizers", "constraints", "activations", "applications",
-    "losses", "metrics")) + ("keras.callbacks.ReduceLROnPlateau", "keras.callbacks.EarlyStopping",
-                             "dnn_train.models.", "dnn_train.optim.")
+    "layers", "initializers", "optimizers", "optimizers.schedules", "regularizers", "constraints", "activations",
+    "applications", "losses", "metrics")) + (
+    "keras.callbacks.ReduceLROnPlateau", "keras.callbacks.EarlyStopping",
+    *(f"dnn_train.models.{family}.build" for family in ("mlp", "cnn", "resnet", "backbone")),
+    "dnn_train.optim.OneCycle", "dnn_train.optim.PowerDecay",
+    # the hydra: section: our callbacks, the sweepers and launchers we ship, Optuna's samplers and pruners
+    "dnn_train.record.RunDirs", "dnn_train.sweep.SweepSummary",
+    "hydra._internal.core_plugins.basic_sweeper.BasicSweeper",
+    "hydra._internal.core_plugins.basic_launcher.BasicLauncher",
+    "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher",
+    "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher",
+    "hydra_plugins.dnn_train_optuna.optuna_sweeper.OptunaPruningSweeper",
+    *(f"optuna.samplers.{c}" for c in ("TPESampler", "RandomSampler", "CmaEsSampler", "GPSampler", "QMCSampler",
+                                       "NSGAIISampler", "NSGAIIISampler", "GridSampler", "BruteForceSampler")),
+    *(f"optuna.pruners.{c}" for c in ("MedianPruner", "NopPruner", "HyperbandPruner", "SuccessiveHalvingPruner",
+                                      "PercentilePruner", "ThresholdPruner", "PatientPruner", "WilcoxonPruner")),
+)
+# Inside those modules, what runs code or a graph from a file: keras.layers.TFSMLayer loads a SavedModel.
+REFUSED_TARGETS = ("keras.layers.TFSMLayer",)
+# What a logging config (hydra.job_logging, hydra.hydra_logging) may name as a handler's, formatter's
+# or filter's `class` or `()`: handlers that print, or write a file in the run directory (LOG_STREAMS,
+# and every `filename` under ${hydra.runtime.output_dir}/).
+ALLOWED_LOGGING = ("logging.StreamHandler", "logging.NullHandler", "logging.FileHandler",
+                   "logging.handlers.RotatingFileHandler", "logging.handlers.TimedRotatingFileHandler",
+                   "logging.handlers.WatchedFileHandler", "logging.Formatter", "logging.Filter",
+                   "colorlog.ColoredFormatter")
+LOG_STREAMS = ("ext://sys.stdout", "ext://sys.stderr")
+LOGGING_SECTIONS = ("job_logging", "hydra_logging")
 
 
 class ConfigError(ValueError):
@@ -149,7 +177,7 @@ class RootConf:
     autoencoder: AutoencoderConf = field(default_factory=AutoencoderConf)
     task: str = "train"
     logger: Any = None  # conf/logger/*.yaml: none | mlflow (dnn_train/tracking.py)
-    allow_targets: List[str] = field(default_factory=list)  # extra `_target_`s (or prefixes ending in '.') a config may name
+    allow_targets: List[str] = field(default_factory=list)  # more callables (README); command line only
 
 
 ConfigStore.instance().store(name="dnn_train_schema", node=RootConf)
@@ -341,7 +369,6 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError(f"{key}: missing (removed with ~{key}?); a run needs it"
                               + (f": choose one with {key}=OPTION" if (CONF_DIR / key).is_dir() else ""))
     check_keys(cfg)
-    check_allowed_targets(cfg)
     for group in KERAS_GROUPS:
         node = cfg.get(group)
         if node is None:
@@ -492,34 +519,155 @@ def check_keys(cfg: DictConfig) -> None:
         raise ConfigError("model: no family chosen; use model=mlp|cnn|resnet|backbone")
 
 
-def check_allowed_targets(cfg: DictConfig) -> None:
-    """Every `_target_` in the config, nested ones included, must be allowlisted: a shared preset
-    cannot make a run call pandas.read_pickle or os.system."""
-    extra = tuple(cfg.get("allow_targets") or ())
-
+def check_callables(cfg: DictConfig, trusted=()) -> None:
+    """The gate: raise ConfigError unless everything the composed config `cfg` (its hydra: section
+    included) would call is allowed: every `_target_` names an ALLOWED_TARGETS entry or a `trusted`
+    one (allow_targets), exactly, as a module-level name (not `X.from_config`); no `safe_mode` is
+    turned off; the logging configs name only ALLOWED_LOGGING classes and factories, print to stdout
+    or stderr and write files only inside the run directory. Run by `install_gate` on every config
+    Hydra composes, before Hydra instantiates its callbacks or configures logging."""
     def walk(node, path):
-        if isinstance(node, (DictConfig, ListConfig)) and node._is_none():
-            return
-        if isinstance(node, DictConfig):
+        if isinstance(node, DictConfig) and not node._is_none():
             for key in node:
-                child = node._get_node(key)
-                if key == "_target_":
-                    target = str(child._value())
-                    if not any(target == a or (a.endswith(".") and target.startswith(a))
-                               for a in ALLOWED_TARGETS + extra):
-                        raise ConfigError(f"{path}_target_={target}: not an allowed target (configs may name "
-                                          "Keras layers, initializers, optimizers, schedules, regularizers, "
-                                          "constraints, applications and dnn_train's builders; add it to "
-                                          "allow_targets=[...] if you trust it)")
+                child, where = node._get_node(key), f"{path}{key}"
+                if where in (f"hydra.{s}" for s in LOGGING_SECTIONS):
+                    _check_logging(cfg, where, trusted)
+                elif key == "_target_" and child._value() is not None:
+                    _check_target(where, child._value(), ALLOWED_TARGETS, trusted)
+                elif key == "safe_mode" and child._value() is not True:
+                    raise ConfigError(f"{where}={_show(child._value())}: Keras' safe mode stays on (a config "
+                                      "cannot turn it off)")
                 else:
-                    walk(child, f"{path}{key}.")
-        elif isinstance(node, ListConfig):
-            for i, item in enumerate(node):
+                    walk(child, where + ".")
+        elif isinstance(node, ListConfig) and not node._is_none():
+            for i in range(len(node)):
                 walk(node._get_node(i), f"{path}{i}.")
 
-    for key in cfg:
-        if key != "hydra":
-            walk(cfg._get_node(key), f"{key}.")
+    walk(cfg, "")
+
+
+def _check_target(where: str, target, allowed, trusted) -> None:
+    """A target is a module-level class or function named exactly: an allowlist entry, or a name
+    in an entry's module ('keras.layers.' allows keras.layers.Dense, not keras.layers.Lambda.from_config)."""
+    target = str(target)
+    module, _, name = target.rpartition(".")
+    ok = re.fullmatch(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+", target) is not None and target not in REFUSED_TARGETS and (
+        target in allowed or module + "." in allowed or target in trusted
+        or (module + "." in trusted and _defined_in(module, name)))
+    if ok:
+        return
+    inside = next((a for a in (*allowed, *trusted) if a.endswith(".") and target.startswith(a)
+                   and "." in target[len(a):]), None)
+    why = f"an attribute of {inside}{target[len(inside):].split('.')[0]}; a target is a module-level class or " \
+          "function" if inside else f"{target} loads and runs a saved graph" if target in REFUSED_TARGETS else \
+        "configs may name Keras layers, initializers, optimizers, schedules, regularizers, constraints, " \
+        "applications, dnn_train's builders and callbacks, Hydra's and dnn_train's sweepers and launchers, " \
+        "Optuna's samplers and pruners" if allowed is ALLOWED_TARGETS else \
+        f"a logging config may name {', '.join(ALLOWED_LOGGING)}"
+    raise ConfigError(f"{where}={target}: not an allowed target ({why}; add it to allow_targets=[...] on the "
+                      "command line if you trust it)")
+
+
+def _defined_in(module: str, name: str) -> bool:
+    """Whether module.name is a class or function that module defines or exports (__all__), not one
+    it imported (a trusted mypackage.copyfile is shutil's). Imports the module: the user trusts it."""
+    import importlib
+    import inspect
+
+    try:
+        mod = importlib.import_module(module)
+    except Exception:  # noqa: BLE001 - not a module: nothing in it is trusted
+        return False
+    obj = vars(mod).get(name)
+    return (inspect.isclass(obj) or inspect.isfunction(obj)) and \
+        (getattr(obj, "__module__", None) == module or name in getattr(mod, "__all__", ()))
+
+
+def _check_logging(cfg: DictConfig, where: str, trusted) -> None:
+    """A logging config, as Hydra will hand it to logging.config.dictConfig (resolved, with the run
+    directory standing in as a placeholder): its `class` and `()` callables, its `ext://` objects,
+    no `.` (attributes set on a handler), and each `filename` inside the run directory."""
+    import copy
+    import os
+    import uuid
+
+    from omegaconf import open_dict, read_write
+
+    run_dir = f"/{uuid.uuid4().hex}"  # the run directory is not known before the run; a path nothing else names
+    probe = copy.deepcopy(cfg)
+    with read_write(probe), open_dict(probe):
+        probe.hydra.runtime.output_dir = run_dir
+    node = OmegaConf.select(probe, where)
+    if node is None:  # hydra/job_logging=none: Hydra's own default console
+        return
+    try:
+        section = OmegaConf.to_container(node, resolve=True)
+    except Exception as ex:  # noqa: BLE001 - e.g. ${hydra:...}, which has no value before the run
+        raise ConfigError(f"{where}: cannot be checked before the run ({describe_error(ex) or ex}); write the run "
+                          "directory as ${hydra.runtime.output_dir}") from None
+
+    def walk(node, path):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                here = f"{path}.{key}"
+                if key in ("class", "()"):
+                    _check_target(here, value, ALLOWED_LOGGING, trusted)
+                elif key == ".":
+                    raise ConfigError(f"{here}: a logging config cannot set attributes on a handler")
+                elif key == "filename":
+                    name = os.path.normpath(str(value))
+                    if not name.startswith(run_dir + os.sep) or ".." in str(value).split("/"):
+                        raise ConfigError(f"{here}={str(value).replace(run_dir, '${hydra.runtime.output_dir}')}: "
+                                          "a log file must be inside the run directory "
+                                          "(${hydra.runtime.output_dir}/NAME)")
+                walk(value, here)
+        elif isinstance(node, list):
+            for i, item in enumerate(node):
+                walk(item, f"{path}.{i}")
+        elif isinstance(node, str) and node.startswith("ext://") and node not in LOG_STREAMS:
+            raise ConfigError(f"{path}={node}: a logging config may name only {' or '.join(LOG_STREAMS)}")
+
+    walk(section, where)
+
+
+def command_line_allow_targets(cfg: DictConfig, overrides) -> tuple:
+    """allow_targets, if the command line (or the Python API's overrides) set it; a config file that
+    sets it is refused: a shared preset cannot allow its own targets."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    value = tuple(str(t) for t in (cfg.get("allow_targets") or ()))
+    if any(o.key_or_group == "allow_targets" for o in OverridesParser.create().parse_overrides(list(overrides or ()))):
+        return value
+    if value:
+        raise ConfigError(f"allow_targets={list(value)}: set by a config file; only the command line may allow "
+                          "targets (allow_targets=[...])")
+    return ()
+
+
+def install_gate() -> None:
+    """Run `check_callables` on every config Hydra composes: Hydra 1.3 composes through
+    ConfigLoaderImpl.load_configuration for a run, a multirun's master config, each sweep job (its
+    load_sweep_config, in whatever process the launcher runs it) and the compose API, and then
+    instantiates callbacks, sweeper and launcher and configures logging. Hydra has no allowlist
+    of its own (its target policy only blocks a few names): ours wraps that one method. Called at
+    the import of the dnn_train package, so every entry point (and every launcher's worker, which
+    unpickles dnn_train's task) has it."""
+    import functools
+
+    from hydra._internal.config_loader_impl import ConfigLoaderImpl
+
+    load = ConfigLoaderImpl.load_configuration
+    if getattr(load, "dnn_train_gate", False):
+        return
+
+    @functools.wraps(load)
+    def gated(self, config_name, overrides, *args, **kwargs):
+        cfg = load(self, config_name, overrides, *args, **kwargs)
+        check_callables(cfg, command_line_allow_targets(cfg, overrides))
+        return cfg
+
+    gated.dnn_train_gate = True
+    ConfigLoaderImpl.load_configuration = gated
 
 
 def check_targets(cfg: DictConfig) -> None:
@@ -793,21 +941,21 @@ def known_keys(prefix: str) -> list[str]:
 
 def describe_error(ex: BaseException) -> Optional[str]:
     """One line for a configuration error (Hydra, OmegaConf or ours); None if it is not one."""
-    from hydra.errors import HydraException, MissingConfigException
+    from hydra.errors import HydraException, MissingConfigException, OverrideParseException
     from omegaconf.errors import OmegaConfBaseException
 
     if isinstance(ex, ConfigError):
         return str(ex)
-    if isinstance(ex, AssertionError):  # OmegaConf's, while Hydra applies an override under a null key
-        tb = ex.__traceback__
-        while tb is not None:
-            if tb.tb_frame.f_code.co_name == "_apply_overrides_to_config":
-                override = tb.tb_frame.f_locals.get("override")
-                key = str(getattr(override, "key_or_group", "") or "")
-                parent = key.rpartition(".")[0] or key
-                return f"{getattr(override, 'input_line', None) or override}: cannot be set, {parent} is null in " \
-                       "this config (data.synthetic.* needs data=synthetic)"
-            tb = tb.tb_next
+    frame = _frame(ex, "_apply_overrides_to_config")
+    if isinstance(ex, AssertionError) and frame:  # OmegaConf's, while Hydra applies an override under a null key
+        override = frame.f_locals.get("override")
+        key = str(getattr(override, "key_or_group", "") or "")
+        parent = key.rpartition(".")[0] or key
+        return f"{getattr(override, 'input_line', None) or override}: cannot be set, {parent} is null in " \
+               "this config (data.synthetic.* needs data=synthetic)"
+    if _frame(ex, "configure_log"):  # logging.config.dictConfig refused a logging config that passed the gate
+        section = "hydra.job_logging" if _frame(ex, "run_job") else "hydra.hydra_logging"
+        return f"{section}: {ex}{f' ({ex.__cause__})' if ex.__cause__ else ''}"
     if isinstance(ex, HydraException) and isinstance(ex.__cause__, ConfigError):  # e.g. raised by a Hydra plugin
         return str(ex.__cause__)
     if isinstance(ex, MissingConfigException):
@@ -815,12 +963,12 @@ def describe_error(ex: BaseException) -> Optional[str]:
         if m:
             group, name = m.groups()
             return unknown_option(group, name, ex.options)
+    if isinstance(ex, OverrideParseException) and str(ex).startswith("LexerNoViableAltException"):
+        return _unlexable(ex.override)
     text = f"{ex} {ex.__cause__ or ''}"
     m = re.search(r"Could not override '([\w.]+)'", text)
     if m and "not in" in text:
-        key = m.group(1)
-        return f"{key}: unknown key{did_you_mean(key, known_keys(key.rsplit('.', 1)[0]))} (see the group's keys " \
-               "with --cfg job)"
+        return _unknown_key(m.group(1))
     m = re.search(r"Error merging override ([\w.]+=\S*).*?(Value '.*?' .*?could not be converted to \w+)", text, re.S)
     if m:
         return f"{m.group(1)}: {m.group(2)}"
@@ -836,3 +984,28 @@ def describe_error(ex: BaseException) -> Optional[str]:
         msg = "; ".join(dict.fromkeys(parts))  # de-duplicated, in order
         return msg or type(ex).__name__
     return None
+
+
+def _frame(ex: BaseException, function: str):
+    """The frame of `function` in the traceback of `ex`, or None."""
+    tb = ex.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_name != function:
+        tb = tb.tb_next
+    return tb.tb_frame if tb is not None else None
+
+
+def _unknown_key(key: str) -> str:
+    return f"{key}: unknown key{did_you_mean(key, known_keys(key.rsplit('.', 1)[0]))} (see the group's keys " \
+           "with --cfg job)"
+
+
+def _unlexable(override: str) -> str:
+    """An override with a character Hydra's grammar does not take unquoted (optimizer=ädam): named
+    as the typo it usually is, like any unknown option or key; a value, with how to quote it."""
+    key, eq, value = override.partition("=")
+    name = key.lstrip("+~")
+    if eq and (CONF_DIR / name).is_dir():
+        return unknown_option(name, value)
+    if not re.fullmatch(r"[\w./@-]+", name, re.ASCII):
+        return _unknown_key(name)
+    return f"{override}: Hydra's override grammar takes such characters only in quotes: {key}='{value}'"

@@ -198,6 +198,16 @@ def remove_created(run_dir: Path) -> bool:
     return True
 
 
+def remove_created_unused() -> None:
+    """Bad input that ends a whole invocation after Hydra made its directory (a sweep job's config
+    refused by the gate, a logging config logging refuses): remove what this invocation made,
+    unless a job recorded something there (results.json)."""
+    for top in list(CREATED):
+        if not any(top.rglob("results.json")):
+            shutil.rmtree(top, ignore_errors=True)
+            CREATED.discard(top)
+
+
 def note_created(path: Path) -> None:
     """Before `path` is made: remember its topmost ancestor that does not exist yet."""
     path = Path(path).absolute()

@@ -190,18 +190,23 @@ def test_a_crafted_preset_cannot_name_a_foreign_target(tmp_path, target):
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().splitlines() == [
         f"dnn_train: error: initializer.seed._target_={target}: not an allowed target (configs may name Keras "
-        "layers, initializers, optimizers, schedules, regularizers, constraints, applications and dnn_train's "
-        "builders; add it to allow_targets=[...] if you trust it)"]
+        "layers, initializers, optimizers, schedules, regularizers, constraints, applications, dnn_train's builders "
+        "and callbacks, Hydra's and dnn_train's sweepers and launchers, Optuna's samplers and pruners; add it to "
+        "allow_targets=[...] on the command line if you trust it)"]
     assert not (tmp_path / "run").exists() and not marker.exists()
 
 
 def test_allow_targets_lets_a_trusted_target_through():
-    cfg = make_cfg("+initializer.extra._target_=mypackage.MyThing")
-    with pytest.raises(ConfigError, match="not an allowed target"):
-        validate(cfg)
-    from dnn_train.config import check_allowed_targets
+    """allow_targets on the command line (the API's overrides) trusts a name, or a module's own
+    classes and functions (an entry ending in '.'); the same in a config file is refused."""
+    from dnn_train import DnnTrainError, compose
 
-    check_allowed_targets(make_cfg("+initializer.extra._target_=mypackage.MyThing", "allow_targets=[mypackage.]"))
+    with pytest.raises(DnnTrainError, match="not an allowed target"):
+        compose("+initializer.extra._target_=mypackage.MyThing")
+    compose("+initializer.extra._target_=mypackage.MyThing", "allow_targets=[mypackage.MyThing]")
+    compose("+initializer.extra._target_=tests.hostile.snapshot", "allow_targets=[tests.hostile.]")
+    with pytest.raises(DnnTrainError, match=r"tests.hostile.run_cli: not an allowed target"):  # imported there
+        compose("+initializer.extra._target_=tests.hostile.run_cli", "allow_targets=[tests.hostile.]")
 
 
 # ---------------------------------------------------------------- keys that do not fit the chosen class
