@@ -48,6 +48,7 @@ ALLOWED_TARGETS = tuple(f"keras.{m}." for m in (
     # the hydra: section: our callbacks, the sweepers and launchers we ship, Optuna's samplers and pruners
     "dnn_train.record.RunDirs", "dnn_train.sweep.SweepSummary",
     "hydra._internal.core_plugins.basic_sweeper.BasicSweeper",
+    "hydra_plugins.dnn_train_batched.batched_sweeper.BatchedSweeper",
     "hydra._internal.core_plugins.basic_launcher.BasicLauncher",
     "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher",
     "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher",
