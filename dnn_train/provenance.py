@@ -34,6 +34,7 @@ DATA_FILES_LISTED = 100  # more files than this (a folder of images): their hash
 DATA_MANIFEST = "data.sha256"
 PACKAGE = "dnn-train"
 GIT_TIMEOUT_S = 20
+DIFF = ("--binary", "--no-ext-diff", "--no-textconv", "--no-color")  # a patch `git apply` takes, whatever the config
 
 
 def package_dir() -> Path:
@@ -77,7 +78,7 @@ def code(run_dir: Optional[Path], where: Optional[Path] = None) -> dict:
 
 def _patch(top: Path, run_dir: Path) -> tuple[str, list]:
     """`git diff HEAD` and each untracked file (not ignored, not in the run directory) as a new file."""
-    parts, skipped = [_git(top, "diff", "HEAD", "--binary")], []
+    parts, skipped = [_git(top, "diff", *DIFF, "HEAD")], []
     run_dir = Path(run_dir).resolve()
     for name in filter(None, _git(top, "ls-files", "--others", "--exclude-standard", "-z").split("\0")):
         path = top / name
@@ -90,7 +91,7 @@ def _patch(top: Path, run_dir: Path) -> tuple[str, list]:
         if big:
             skipped.append(name)
             continue
-        parts.append(_git(top, "diff", "--no-index", "--binary", "--", "/dev/null", name, check=False))
+        parts.append(_git(top, "diff", *DIFF, "--no-index", "--", "/dev/null", name, check=False))
     return "".join(parts), skipped
 
 
@@ -265,7 +266,9 @@ def environment(provenance: dict) -> dict:
     the versions, the device and the data (not the command line, which the config already says)."""
     from dnn_train.record import _flatten
 
-    keep = {k: v for k, v in (provenance or {}).items() if k in ("code", "versions", "device", "data")}
+    if not isinstance(provenance, dict):  # none recorded (an older run), or not what dnn_train writes
+        return {}
+    keep = {k: v for k, v in provenance.items() if k in ("code", "versions", "device", "data")}
     flat = _flatten(keep)
     for key in ("code.repository", "data.folder", "code.patch"):  # where, not what: the hashes say what
         flat.pop(key, None)

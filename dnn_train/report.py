@@ -182,10 +182,9 @@ def _rerun(args) -> int:
     now = time.time()
     new_dir = Path(args.out) if args.out else Path("outputs") / time.strftime("%Y-%m-%d", time.localtime(now)) / (
         time.strftime("%H-%M-%S", time.localtime(now)) + f"-{int(now % 1 * 1e6):06d}")
-    overrides = (original.results.get("provenance") or {}).get("overrides") or []
     note_created(new_dir)
-    try:
-        run_task(cfg, new_dir, overrides=[str(o) for o in overrides])
+    try:  # no overrides: the saved config is what runs (its record's command says --rerun RUN_DIR)
+        run_task(cfg, new_dir, overrides=[])
     except KeyboardInterrupt:
         raise
     except Exception as ex:  # noqa: BLE001 - the run's own record says more; here one line
