@@ -116,6 +116,7 @@ def plot(a: compare.Run, b: compare.Run, path: Path) -> None:
                     ax.plot(curve["epoch"], curve[prefix + name], style, marker="o", markersize=3, color=color,
                             label=f"{which} {what}")
         ax.set(xlabel="epoch", ylabel=name, title=name)
+        ax.xaxis.get_major_locator().set_params(integer=True)
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=8)
