@@ -47,7 +47,7 @@ GROUP_COLUMNS = ["configuration", "metric", "n", "mean", "std", "ci_low", "ci_hi
 # The seed makes repeats; resume and progress change how a run is driven, not what it computes
 # (a rerun sweep sets trainer.resume=true itself; checkpoint.py ignores both when resuming).
 SEED = "trainer.seed"
-NOT_CONFIGURATION = (SEED, "trainer.resume", "trainer.progress")
+NOT_CONFIGURATION = (SEED, "trainer.resume", "trainer.progress", "run.name", "run.tags", "run.notes")
 NO_COMPLETED_RUN = "no completed run"
 BASELINE = "baseline"
 

@@ -160,6 +160,14 @@ class AutoencoderConf:
 
 
 @dataclass
+class RunConf:
+    """A run's label (dnn_train/provenance.py): not configuration, so runs differing only here are repeats."""
+    name: Optional[str] = None  # results.json "name", the MLflow run name, TensorBoard's HParams
+    tags: List[str] = field(default_factory=list)  # results.json "tags"; `report --tag T` / `--group-by tag`
+    notes: Optional[str] = None  # free text: results.json "notes", MLflow's run description
+
+
+@dataclass
 class RootConf:
     """Schema of the whole config (conf/config.yaml lists it first in its defaults)."""
 
@@ -178,6 +186,7 @@ class RootConf:
     autoencoder: AutoencoderConf = field(default_factory=AutoencoderConf)
     task: str = "train"
     logger: Any = None  # conf/logger/*.yaml: none | mlflow (dnn_train/tracking.py)
+    run: RunConf = field(default_factory=RunConf)
     allow_targets: List[str] = field(default_factory=list)  # more callables (README); command line only
 
 

@@ -26,6 +26,7 @@ from typing import Optional
 
 from hydra.experimental.callback import Callback
 
+from dnn_train import provenance
 from dnn_train.config import ConfigError
 
 LOCK_FILE = ".lock"
@@ -135,7 +136,8 @@ def liveness(run_dir: Path, results: dict) -> str:
 
 # ---------------------------------------------------------------- one invocation's hold on a run
 RESERVE_FILE, RESERVE_BYTES = ".reserve", 65536  # freed when the disk fills up, so the final record still fits
-IGNORED_ON_RESUME = ("trainer.resume", "trainer.progress")  # may differ between the two commands
+IGNORED_ON_RESUME = ("trainer.resume", "trainer.progress", "run.name", "run.tags", "run.notes")  # may differ
+# between the two commands
 RUN_FILES = {"results.json", "config.yaml", ".hydra", "metrics.csv", "dnn_train.log", "checkpoint"}
 # Directories Hydra (or the Python API) created for this invocation, so that bad input removes
 # only those: filled by the RunDirs callback before Hydra makes the run directory.
@@ -372,6 +374,7 @@ class Run:
         self.results.update(fields)
         self.results.update(status="running", pid=os.getpid(), host=socket.gethostname(),
                             started=time.strftime("%Y-%m-%d %H:%M:%S"))
+        self.results.update(_label(self.cfg), provenance=provenance.collect(self))  # every task begins here
         self._write(self.results)
 
     def update(self, **fields) -> None:
@@ -548,6 +551,13 @@ def _flatten(node, prefix: str = "") -> dict:
             out.update(_flatten(v, f"{prefix}{k}."))
         return out
     return {prefix[:-1]: node}
+
+
+def _label(cfg) -> dict:
+    """results.json's name, tags and notes (config.py RunConf)."""
+    label = cfg.get("run") or {}
+    return {"name": label.get("name"), "tags": [str(t) for t in label.get("tags") or []],
+            "notes": label.get("notes")}
 
 
 def one_line(ex: BaseException) -> str:

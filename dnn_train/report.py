@@ -1,5 +1,7 @@
 """`python -m dnn_train.report PATH...`: the command line that compares runs made at any time,
-anywhere: summary.csv, summary_groups.csv, summary.md and the two plots (built by dnn_train/compare.py).
+anywhere: summary.csv, summary_groups.csv, summary.md and the two plots (built by dnn_train/compare.py),
+for the runs tagged --tag T, and per tag with --group-by tag. `--diff RUN_A RUN_B` and `--rerun RUN_DIR`:
+dnn_train/rundiff.py (docs/reproducibility.md).
 
 Errors are one line on stderr, never a traceback (DNN_TRAIN_DEBUG=1 shows it): exit 2 for bad
 input (no such path, no runs, a baseline that matches no configuration), 1 for anything else.
@@ -7,9 +9,13 @@ A run directory whose files cannot be read is named on stderr, with why, and ski
 """
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
+
+from dnn_train import artifacts, compare, rundiff
+from dnn_train.rundiff import DEFAULT_TOLERANCE
 
 PROG = "python -m dnn_train.report"
 BASELINE_HELP = """\
@@ -34,7 +40,7 @@ def main(argv=None) -> int:
                     "verdict), summary.md, the validation curves per configuration and the metric per "
                     "configuration with its 95% CI, from any run or sweep directories (e.g. made on "
                     "different days). Runs that differ only in trainer.seed are repeats of one configuration.")
-    parser.add_argument("paths", nargs="+", metavar="PATH", help="run directories or sweep directories")
+    parser.add_argument("paths", nargs="*", metavar="PATH", help="run directories or sweep directories")
     parser.add_argument("--metric", default="best_val_accuracy", choices=compare.METRICS,
                         help="the metric to sort by and to plot (default: best_val_accuracy; lower is better "
                              f"for {', '.join(sorted(compare.LOWER_IS_BETTER))})")
@@ -42,9 +48,34 @@ def main(argv=None) -> int:
                         help="order of the tables (default: best first: desc, asc for the lower-is-better metrics)")
     parser.add_argument("--baseline", metavar="'KEY=VALUE ...'", help=BASELINE_HELP.replace("%", "%%"))
     parser.add_argument("--out", metavar="DIR",
-                        help="where to write (default: PATH if only one sweep directory is given, else .)")
+                        help="where to write (default: PATH if only one sweep directory is given, else .); "
+                             "with --diff the plot's file (default: diff.png); with --rerun the new run "
+                             "directory (default: outputs/<date>/<time>, as a run)")
+    parser.add_argument("--tag", action="append", metavar="T", default=[],
+                        help="only the runs tagged T (run.tags=[T,...]); repeated: runs with every one")
+    parser.add_argument("--group-by", choices=["tag"],
+                        help="tag: also one row per tag (its runs, and the metric's mean, std, min and max "
+                             "over its completed ones): summary_tags.csv")
+    parser.add_argument("--diff", nargs=2, metavar=("RUN_A", "RUN_B"),
+                        help="two runs side by side: the config keys and the environment (commit, versions, "
+                             "device, data hashes) that differ, the metrics, and one plot of both curves (--out)")
+    parser.add_argument("--rerun", metavar="RUN_DIR",
+                        help="run RUN_DIR's saved config again in a new directory (--out) and say whether the "
+                             "numbers match: exactly on the same environment, else within --tolerance; "
+                             "exit 1 when they do not")
+    parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
+                        help=f"--rerun on another environment: each number may differ by this much, absolute "
+                             f"or relative (math.isclose; default {DEFAULT_TOLERANCE})")
     args = parser.parse_args(argv)
+    modes = [flag for flag, given in (("--diff", args.diff), ("--rerun", args.rerun), ("PATH", args.paths)) if given]
+    if len(modes) != 1:
+        parser.error("give PATH..., or --diff RUN_A RUN_B, or --rerun RUN_DIR" if not modes else
+                     f"{' and '.join(modes)} do not go together")
     try:
+        if args.diff:
+            return _diff(args)
+        if args.rerun:
+            return _rerun(args)
         return _report(args, compare)
     except Exception as ex:  # noqa: BLE001 - one line, never a traceback
         if os.environ.get("DNN_TRAIN_DEBUG"):
@@ -64,6 +95,10 @@ def _report(args, compare) -> int:
         return _error(str(ex), 2)
     if not runs:
         return _error(f"no runs under {' '.join(args.paths)} (a run directory holds results.json)", 2)
+    if args.tag:
+        runs = [r for r in runs if set(args.tag) <= set(_tags(r))]
+        if not runs:
+            return _error(f"no runs tagged {' and '.join(args.tag)} under {' '.join(args.paths)}", 2)
     ascending = None if args.sort is None else args.sort == "asc"
     try:
         comparison = compare.build(runs, args.metric, args.baseline, ascending)
@@ -78,9 +113,87 @@ def _report(args, compare) -> int:
     out.mkdir(parents=True, exist_ok=True)
     compare.write(comparison, out)
     print(compare.markdown(comparison), end="")
-    print("-> " + ", ".join(str(out / name) for name in (compare.SUMMARY_MD, compare.SUMMARY_CSV, compare.GROUPS_CSV,
-                                                         compare.CURVES_PLOT, compare.METRIC_PLOT)))
+    written = [compare.SUMMARY_MD, compare.SUMMARY_CSV, compare.GROUPS_CSV, compare.CURVES_PLOT, compare.METRIC_PLOT]
+    if args.group_by == "tag":
+        table = _by_tag(comparison, args.metric)
+        artifacts.write_text(out / TAGS_CSV, table.to_csv(index=False))
+        rows = [[rundiff.cell(v) for v in row.values()] for row in table.to_dict("records")]
+        print(f"\nby tag ({args.metric}: mean, std, min, max over the completed runs):\n"
+              + "\n".join(rundiff.table(list(table), rows)))
+        written.append(TAGS_CSV)
+    print("-> " + ", ".join(str(out / name) for name in written))
     return 0
+
+
+# ---------------------------------------------------------------- tags (run.tags)
+TAGS_CSV = "summary_tags.csv"
+UNTAGGED = "(untagged)"
+
+
+def _tags(run_dir: Path) -> list:
+    try:
+        tags = json.loads((Path(run_dir) / "results.json").read_text()).get("tags")
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [str(t) for t in tags] if isinstance(tags, list) else []
+
+
+def _by_tag(comparison, metric: str):
+    """One row per tag: its runs, completed ones, and the metric's mean, std, min, max over those."""
+    import pandas as pd
+
+    rows = []
+    for r in comparison.runs.itertuples():
+        for tag in _tags(r.run_dir) or [UNTAGGED]:
+            rows.append({"tag": tag, "status": r.status, metric: getattr(r, metric)})
+    table = pd.DataFrame(rows, columns=["tag", "status", metric])
+    done = table[table["status"] == compare.COMPLETED]
+    stats = done.groupby("tag")[metric].agg(["mean", "std", "min", "max"])
+    counts = table.groupby("tag").agg(runs=("status", "size"),
+                                      completed=("status", lambda s: int((s == compare.COMPLETED).sum())))
+    return counts.join(stats).reset_index()
+
+
+# ---------------------------------------------------------------- --diff and --rerun (dnn_train/rundiff.py)
+def _diff(args) -> int:
+    try:
+        a, b = (rundiff.read(p) for p in args.diff)
+    except rundiff.NotARun as ex:
+        return _error(str(ex), 2)
+    print(rundiff.diff_text(a, b), end="")
+    out = Path(args.out or "diff.png")
+    rundiff.plot(a, b, out)
+    print(f"-> {out}")
+    return 0
+
+
+def _rerun(args) -> int:
+    import time
+
+    from dnn_train.config import describe_error
+    from dnn_train.record import note_created
+    from dnn_train.tasks import run_task
+
+    try:
+        original = rundiff.read(args.rerun)
+        cfg = rundiff.saved_config(original)
+    except rundiff.NotARun as ex:
+        return _error(str(ex), 2)
+    now = time.time()
+    new_dir = Path(args.out) if args.out else Path("outputs") / time.strftime("%Y-%m-%d", time.localtime(now)) / (
+        time.strftime("%H-%M-%S", time.localtime(now)) + f"-{int(now % 1 * 1e6):06d}")
+    note_created(new_dir)
+    try:  # no overrides: the saved config is what runs (its record's command says --rerun RUN_DIR)
+        run_task(cfg, new_dir, overrides=[])
+    except KeyboardInterrupt:
+        raise
+    except Exception as ex:  # noqa: BLE001 - the run's own record says more; here one line
+        message = describe_error(ex)
+        return _error(f"rerun: {message}" if message else f"rerun failed: {type(ex).__name__}: {ex}",
+                      2 if message else 1)
+    ok, text = rundiff.verdict(original, rundiff.read(new_dir), args.tolerance)
+    print(text, end="")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

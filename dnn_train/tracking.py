@@ -10,7 +10,9 @@
   on in the same MLflow run): the resolved config as params, every epoch's metrics, the final
   metrics, results.json / config.yaml / metrics.csv / curves.png / dnn_train.log as artifacts, and
   the trained model (mlflow.keras). Its status: FINISHED (completed), KILLED (pruned, interrupted),
-  FAILED (failed, diverged); the tag `dnn_train.status` has ours.
+  FAILED (failed, diverged); the tag `dnn_train.status` has ours. run.name is the run's name,
+  run.notes its description, and the tags `dnn_train.tags` and `dnn_train.provenance.*` (also
+  HParams columns) say where it came from (dnn_train/provenance.py).
 
 Neither may fail a run: a problem while logging is a warning in the run's log.
 """
@@ -87,6 +89,22 @@ def hyperparameters(run) -> dict:
             continue
         out[key] = value if isinstance(value, (bool, int, float, str)) else str(value)
     out["status"] = str(run.results.get("status"))
+    out.update(labels_and_provenance(run.results))
+    return out
+
+
+def labels_and_provenance(results: dict) -> dict:
+    """The run's name, tags and notes and its environment (dnn_train/provenance.py), flat, as text:
+    HParams columns and MLflow tags."""
+    from dnn_train.provenance import environment
+
+    out = {key: str(results[key]) for key in ("name", "notes") if results.get(key)}
+    if results.get("tags"):
+        out["tags"] = ",".join(results["tags"])
+    prov = results.get("provenance") or {}
+    if prov.get("command"):
+        out["provenance.command"] = " ".join(prov["command"])
+    out.update({f"provenance.{k}": str(v) for k, v in environment(prov).items()})
     return out
 
 
@@ -179,6 +197,7 @@ def _mlflow_run(cfg, run):
     else:
         overrides = " ".join(o for o in run.overrides if not o.startswith("hydra."))
         name = f"{run.dir.parent.name}/{run.dir.name}" if run.dir.name.isdigit() else run.dir.name
+        name = run.results.get("name") or name
         created = client.create_run(experiment_id, run_name=name,
                                     tags={RUN_DIR_TAG: str(run.dir), "dnn_train.overrides": overrides or "defaults"})
         run_id = created.info.run_id
@@ -219,10 +238,18 @@ def _mlflow_finish(run) -> None:
     now = int(time.time() * 1000)
     client.log_batch(run_id, metrics=[Metric(k, v, now, step) for k, v in metrics.items()])
     client.set_tag(run_id, "dnn_train.status", status)
+    from mlflow.entities import RunTag
+
+    tags = {f"dnn_train.{k}": v[:5000] for k, v in labels_and_provenance(run.results).items()}
+    if run.results.get("notes"):
+        tags["mlflow.note.content"] = str(run.results["notes"])[:5000]  # MLflow's run description
+    tags = [RunTag(k, v) for k, v in tags.items()]
+    for i in range(0, len(tags), 100):
+        client.log_batch(run_id, tags=tags[i:i + 100])
     if run.results.get("error"):
         client.set_tag(run_id, "dnn_train.error", str(run.results["error"])[:5000])
     for name in ("results.json", "config.yaml", "metrics.csv", "curves.png", "dnn_train.log", "diagnostics.csv",
-                 "gradients.png", "reconstructions.png"):
+                 "gradients.png", "reconstructions.png", "source.patch", "data.sha256"):
         if (run.dir / name).is_file():
             client.log_artifact(run_id, str(run.dir / name))
     model_file = run.dir / "model.keras"

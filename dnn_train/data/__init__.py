@@ -82,6 +82,7 @@ def _read(found: Found, data_cfg) -> Splits:
 
 
 _preloading: dict = {}  # the config's YAML -> (thread, result box), for `load` to pick up
+_read_from: list = []  # (Found, URL or None) of the dataset `load` returned last: provenance's record
 _last: dict = {}  # (config YAML, files' sizes and times) -> Splits: the last dataset read, for the next job
 
 
@@ -136,16 +137,33 @@ def load(data_cfg) -> Splits:
         return _keep(data_cfg, box["found"], box["splits"])
     found = locate(data_cfg)
     if found is not None and found.layout.files and _key(data_cfg, found) in _last:
+        _read_from[:] = [(found, None)]
         return _last[_key(data_cfg, found)]
+    url = None
     if found is None:
         from dnn_train.data import sources
 
         found = sources.download(dataset(data_cfg), data_cfg)
-    return _keep(data_cfg, found, _read(found, data_cfg))
+        url = (data_cfg.url or dataset(data_cfg).download.url)
+    return _keep(data_cfg, found, _read(found, data_cfg), url)
 
 
-def _keep(data_cfg, found: Found, result: Splits) -> Splits:
+def _keep(data_cfg, found: Found, result: Splits, url: Optional[str] = None) -> Splits:
+    _read_from[:] = [(found, url)]  # every load returns through here or the reuse above: the one hook
     _last.clear()  # one dataset at a time: memory stays that of one job
     if found.layout.files:
         _last[_key(data_cfg, found)] = result
     return result
+
+
+def last_read() -> Optional[tuple]:
+    """(folder, [every file read], URL downloaded from or None) of the dataset `load` returned last
+    (None before any): the fixed files of its layout, or a folder's images by the reader's own rule."""
+    if not _read_from:
+        return None
+    (folder, layout), url = _read_from[0]
+    if layout.files:
+        return folder, [folder / f for f in layout.files], url
+    from dnn_train.data import formats
+
+    return folder, formats.image_files(folder), url

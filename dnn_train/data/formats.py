@@ -333,11 +333,21 @@ def _hw(image: np.ndarray) -> str:
     return f"{image.shape[0]}x{image.shape[1]}"
 
 
+def _listings(folder: Path) -> list:
+    """The listing of DIR/train/ and DIR/test/ (the official split), or of DIR alone."""
+    parts = ("train", "test") if (folder / "train").is_dir() and (folder / "test").is_dir() else (".",)
+    return [_list_images(folder / p) for p in parts]
+
+
+def image_files(folder: Path) -> list:
+    """Every image file read_images reads from `folder` (its provenance: dnn_train/provenance.py)."""
+    return [f for listing in _listings(folder) for f in listing.files]
+
+
 def read_images(folder: Path, data_cfg, classes: Optional[list]) -> Arrays:
     """DIR/<class>/* images, or DIR/train/<class>/* and DIR/test/<class>/* (the official split),
     decoded once and cached (see `_cached`)."""
-    parts = ("train", "test") if (folder / "train").is_dir() and (folder / "test").is_dir() else (".",)
-    listings = [_list_images(folder / p) for p in parts]
+    listings = _listings(folder)
     if listings[-1].classes != listings[0].classes:
         raise DataError(f"{folder}: train/ and test/ have different class folders ("
                         f"{', '.join(listings[0].classes)} against {', '.join(listings[-1].classes)})")
@@ -347,7 +357,7 @@ def read_images(folder: Path, data_cfg, classes: Optional[list]) -> Arrays:
                 lambda: decode_images(files, size, data_cfg.color_mode))
     n_train = len(listings[0].files)
     names = listings[0].classes
-    if len(parts) == 1:
+    if len(listings) == 1:
         return Arrays(x, listings[0].labels, None, None, names)
     return Arrays(x[:n_train], listings[0].labels, x[n_train:], listings[1].labels, names)
 
