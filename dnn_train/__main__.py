@@ -110,6 +110,14 @@ def _signal_name(ex: KeyboardInterrupt) -> str:
     return getattr(ex, "signum", None) and str(ex) or "SIGINT"
 
 
+def _setup_error(ex: OSError) -> str:
+    """A file-system refusal met while Hydra sets up the run, before dnn_train's run began."""
+    if ex.errno in (errno.EEXIST, errno.ENOTDIR):
+        what = "exists and is not a folder" if ex.errno == errno.EEXIST else "has a file, not a folder, on its path"
+        return f"cannot make the run directory: {ex.filename} {what}; choose another hydra.run.dir (or hydra.sweep.dir)"
+    return one_line(ex)
+
+
 def _debug() -> bool:
     return bool(os.environ.get("DNN_TRAIN_DEBUG"))
 
@@ -173,8 +181,8 @@ def main() -> None:
         if msg is not None:
             remove_created_unused()
             _fail(f"error: {msg}", EXIT_CONFIG_ERROR)
-        if isinstance(ex, OSError) and ex.errno in (errno.ENOSPC, errno.EDQUOT):  # before any run began (Hydra's mkdir)
-            _fail(f"error: {one_line(ex)}", EXIT_CONFIG_ERROR)
+        if isinstance(ex, OSError):  # before any run began: Hydra making the run (or sweep) directory
+            _fail(f"error: {_setup_error(ex)}", EXIT_CONFIG_ERROR)
         _fail(f"failed: {one_line(ex)} (DNN_TRAIN_DEBUG=1 prints the traceback)", EXIT_FAILED)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import warnings
 import zipfile
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -654,6 +655,30 @@ def command_line_allow_targets(cfg: DictConfig, overrides) -> tuple:
     return ()
 
 
+def check_hydra_settings(cfg: DictConfig, overrides) -> None:
+    """Hydra settings that dnn_train's run directory and presets rely on, refused in one line before
+    Hydra makes any directory: .hydra/ is written by the run itself (record.py), a search path names
+    folders that exist, and only the command line sets environment variables for the job's processes
+    (a preset's hydra.job.env_set could set LD_PRELOAD)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    hydra = cfg.get("hydra")
+    if not isinstance(hydra, DictConfig):
+        return
+    if hydra.get("output_subdir") is not None:
+        raise ConfigError(f"hydra.output_subdir={hydra.output_subdir}: dnn_train writes the run's .hydra/ itself, once "
+                          "the directory is the run's; leave hydra.output_subdir null")
+    for entry in hydra.get("searchpath") or ():
+        scheme, _, where = str(entry).rpartition("://")
+        if scheme in ("", "file") and not Path(where).is_dir():
+            raise ConfigError(f"hydra.searchpath: {entry} is not a folder")
+    typed = {o.key_or_group for o in OverridesParser.create().parse_overrides(list(overrides or ()))}
+    for key in ("env_set", "env_copy"):
+        if (hydra.get("job") or {}).get(key) and not any(k.startswith(f"hydra.job.{key}") for k in typed):
+            raise ConfigError(f"hydra.job.{key}: set by a config file; only the command line may set the job's "
+                              f"environment (hydra.job.{key}...)")
+
+
 def install_gate() -> None:
     """Run `check_callables` on every config Hydra composes: Hydra 1.3 composes through
     ConfigLoaderImpl.load_configuration for a run, a multirun's master config, each sweep job (its
@@ -672,8 +697,11 @@ def install_gate() -> None:
 
     @functools.wraps(load)
     def gated(self, config_name, overrides, *args, **kwargs):
-        cfg = load(self, config_name, overrides, *args, **kwargs)
+        with warnings.catch_warnings():  # a missing search path is refused below, not warned about
+            warnings.filterwarnings("ignore", message=r"provider=.* is not available", category=UserWarning)
+            cfg = load(self, config_name, overrides, *args, **kwargs)
         check_callables(cfg, command_line_allow_targets(cfg, overrides))
+        check_hydra_settings(cfg, overrides)
         return cfg
 
     gated.dnn_train_gate = True
