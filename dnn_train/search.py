@@ -394,11 +394,13 @@ class StudyDriver:
         finally:
             for trial in trials:
                 _ACTIVE.pop(trial.number, None)
+        from optuna.exceptions import UpdateFinishedTrialError
+
         for trial, ret in zip(trials, returns):
-            if study._storage.get_trial(trial._trial_id).state.is_finished():  # taken over and told elsewhere
-                log.warning("trial %d: already finished by another worker; this run's result is not told", trial.number)
-                continue
-            self._tell(study, trial, ret)
+            try:
+                self._tell(study, trial, ret)
+            except UpdateFinishedTrialError:  # taken over (this worker stalled) and told by another worker
+                log.warning("trial %d: already finished by another worker; this run's result is dropped", trial.number)
 
     @staticmethod
     def _tell(study, trial, ret) -> None:
