@@ -140,8 +140,9 @@ def format_value(value: Any) -> str:
 
 # ---------------------------------------------------------------- storage
 def study_file(hydra_cfg: DictConfig, name: str = STUDY_FILE) -> Path:
-    """<sweep dir>/optuna.db, absolute (a Ray worker need not share the driver's working directory)."""
-    return Path(os.path.join(hydra_cfg.runtime.cwd, hydra_cfg.sweep.dir, name)).resolve()
+    """<sweep dir>/optuna.db, absolute (a Ray worker need not share the driver's working directory);
+    a link at the file's own name is not resolved (journal_storage refuses it)."""
+    return Path(os.path.join(hydra_cfg.runtime.cwd, hydra_cfg.sweep.dir)).resolve() / name
 
 
 def storage_url(hydra_cfg: DictConfig) -> str:
@@ -166,16 +167,26 @@ def open_storage(url: str):
 
 def journal_storage(path: Path):
     """Optuna's journal file storage with its O_EXCL lock file (JournalFileOpenLock: NFS v3 or
-    later), the file made here first and never through a link (Optuna opens it by name)."""
+    later). The file is made or checked here first (Optuna opens it by name): a link, or anything
+    but a plain file with one name, is refused, as the run directory's files are (record.refuse_links)."""
+    import stat
+
     optuna = _optuna()
     from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 
-    from dnn_train.artifacts import nofollow
+    from dnn_train.artifacts import NOFOLLOW
 
-    try:
-        open(path, "ab", opener=nofollow).close()
+    try:  # O_NONBLOCK: a named pipe would block the open
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | NOFOLLOW, 0o666)
+        try:
+            st = os.fstat(fd)
+        finally:
+            os.close(fd)
     except OSError as ex:
         raise ConfigError(f"hydra.sweeper.storage: cannot open the journal {path}: {ex.strerror}") from None
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:
+        raise ConfigError(f"hydra.sweeper.storage: the journal {path} is not a plain file with one name "
+                          "(a hard link, a pipe or a device): remove it, or choose another hydra.sweeper.storage")
     return optuna.storages.JournalStorage(JournalFileBackend(str(path), lock_obj=JournalFileOpenLock(str(path))))
 
 

@@ -261,20 +261,6 @@ def test_a_worker_claims_new_trials_up_to_n_trials_and_takes_over_only_stale_one
     assert len(study.trials) == 3
 
 
-@pytest.mark.plugins
-def test_the_journal_is_never_opened_through_a_link(tmp_path):
-    _optuna()
-    from dnn_train import search
-    from dnn_train.config import ConfigError
-
-    victim = tmp_path / "victim"
-    victim.write_text("keep")
-    (tmp_path / search.JOURNAL_FILE).symlink_to(victim)
-    with pytest.raises(ConfigError, match="cannot open the journal .*: Too many levels of symbolic links"):
-        search.journal_storage(tmp_path / search.JOURNAL_FILE)
-    assert victim.read_text() == "keep"
-
-
 # ---------------------------------------------------------------- TensorBoard HParams
 def _hparams_record(board: Path):
     """(hyperparameters, {metric: (step, value)}) from the run's event files, as TensorBoard reads them."""
