@@ -1,9 +1,11 @@
 """Hyperparameter search (dnn_train/search.py, our Optuna sweeper): Hydra's sweep syntax mapped to
-Optuna, a trial pruned and recorded as such, a killed search resumed from its SQLite study; and
+Optuna, a trial pruned and recorded as such, a killed search resumed from its SQLite study, workers
+sharing one journal study (claims, heartbeats, stale trials taken over); and
 where runs are compared (dnn_train/tracking.py): TensorBoard HParams records read back with
 tensorboard's event reader, MLflow records read back with MlflowClient from the SQLite store."""
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -162,6 +164,101 @@ def test_a_killed_search_resumes_from_its_sqlite_study(tmp_path):
 
     rerun = run_cli(*args, cwd=tmp_path, timeout=300)  # nothing left to do
     assert rerun.returncode == 0 and len(_study(tmp_path).trials) == 3
+
+
+# ---------------------------------------------------------------- several workers on one study
+def _journal_study(path: Path, name: str = "tiny"):
+    optuna = _optuna()
+    from optuna.storages.journal import JournalFileBackend
+
+    return optuna.load_study(study_name=name, storage=optuna.storages.JournalStorage(JournalFileBackend(str(path))))
+
+
+@pytest.mark.plugins
+def test_two_workers_on_one_journal_run_each_trial_once_and_complete_the_study(tmp_path):
+    """Two processes run the same command on one journal study: each claims a trial when it frees up;
+    neither takes over the other's live trial (the second starts while the first's trial 0 runs); the
+    study ends with n_trials finished, each trial told by one worker and run once in its directory."""
+    _optuna()
+    from optuna.trial import TrialState
+
+    args = [*_search_args(tmp_path, n_trials=5, epochs=2), "hydra.sweeper.pruner.n_startup_trials=1",
+            "hydra.sweeper.storage=journal", "hydra.sweeper.heartbeat_interval=0.5", "hydra.sweeper.grace_period=4"]
+    sweep = tmp_path / "outputs" / "hparams_search" / "tiny"
+    first = popen_cli(*args, cwd=tmp_path)
+    deadline = time.time() + 300
+    while not (sweep / "0" / "results.json").exists():  # trial 0 is running
+        assert time.time() < deadline and first.poll() is None, first.communicate()[1][-2000:]
+        time.sleep(0.05)
+    second = popen_cli(*args, cwd=tmp_path)
+    outs = [proc.communicate(timeout=600)[0] for proc in (first, second)]
+    for proc, out in zip((first, second), outs):
+        assert proc.returncode == 0, (out[-2000:], proc.stderr)
+        assert "resuming" not in out  # no trial taken over: every one was live
+    trials = _journal_study(sweep / "optuna.journal").trials
+    assert len(trials) == 5 and all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials), trials
+    told = [{int(n) for n in re.findall(r"\] trial (\d+): ", out)} for out in outs]
+    assert told[0] and told[1] and not told[0] & told[1] and told[0] | told[1] == set(range(5)), told
+    for t in trials:
+        worker = first if t.number in told[0] else second
+        assert t.system_attrs["dnn_train:owner"]["pid"] == worker.pid  # beaten by the worker that told it
+        assert (sweep / str(t.number) / "dnn_train.log").read_text().count("model: mlp") == 1  # run once
+        results = read_results(sweep / str(t.number))
+        assert results["status"] == {TrialState.COMPLETE: "completed", TrialState.PRUNED: "pruned"}[t.state]
+    summary = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert sum(summary["trials"].values()) == 5 and not (sweep / "optuna.db").exists()
+
+
+@pytest.mark.plugins
+def test_a_worker_claims_new_trials_up_to_n_trials_and_takes_over_only_stale_ones(tmp_path):
+    """Two workers' claims on one journal, in-process, with worker B's clock in our hands: B never
+    takes A's trial while A beats it, however long B waits; it takes it over once its record has not
+    changed for grace_period (A's host is another: no pid to check), and at once when its worker on
+    this host has exited. New trials stop at n_trials."""
+    optuna = _optuna()
+    from omegaconf import OmegaConf
+
+    from dnn_train import search
+
+    storage = search.journal_storage(tmp_path / search.JOURNAL_FILE)
+    study = optuna.create_study(study_name="s", storage=storage)
+    space = {"x": optuna.distributions.FloatDistribution(0.0, 1.0)}
+
+    def worker():
+        driver = search.StudyDriver(
+            sampler=OmegaConf.create({"_target_": "optuna.samplers.RandomSampler", "seed": 0}),
+            pruner=OmegaConf.create({"_target_": "optuna.pruners.NopPruner"}), direction="minimize", study_name="s",
+            storage="journal", n_trials=3, n_jobs=1, params=None, monitor="val_loss", heartbeat_interval=1,
+            grace_period=10)
+        clock = [0.0]
+        liveness = search.Liveness(10, clock=lambda: clock[0])
+
+        def claim(advance=0.0):
+            clock[0] += advance
+            with search.claim_lock(tmp_path):
+                return [t.number for t in driver.claim(study, space, liveness)]
+        return claim
+
+    a, b = worker(), worker()
+    assert a() == [0] and b() == [1]  # new trials, one each: A's trial 0 is live
+    study.tell(1, 0.5)
+    trial_0 = optuna.trial.Trial(study, study.trials[0]._trial_id)
+    search.beat(trial_0)  # A beats while B waits
+    assert b(100) == [2]  # not trial 0
+    study.tell(2, 0.5)
+    search.beat(trial_0)
+    assert b(100) == []  # n_trials reached; trial 0 still live
+    storage.set_trial_system_attr(study.trials[0]._trial_id, search.OWNER_ATTR,
+                                  {"host": "elsewhere", "pid_namespace": "", "pid": 1, "beat": 1.0})
+    assert b(3) == [] and b(9) == []  # a changed record: its grace starts again
+    assert b(2) == [0]  # 11 s unchanged: stale; taken over with its parameters
+    assert a(1000) == []  # B just beat it
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    owner = dict(study.trials[0].system_attrs[search.OWNER_ATTR], pid=gone.pid)
+    storage.set_trial_system_attr(study.trials[0]._trial_id, search.OWNER_ATTR, owner)
+    assert a() == [0]  # its worker on this host has exited: at once
+    assert len(study.trials) == 3
 
 
 # ---------------------------------------------------------------- TensorBoard HParams

@@ -1,5 +1,6 @@
-"""Hydra sweeper plugin: an Optuna study with a pruner, persisted in SQLite under the sweep
-directory (conf/hydra/sweeper/optuna_pruning.yaml; the work is in dnn_train/search.py).
+"""Hydra sweeper plugin: an Optuna study with a pruner, persisted under the sweep directory (SQLite,
+or a journal file that several workers share: conf/hydra/sweeper/optuna_pruning.yaml; the work is in
+dnn_train/search.py).
 
 Hydra 1.3 instantiates only plugin classes defined under the `hydra_plugins` namespace package,
 and imports every module under it at each start-up: this module stays thin, and Optuna is
