@@ -5,9 +5,10 @@ at most every PLOT_EVERY seconds while jobs run, and always at the end), and at 
 many jobs did not complete (pruned trials of a search are counted apart: they are an outcome, not
 a failure) and what each configuration's verdict is.
 
-Its parameters: `metric` (trainer.objective) and `baseline`, the configuration the others are
+Its parameters: `metric` (trainer.objective), `baseline`, the configuration the others are
 compared with ("KEY=VALUE ..."; default: job 0's), set on the command line as
-'hydra.callbacks.summary.baseline="optimizer=adam"'.
+'hydra.callbacks.summary.baseline="optimizer=adam"', and `correction`, for multiple comparisons:
+holm (default), bh or none (hydra.callbacks.summary.correction=bh; docs/statistics.md).
 
 Jobs run in whatever process the launcher chooses (this one, joblib's workers, Ray's); each
 rebuilds the summary from the job directories on disk, so any launcher gets the same table. A job
@@ -30,7 +31,8 @@ PRUNED = "pruned"  # results.json's status of a trial a search's pruner stopped 
 PLOT_EVERY = 30.0
 
 
-def update_summary(sweep_dir: Path, metric: str, baseline: Optional[str] = None, final: bool = True):
+def update_summary(sweep_dir: Path, metric: str, baseline: Optional[str] = None, final: bool = True,
+                   correction: str = "holm"):
     """Rebuild the summary files at `sweep_dir` (the plots: if `final`, or if the last ones are older
     than PLOT_EVERY seconds); the Comparison, or None if no job has started."""
     from dnn_train import compare
@@ -41,7 +43,7 @@ def update_summary(sweep_dir: Path, metric: str, baseline: Optional[str] = None,
     if metric not in compare.METRICS:  # e.g. reconstruction_loss: not a summary column
         metric = "best_val_accuracy"
     # strict=False: the baseline's jobs may not have run yet
-    comparison = compare.build(runs, metric, baseline, strict=False)
+    comparison = compare.build(runs, metric, baseline, strict=False, correction=correction)
     for line in comparison.skipped:
         log.warning("sweep summary: skipping %s", line)
     compare.write(comparison, sweep_dir, plots=final or _age(Path(sweep_dir) / compare.CURVES_PLOT) >= PLOT_EVERY)
@@ -57,9 +59,16 @@ def _age(path: Path) -> float:
 
 
 class SweepSummary(Callback):
-    def __init__(self, metric: str = "best_val_accuracy", baseline: Optional[str] = None):
+    def __init__(self, metric: str = "best_val_accuracy", baseline: Optional[str] = None, correction: str = "holm"):
+        from dnn_train.config import ConfigError
+        from dnn_train.stats import check_correction
+
         self.metric = metric
         self.baseline = baseline
+        try:  # Hydra makes the callbacks before any job: a bad name stops the sweep before it starts
+            self.correction = check_correction(correction)
+        except ValueError as ex:
+            raise ConfigError(f"hydra.callbacks.summary.{ex}") from None
 
     def on_job_end(self, config: DictConfig, job_return, **kwargs) -> None:
         from hydra.core.hydra_config import HydraConfig
@@ -68,13 +77,14 @@ class SweepSummary(Callback):
         if HydraConfig.get().mode != RunMode.MULTIRUN:
             return
         try:
-            update_summary(Path(config.hydra.sweep.dir), self.metric, self.baseline, final=False)
+            update_summary(Path(config.hydra.sweep.dir), self.metric, self.baseline, final=False,
+                           correction=self.correction)
         except Exception as ex:  # noqa: BLE001 - a summary problem must not fail the job
             log.warning("could not update the sweep summary: %s", ex)
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        comparison = update_summary(sweep_dir, self.metric, self.baseline)
+        comparison = update_summary(sweep_dir, self.metric, self.baseline, correction=self.correction)
         if comparison is None:
             return
         table = comparison.runs
