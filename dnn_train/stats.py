@@ -106,7 +106,7 @@ def paired(values, baseline, lower_is_better: bool = False, confidence: float = 
 
 def check_correction(correction) -> str:
     """`correction` if it names one of CORRECTIONS, else ValueError saying which do."""
-    if correction not in CORRECTIONS:
+    if not isinstance(correction, str) or correction not in CORRECTIONS:
         raise ValueError(f"correction {correction!r}: expected holm, bh (Benjamini-Hochberg) or none")
     return correction
 

@@ -125,9 +125,21 @@ def verdict_lines(comparison) -> list[str]:
         elif row["verdict"] and row["verdict"] != compare.BASELINE:
             pairs = 0 if compare.missing(row["pairs"]) else int(row["pairs"])
             lines.append(f"{row['configuration']} vs {row['baseline']}: {row['verdict']} ({comparison.metric} "
-                         f"{compare.difference_text(row) or 'difference unknown'}, {pairs} pairs)")
+                         f"{compare.difference_text(row) or 'difference unknown'}, {pairs} pairs{_p(row)})")
     if unpaired:
         many = unpaired > 1
         lines.append(f"{unpaired} configuration{'s' if many else ''} {'share' if many else 'shares'} fewer than 2 "
                      "seeds with the baseline: no verdict (sweep trainer.seed for repeats; summary.md has the differences)")
     return lines + [f"note: {note}" for note in comparison.notes]
+
+
+def _p(row) -> str:
+    """", p 0.0292, Holm 0.117": the verdict's p-values, raw and corrected (compare.correction_text)."""
+    from dnn_train import compare, stats
+
+    if compare.missing(row["p_value"]):
+        return ""
+    correction = row["correction"]
+    adjusted = "" if correction == stats.NONE else \
+        f", {stats.CORRECTIONS[correction]} {compare.p_text(row['p_adjusted'])}"
+    return f", p {compare.p_text(row['p_value'])}{adjusted}"

@@ -234,6 +234,8 @@ def test_holm_turns_a_borderline_better_into_no_detectable_difference(tmp_path):
     md = compare.markdown(compare.build(runs))
     assert "| optimizer=adam | 4 |" in md and "| 4 | no detectable difference | 0.0305 | 0.0914 |" in md
     assert "| pairs | verdict | p | p (Holm) |" in md and "adjusted for the 3 comparisons" in md
+    assert "optimizer=adam vs optimizer=sgd: no detectable difference (best_val_accuracy +0.0250 [+0.0045, +0.0455], " \
+           "4 pairs, p 0.0305, Holm 0.0914)" in sweep.verdict_lines(compare.build(runs))  # what a sweep prints at its end
     proc = report(tmp_path, "--correction", "none", "--out", tmp_path / "cmp", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "| 4 | better | 0.0305 | 0.0305 |" in proc.stdout and "No correction for multiple comparisons" in proc.stdout
