@@ -25,7 +25,7 @@ CONFIDENCE = 0.95
 ALPHA = 0.05  # a verdict's significance level: p < ALPHA iff the CONFIDENCE interval excludes 0
 # Corrections for multiple comparisons, by the name an option takes, and as a summary names them.
 HOLM, BH, NONE = "holm", "bh", "none"
-CORRECTIONS = {HOLM: "Holm", BH: "Benjamini-Hochberg", NONE: "none"}
+CORRECTIONS = {HOLM: "Holm", BH: "Benjamini-Hochberg", NONE: "uncorrected"}
 
 
 @dataclass(frozen=True)

@@ -238,7 +238,8 @@ def test_holm_turns_a_borderline_better_into_no_detectable_difference(tmp_path):
            "4 pairs, p 0.0305, Holm 0.0914)" in sweep.verdict_lines(compare.build(runs))  # what a sweep prints at its end
     proc = report(tmp_path, "--correction", "none", "--out", tmp_path / "cmp", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert "| 4 | better | 0.0305 | 0.0305 |" in proc.stdout and "No correction for multiple comparisons" in proc.stdout
+    assert "| 4 | better | 0.0305 | 0.0305 |" in proc.stdout and "| p | p (uncorrected) |" in proc.stdout
+    assert "No correction for multiple comparisons" in proc.stdout
     sweep.update_summary(tmp_path, "best_val_accuracy", correction="bh")
     written = pd.read_csv(tmp_path / compare.GROUPS_CSV)
     assert set(written["correction"].dropna()) == {"bh"} and "p (Benjamini-Hochberg)" in \
