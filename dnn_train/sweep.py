@@ -63,12 +63,12 @@ class SweepSummary(Callback):
         from dnn_train.config import ConfigError
         from dnn_train.stats import check_correction
 
-        self.metric = metric
-        self.baseline = baseline
         try:  # Hydra makes the callbacks before any job: a bad name stops the sweep before it starts
             self.correction = check_correction(correction)
         except ValueError as ex:
             raise ConfigError(f"hydra.callbacks.summary.{ex}") from None
+        self.metric = metric
+        self.baseline = baseline
 
     def on_job_end(self, config: DictConfig, job_return, **kwargs) -> None:
         from hydra.core.hydra_config import HydraConfig
