@@ -9,7 +9,9 @@ trainer.seed and the keys that do not change a run (NOT_CONFIGURATION).
   process that is gone shows as "crashed (process gone)" (dnn_train.record.liveness).
 - summary_groups.csv: one row per configuration and metric (GROUP_COLUMNS): n, mean, std, 95%
   confidence interval, and against the baseline configuration the runs paired by seed: pairs, mean
-  difference, its 95% interval and the verdict (the numbers: dnn_train/stats.py).
+  difference, its 95% interval, the paired t test's p-value, that p-value adjusted for the family of
+  comparisons with the baseline on that metric (`correction`: Holm by default) and the verdict,
+  which the adjusted p-value decides (the numbers: dnn_train/stats.py).
 - summary.md: the configurations first (mean ± CI and verdict), then the per-run table.
 - sweep_curves.png: validation accuracy against epochs, one line per configuration (mean over its
   seeds) with a band (min to max over seeds); sweep_metric.png: each configuration's mean with its
@@ -43,7 +45,8 @@ COLUMNS = ["job", "configuration", "seed", "overrides", "status", "epochs", "bes
 METRICS = ["best_val_accuracy", "test_accuracy", "test_loss", "wall_seconds"]
 LOWER_IS_BETTER = {"test_loss", "wall_seconds"}
 GROUP_COLUMNS = ["configuration", "metric", "n", "mean", "std", "ci_low", "ci_high", "baseline", "pairs",
-                 "difference", "diff_ci_low", "diff_ci_high", "verdict", "runs", "not_completed"]
+                 "difference", "diff_ci_low", "diff_ci_high", "p_value", "p_adjusted", "correction", "verdict", "runs",
+                 "not_completed"]
 # The seed makes repeats; resume and progress change how a run is driven, not what it computes
 # (a rerun sweep sets trainer.resume=true itself; checkpoint.py ignores both when resuming).
 SEED = "trainer.seed"
@@ -100,6 +103,7 @@ class Comparison:
     baseline_spec: Optional[str] = None  # as the user named it (None: the first run's configuration)
     notes: list = field(default_factory=list)  # e.g. a baseline that matches no configuration yet
     skipped: list = field(default_factory=list)  # "RUN_DIR: reason" for each unreadable run
+    correction: str = stats.HOLM  # for multiple comparisons (stats.CORRECTIONS)
 
 
 # ----------------------------------------------------------------------------------- reading runs
@@ -329,15 +333,19 @@ def _same(a, b) -> bool:
         return False
 
 
-def group_table(table, baseline_key: Optional[str]):
+def group_table(table, baseline_key: Optional[str], correction: str = stats.HOLM):
     """One row per configuration and metric (GROUP_COLUMNS): the completed runs' n, mean, std and
-    95% CI; against the baseline, the runs paired by seed (a seed run twice: its mean)."""
+    95% CI; against the baseline, the runs paired by seed (a seed run twice: its mean), the paired t
+    test's p-value and, per metric, the p-values of every configuration tested against the baseline
+    adjusted by `correction` (stats.adjust), which decide the verdicts."""
     import pandas as pd
 
+    stats.check_correction(correction)
     done = table[table["status"] == COMPLETED]
     labels = dict(zip(table["_key"], table["configuration"]))
     rows = []
     for metric in [m for m in METRICS if table[m].notna().any()]:
+        first = len(rows)
         by_seed = done.dropna(subset=[metric, "seed"]).groupby(["_key", "seed"])[metric].mean().unstack()
         for key, runs in table.groupby("_key", sort=False):
             est = stats.mean_ci(runs.loc[runs["status"] == COMPLETED, metric])
@@ -354,18 +362,22 @@ def group_table(table, baseline_key: Optional[str]):
                 pairs = by_seed.reindex([key, baseline_key]).T.dropna()
                 diff = stats.paired(pairs[key], pairs[baseline_key], metric in LOWER_IS_BETTER)
                 row.update(pairs=diff.pairs, difference=diff.mean, diff_ci_low=diff.low, diff_ci_high=diff.high,
-                           verdict=diff.verdict)
+                           p_value=diff.p, verdict=diff.verdict)
             rows.append(row)
+        family = [r for r in rows[first:] if not missing(r.get("p_value"))]  # this metric's tested comparisons
+        for row, p in zip(family, stats.adjust([r["p_value"] for r in family], correction)):
+            row.update(p_adjusted=p, correction=correction,
+                       verdict=stats.verdict(row["pairs"], row["difference"], p, metric in LOWER_IS_BETTER))
     groups = pd.DataFrame(rows, columns=GROUP_COLUMNS)
     groups["pairs"] = groups["pairs"].astype("Int64")
     return groups
 
 
 def build(run_dirs: list[Path], metric: str = "best_val_accuracy", baseline: Optional[str] = None,
-          ascending: Optional[bool] = None, strict: bool = True) -> Comparison:
-    """Read the runs and make both tables. A baseline that matches no configuration raises
-    BaselineError if strict, else leaves the verdicts empty with a note (a sweep whose baseline
-    job has not run yet)."""
+          ascending: Optional[bool] = None, strict: bool = True, correction: str = stats.HOLM) -> Comparison:
+    """Read the runs and make both tables (`correction`: for multiple comparisons, stats.CORRECTIONS).
+    A baseline that matches no configuration raises BaselineError if strict, else leaves the
+    verdicts empty with a note (a sweep whose baseline job has not run yet)."""
     runs, skipped = load(run_dirs)
     table = run_table(runs)
     ascending = metric in LOWER_IS_BETTER if ascending is None else ascending
@@ -378,8 +390,9 @@ def build(run_dirs: list[Path], metric: str = "best_val_accuracy", baseline: Opt
                 raise
             notes.append(f"{ex}: no verdicts")
     labels = dict(zip(table["_key"], table["configuration"]))
-    return Comparison(table, group_table(table, baseline_key), {str(r.dir): r.curve for r in runs if r.curve is not None},
-                      metric, ascending, labels.get(baseline_key), baseline, notes, skipped)
+    return Comparison(table, group_table(table, baseline_key, correction),
+                      {str(r.dir): r.curve for r in runs if r.curve is not None},
+                      metric, ascending, labels.get(baseline_key), baseline, notes, skipped, correction)
 
 
 def write(comparison: Comparison, out_dir: Path, plots: bool = True) -> None:
@@ -477,26 +490,47 @@ def _configurations_md(comparison: Comparison, n_configs: int) -> list[str]:
     lines = ["A configuration is the runs that differ only in `trainer.seed`. n: its completed runs; "
              "mean ± the half-width of the 95% confidence interval (Student t); difference: "
              "configuration − baseline, averaged over the seeds both ran, with its 95% interval "
-             "(paired t); better or worse when that interval excludes 0.", ""]
+             f"(paired t); p: that paired t test's p-value. {correction_text(comparison)}", ""]
     if comparison.baseline is not None and n_configs > 1:
         how = "" if comparison.baseline_spec else \
             " (the first run's configuration; choose another with `--baseline KEY=VALUE`, or in a sweep " \
             "`'hydra.callbacks.summary.baseline=\"KEY=VALUE\"'`)"
         lines += [f"Baseline: {comparison.baseline}{how}", ""]
-    lines += _table(["configuration", "n", f"{metric} mean ± 95% CI", "std", "difference [95% CI]", "pairs", "verdict"],
+    lines += _table(["configuration", "n", f"{metric} mean ± 95% CI", "std", "difference [95% CI]", "pairs", "verdict",
+                     "p", f"p ({stats.CORRECTIONS[comparison.correction]})"],
                     [[_cell(r["configuration"]), str(r["n"]), _mean_ci(r), _cell(r["std"], metric),
-                      difference_text(r), _cell(r["pairs"]), r["verdict"]] for _, r in main.iterrows()])
+                      difference_text(r), _cell(r["pairs"]), r["verdict"], p_text(r["p_value"]),
+                      p_text(r["p_adjusted"])] for _, r in main.iterrows()])
     others = [m for m in groups["metric"].unique() if m != metric and groups.loc[groups["metric"] == m, "n"].any()]
     if others and n_configs > 1:
         wide = {m: groups[groups["metric"] == m].set_index("configuration") for m in others}
-        lines += ["", "Other metrics (mean ± 95% CI, verdict where there are 2 pairs or more; lower is better for "
-                  f"{', '.join(sorted(LOWER_IS_BETTER))}):", ""]
+        lines += ["", "Other metrics (mean ± 95% CI, verdict where there are 2 pairs or more, corrected as above "
+                  f"within each metric; lower is better for {', '.join(sorted(LOWER_IS_BETTER))}):", ""]
         lines += _table(["configuration", *others],
                         [[_cell(c)] + [_other(wide[m].loc[c]) for m in others] for c in main["configuration"]])
     if main["n"].max() == 1:
         lines += ["", "At most one completed run per configuration: differences between seeds are unknown. Sweep "
                       "seeds to tell real differences from seed noise, e.g. `trainer.seed=0,1,2,3,4`."]
     return lines
+
+
+def p_text(p) -> str:
+    return "" if missing(p) else f"{p:.3g}"
+
+
+def correction_text(comparison: Comparison) -> str:
+    """How the verdicts were decided: which correction for multiple comparisons, over how many."""
+    main = comparison.groups[comparison.groups["metric"] == comparison.metric]
+    m = int(main["p_adjusted"].notna().sum())
+    if comparison.correction == stats.NONE:
+        return ("No correction for multiple comparisons: better or worse when p < 0.05 (when the interval "
+                "excludes 0), each comparison at 95% on its own.")
+    how = {stats.HOLM: "Holm's method: the familywise error rate, the chance of any false verdict, stays ≤ 5%",
+           stats.BH: "Benjamini-Hochberg: the expected share of false verdicts among the better/worse ones "
+                     "stays ≤ 5%"}[comparison.correction]
+    return (f"p ({stats.CORRECTIONS[comparison.correction]}): p adjusted for the {m} comparison{'s' * (m != 1)} "
+            f"with the baseline on {comparison.metric} ({how}); better or worse when the adjusted p < 0.05. "
+            "The intervals are not adjusted.")
 
 
 def _other(row) -> str:

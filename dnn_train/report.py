@@ -31,13 +31,13 @@ def main(argv=None) -> int:
     """Rebuild a summary from runs; one line on stderr for each run skipped, and for any error."""
     import argparse
 
-    from dnn_train import compare
+    from dnn_train import compare, stats
 
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Compare runs: summary.csv (one row per run), summary_groups.csv (per configuration "
                     "and metric: n, mean, std, 95% CI, difference from the baseline paired by seed, "
-                    "verdict), summary.md, the validation curves per configuration and the metric per "
+                    "p-value raw and corrected for multiple comparisons, verdict), summary.md, the validation curves per configuration and the metric per "
                     "configuration with its 95% CI, from any run or sweep directories (e.g. made on "
                     "different days). Runs that differ only in trainer.seed are repeats of one configuration.")
     parser.add_argument("paths", nargs="*", metavar="PATH", help="run directories or sweep directories")
@@ -47,6 +47,11 @@ def main(argv=None) -> int:
     parser.add_argument("--sort", choices=["desc", "asc"],
                         help="order of the tables (default: best first: desc, asc for the lower-is-better metrics)")
     parser.add_argument("--baseline", metavar="'KEY=VALUE ...'", help=BASELINE_HELP.replace("%", "%%"))
+    parser.add_argument("--correction", choices=list(stats.CORRECTIONS), default=stats.HOLM,
+                        help="for comparing many configurations with the baseline, per metric: holm (default: "
+                             "Holm's method, the chance of any false better/worse stays under 5%%), bh "
+                             "(Benjamini-Hochberg: the share of false ones among them) or none (each comparison "
+                             "at 95%% on its own); summary.md shows the raw and the adjusted p-values")
     parser.add_argument("--out", metavar="DIR",
                         help="where to write (default: PATH if only one sweep directory is given, else .); "
                              "with --diff the plot's file (default: diff.png); with --rerun the new run "
@@ -101,7 +106,7 @@ def _report(args, compare) -> int:
             return _error(f"no runs tagged {' and '.join(args.tag)} under {' '.join(args.paths)}", 2)
     ascending = None if args.sort is None else args.sort == "asc"
     try:
-        comparison = compare.build(runs, args.metric, args.baseline, ascending)
+        comparison = compare.build(runs, args.metric, args.baseline, ascending, correction=args.correction)
     except compare.BaselineError as ex:
         return _error(str(ex), 2)
     for line in comparison.skipped:

@@ -7,9 +7,10 @@ many jobs did not complete (pruned trials of a search are counted apart: they ar
 failure) and what each configuration's verdict is; interrupted (Ctrl-C, SIGTERM, during a job or
 between jobs), the exit line says where the summary is and how to continue the sweep.
 
-Its parameters: `metric` (trainer.objective) and `baseline`, the configuration the others are
+Its parameters: `metric` (trainer.objective), `baseline`, the configuration the others are
 compared with ("KEY=VALUE ..."; default: job 0's), set on the command line as
-'hydra.callbacks.summary.baseline="optimizer=adam"'.
+'hydra.callbacks.summary.baseline="optimizer=adam"', and `correction`, for multiple comparisons:
+holm (default), bh or none (hydra.callbacks.summary.correction=bh; docs/statistics.md).
 
 Jobs run in whatever process the launcher chooses (this one, joblib's workers, Ray's); each
 rebuilds the summary from the job directories on disk, so any launcher gets the same table, and
@@ -39,7 +40,8 @@ PLOT_EVERY = 30.0
 RUNNING: list = []  # the SweepSummary of the sweep this process runs (from on_multirun_start), for `ending`
 
 
-def update_summary(sweep_dir: Path, metric: str, baseline: Optional[str] = None, final: bool = True):
+def update_summary(sweep_dir: Path, metric: str, baseline: Optional[str] = None, final: bool = True,
+                   correction: str = "holm"):
     """Rebuild the summary files at `sweep_dir` (the plots: if `final`, or if the last ones are older
     than PLOT_EVERY seconds); the Comparison, or None if no job has started."""
     from dnn_train import compare
@@ -50,7 +52,7 @@ def update_summary(sweep_dir: Path, metric: str, baseline: Optional[str] = None,
     if metric not in compare.METRICS:  # e.g. reconstruction_loss: not a summary column
         metric = "best_val_accuracy"
     # strict=False: the baseline's jobs may not have run yet
-    comparison = compare.build(runs, metric, baseline, strict=False)
+    comparison = compare.build(runs, metric, baseline, strict=False, correction=correction)
     for line in comparison.skipped:
         log.warning("sweep summary: skipping %s", line)
     compare.write(comparison, sweep_dir, plots=final or _age(Path(sweep_dir) / compare.CURVES_PLOT) >= PLOT_EVERY)
@@ -92,7 +94,14 @@ def resume_command(sweep_dir) -> str:
 
 
 class SweepSummary(Callback):
-    def __init__(self, metric: str = "best_val_accuracy", baseline: Optional[str] = None):
+    def __init__(self, metric: str = "best_val_accuracy", baseline: Optional[str] = None, correction: str = "holm"):
+        from dnn_train.config import ConfigError
+        from dnn_train.stats import check_correction
+
+        try:  # Hydra makes the callbacks before any job: a bad name stops the sweep before it starts
+            self.correction = check_correction(correction)
+        except ValueError as ex:
+            raise ConfigError(f"hydra.callbacks.summary.{ex}") from None
         self.metric = metric
         self.baseline = baseline
         self.sweep_dir: Optional[Path] = None
@@ -118,7 +127,8 @@ class SweepSummary(Callback):
         if HydraConfig.get().mode != RunMode.MULTIRUN:
             return
         try:
-            update_summary(Path(config.hydra.sweep.dir), self.metric, self.baseline, final=False)
+            update_summary(Path(config.hydra.sweep.dir), self.metric, self.baseline, final=False,
+                           correction=self.correction)
         except Exception as ex:  # noqa: BLE001 - a summary problem must not fail the job
             log.warning("could not update the sweep summary: %s", ex)
 
@@ -131,10 +141,10 @@ class SweepSummary(Callback):
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
         try:
             if ex is None:
-                self.report(update_summary(self.sweep_dir, self.metric, self.baseline))
+                self.report(update_summary(self.sweep_dir, self.metric, self.baseline, correction=self.correction))
                 return
             try:
-                comparison = update_summary(self.sweep_dir, self.metric, self.baseline)
+                comparison = update_summary(self.sweep_dir, self.metric, self.baseline, correction=self.correction)
             except Exception as problem:  # noqa: BLE001 - how the sweep ended is what gets reported
                 log.warning("could not write the sweep summary: %s", problem)
                 comparison = None
@@ -202,9 +212,21 @@ def verdict_lines(comparison) -> list[str]:
         elif row["verdict"] and row["verdict"] != compare.BASELINE:
             pairs = 0 if compare.missing(row["pairs"]) else int(row["pairs"])
             lines.append(f"{row['configuration']} vs {row['baseline']}: {row['verdict']} ({comparison.metric} "
-                         f"{compare.difference_text(row) or 'difference unknown'}, {pairs} pairs)")
+                         f"{compare.difference_text(row) or 'difference unknown'}, {pairs} pairs{_p(row)})")
     if unpaired:
         many = unpaired > 1
         lines.append(f"{unpaired} configuration{'s' if many else ''} {'share' if many else 'shares'} fewer than 2 "
                      "seeds with the baseline: no verdict (sweep trainer.seed for repeats; summary.md has the differences)")
     return lines + [f"note: {note}" for note in comparison.notes]
+
+
+def _p(row) -> str:
+    """", p 0.0292, Holm 0.117": the verdict's p-values, raw and corrected (compare.correction_text)."""
+    from dnn_train import compare, stats
+
+    if compare.missing(row["p_value"]):
+        return ""
+    correction = row["correction"]
+    adjusted = "" if correction == stats.NONE else \
+        f", {stats.CORRECTIONS[correction]} {compare.p_text(row['p_adjusted'])}"
+    return f", p {compare.p_text(row['p_value'])}{adjusted}"

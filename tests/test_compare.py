@@ -17,7 +17,8 @@ from tests.conftest import REPO
 
 CONFIG = {"optimizer": {"_target_": "keras.optimizers.SGD", "learning_rate": 0.01},
           "model": {"depth": 1, "units": 16}, "trainer": {"seed": 42, "resume": False, "progress": "auto"}}
-OPTIMIZERS = {"sgd": "keras.optimizers.SGD", "adam": "keras.optimizers.Adam"}
+OPTIMIZERS = {"sgd": "keras.optimizers.SGD", "adam": "keras.optimizers.Adam", "nadam": "keras.optimizers.Nadam",
+              "rmsprop": "keras.optimizers.RMSprop"}
 
 
 def fake_run(folder, overrides, status="completed", val=(0.5, 0.6), test=0.55, error=None, config=None,
@@ -77,8 +78,8 @@ def test_summary_rows_show_only_the_varying_overrides_and_sort_by_the_metric(tmp
     assert [ln.split(" | ")[1] for ln in body] == ["optimizer=adam", "optimizer=sgd", "optimizer=nadam"]
     assert "- job 2 (optimizer=nadam): diverged: loss became nan at epoch 2" in md
     # one seed each: n = 1, no interval, and the configurations table says why there is no verdict
-    assert "| optimizer=adam | 1 | 0.8000 |  | +0.1000 | 1 | not enough seeds |" in md
-    assert "| optimizer=nadam | 0 |  |  |  |  | no completed run |" in md
+    assert "| optimizer=adam | 1 | 0.8000 |  | +0.1000 | 1 | not enough seeds |  |  |" in md  # no test: no p
+    assert "| optimizer=nadam | 0 |  |  |  |  | no completed run |  |  |" in md
     from dnn_train.sweep import verdict_lines  # what the sweep prints at its end: one line, not one per configuration
 
     assert [ln for ln in verdict_lines(comparison) if not ln.startswith("note:")] == [
@@ -189,6 +190,75 @@ def test_a_group_option_left_at_its_default_still_names_the_baseline(tmp_path):
     fake_run(tmp_path / "adam", ["optimizer=adam"], val=(0.5, 0.7), choices={"optimizer": "adam"})
     comparison = compare.build([tmp_path / "adam", tmp_path / "default"], baseline="optimizer=sgd")
     assert comparison.baseline == "defaults"
+
+
+# ------------------------------------------------------------------ many comparisons with one baseline
+# Four seeds each; the differences from sgd, seed by seed: adam +0.01 +0.04 +0.02 +0.03: mean 0.025,
+# std 0.0129099, / sqrt(4) = 0.0064550, t = 3.8730 on 3 df: t(0.975, 3) = 3.1824 < t < t(0.99, 3) = 4.5407,
+# p = 0.030466: "better" on its own. nadam +0.02 -0.01 +0.01 0 and rmsprop -0.01 +0.01 0 -0.02: mean
+# ±0.005, the same std, t = ±0.7746, p = 0.49503. Holm over the 3 comparisons: 0.030466 x 3 = 0.091398;
+# 0.49503 x 2 = 0.99006; 0.49503 x 1, raised to 0.99006. Benjamini-Hochberg: 0.030466 x 3/1 = 0.091398;
+# 0.49503 x 3/2 = 0.74254, lowered to 0.49503 x 3/3 = 0.49503.
+BASELINE_VALUES = [0.80, 0.81, 0.82, 0.83]
+DIFFERENCES = {"adam": [0.01, 0.04, 0.02, 0.03], "nadam": [0.02, -0.01, 0.01, 0.0], "rmsprop": [-0.01, 0.01, 0.0, -0.02]}
+
+
+def borderline_sweep(folder):
+    """sgd (the baseline) and three optimizers, seeds 0-3: adam's raw p 0.0305, the others' 0.495."""
+    runs = [("sgd", [0.0] * 4), *DIFFERENCES.items()]
+    for job, (optimizer, seed, value) in enumerate((o, seed, round(base + d, 4)) for o, diffs in runs
+                                                   for seed, (base, d) in enumerate(zip(BASELINE_VALUES, diffs))):
+        seeded_run(folder / str(job), optimizer, seed, value)
+    return compare.find_runs([folder])
+
+
+def test_holm_turns_a_borderline_better_into_no_detectable_difference(tmp_path):
+    runs = borderline_sweep(tmp_path)
+    holm = groups_of(compare.build(runs))  # Holm is the default
+    adam = holm.loc["optimizer=adam"]
+    assert adam["pairs"] == 4 and adam["difference"] == pytest.approx(0.025)
+    assert adam["diff_ci_low"] > 0  # the 95% interval of this one comparison excludes 0 ...
+    assert adam["p_value"] == pytest.approx(0.030466, abs=1e-6)
+    assert adam["p_adjusted"] == pytest.approx(0.091398, abs=1e-6)  # ... but one of three, it is not enough
+    assert (adam["correction"], adam["verdict"]) == ("holm", "no detectable difference")
+    others = holm.loc[["optimizer=nadam", "optimizer=rmsprop"]]
+    assert others["p_value"].tolist() == pytest.approx([0.49503] * 2, abs=1e-5)
+    assert others["p_adjusted"].tolist() == pytest.approx([0.99006] * 2, abs=1e-5)
+    assert holm.loc["optimizer=sgd", "verdict"] == "baseline" and pd.isna(holm.loc["optimizer=sgd", "p_value"])
+    bh = groups_of(compare.build(runs, correction="bh"))
+    assert bh["p_adjusted"].dropna().tolist() == pytest.approx([0.091398, 0.49503, 0.49503], abs=1e-5)
+    assert bh.loc["optimizer=adam", "verdict"] == "no detectable difference"
+    uncorrected = groups_of(compare.build(runs, correction="none")).loc["optimizer=adam"]
+    assert uncorrected["verdict"] == "better" and uncorrected["p_adjusted"] == uncorrected["p_value"]
+    # summary.md shows both p-values and names the correction; the report and the sweep take the option
+    md = compare.markdown(compare.build(runs))
+    assert "| optimizer=adam | 4 |" in md and "| 4 | no detectable difference | 0.0305 | 0.0914 |" in md
+    assert "| pairs | verdict | p | p (Holm) |" in md and "adjusted for the 3 comparisons" in md
+    assert "optimizer=adam vs optimizer=sgd: no detectable difference (best_val_accuracy +0.0250 [+0.0045, +0.0455], " \
+           "4 pairs, p 0.0305, Holm 0.0914)" in sweep.verdict_lines(compare.build(runs))  # what a sweep prints at its end
+    proc = report(tmp_path, "--correction", "none", "--out", tmp_path / "cmp", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "| 4 | better | 0.0305 | 0.0305 |" in proc.stdout and "| p | p (uncorrected) |" in proc.stdout
+    assert "No correction for multiple comparisons" in proc.stdout
+    sweep.update_summary(tmp_path, "best_val_accuracy", correction="bh")
+    written = pd.read_csv(tmp_path / compare.GROUPS_CSV)
+    assert set(written["correction"].dropna()) == {"bh"} and "p (Benjamini-Hochberg)" in \
+        (tmp_path / compare.SUMMARY_MD).read_text()
+    with pytest.raises(ValueError, match="hydra.callbacks.summary.correction 'bonferroni': expected holm, bh"):
+        sweep.SweepSummary(correction="bonferroni")
+
+
+def test_without_correction_the_verdicts_are_the_intervals_excluding_zero(tmp_path):
+    """correction=none: each comparison at 95% on its own, the verdicts the summary gave before."""
+    comparison = compare.build(borderline_sweep(tmp_path), correction="none")
+    tested = comparison.groups[comparison.groups["pairs"] >= 2]
+    assert set(tested["metric"]) == {"best_val_accuracy", "test_accuracy", "wall_seconds"} and len(tested) == 9
+    for row in tested.itertuples():
+        better = (row.diff_ci_high < 0) if row.metric in compare.LOWER_IS_BETTER else (row.diff_ci_low > 0)
+        worse = (row.diff_ci_low > 0) if row.metric in compare.LOWER_IS_BETTER else (row.diff_ci_high < 0)
+        assert row.verdict == ("better" if better else "worse" if worse else "no detectable difference"), row
+    assert groups_of(comparison)["verdict"].tolist() == ["baseline", "better", "no detectable difference",
+                                                         "no detectable difference"]
 
 
 # ------------------------------------------------------------------ unreadable runs, dead processes
