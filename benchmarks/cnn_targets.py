@@ -113,6 +113,30 @@ def plot(report: dict, path: Path) -> None:
     print(f"plot: {path}")
 
 
+def write_records(report: dict, figure: Path) -> None:
+    """The report as the records the documentation's CNN targets page is generated from (benchmarks/record.py)."""
+    import record
+
+    shown = str(figure.resolve().relative_to(REPO)) if figure.resolve().is_relative_to(REPO) else None
+    for preset, r in report.items():
+        if preset in TARGETS:
+            accuracy, seconds = TARGETS[preset]
+            record.write("cnn-targets", preset.replace("_", "-"), f"experiment={preset}: {accuracy:.0%} within "
+                         f"{seconds // 60} minutes: {'met' if r['met'] else 'NOT met'}", figure=shown,
+                         columns=["epochs", "training", "whole command", "test accuracy", "best val accuracy"],
+                         rows=[[r["epochs"], f"{r['training_seconds']} s", f"{r['command_seconds']} s",
+                                r["test_accuracy"], r["best_val_accuracy"]]])
+    if "transfer" in report:
+        t = report["transfer"]
+        seeds = [next(o for o in r["overrides"] if o.startswith("trainer.seed=")).split("=")[1] for r in t["b_scratch"]]
+        record.write("cnn-targets", "transfer-cnn", f"Transfer with a CNN: B on A gains {t['gain']:+.4f} "
+                     f"[95% CI {t['gain_ci'][0]:+.4f}, {t['gain_ci'][1]:+.4f}]",
+                     text=f"Task A (`transfer_cnn_a`): test accuracy {t['a']['test_accuracy']:.4f}.",
+                     columns=["`trainer.seed`", *seeds],
+                     rows=[["`transfer_cnn_b` (from scratch)", *(r["test_accuracy"] for r in t["b_scratch"])],
+                           ["`transfer_cnn_b_on_a`", *(r["test_accuracy"] for r in t["b_on_a"])]])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("targets", nargs="+", choices=["fashion", "transfer", "cifar10"])
@@ -124,6 +148,8 @@ def main() -> None:
     parser.add_argument("--merge", type=Path, nargs="*", default=[], metavar="JSON",
                         help="earlier --json reports to plot beside this one (this run's results win)")
     parser.add_argument("--overrides", nargs="*", default=[], metavar="KEY=VALUE", help="added to every run")
+    parser.add_argument("--no-record", dest="record", action="store_false",
+                        help="do not write the records of benchmarks/results/cnn-targets/ (the docs' CNN targets page)")
     args = parser.parse_args()
     report: dict = {}
     for target in args.targets:
@@ -134,6 +160,8 @@ def main() -> None:
             report.update(preset_target(preset, args.out, args.overrides))
     if args.json:
         args.json.write_text(json.dumps(report, indent=1))
+    if args.record:
+        write_records(report, args.plot)
     for earlier in args.merge:
         report = {**json.loads(earlier.read_text()), **report}
     plot(report, args.plot)

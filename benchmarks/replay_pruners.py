@@ -2,7 +2,8 @@
 epochs each pruner would have trained, and the best value it would have kept. Run it on a search
 made with hydra/sweeper/pruner=nop (every trial ran all its epochs):
 
-    python benchmarks/replay_pruners.py outputs/hparams_search/STUDY
+    python benchmarks/replay_pruners.py outputs/hparams_search/STUDY    # --no-record: do not write
+                                                                        # benchmarks/results/search-pruning/replay.json
 
 It prints, per pruner, the epochs each trial would have trained, the best value kept, and an
 estimate of the wall time: each trial's fixed part (its wall_seconds less its epochs) plus the
@@ -32,7 +33,7 @@ PRUNERS = {
 }
 
 
-def main(sweep_dir: Path) -> None:
+def main(sweep_dir: Path, record_it: bool = True) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     jobs = sorted((p for p in sweep_dir.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
     tables = [pd.read_csv(p / "metrics.csv") for p in jobs]
@@ -44,6 +45,7 @@ def main(sweep_dir: Path) -> None:
     total = sum(fixed) + sum(map(sum, seconds))
     print(f"{len(curves)} trials, {sum(map(len, curves))} epochs without pruning, best {max(map(max, curves)):.4f}, "
           f"{total:.0f} s (fixed part per trial: median {np.median(fixed):.1f} s)")
+    rows = []
     for name, make in PRUNERS.items():
         study = optuna.create_study(direction="maximize", pruner=make())
         epochs, best = [], None
@@ -61,7 +63,15 @@ def main(sweep_dir: Path) -> None:
                 best = max(curve) if best is None else max(best, max(curve))
         cost = sum(fixed) + sum(sum(s[:n]) for s, n in zip(seconds, epochs))
         print(f"{name}: {sum(epochs)} epochs {epochs}, best {best:.4f}, ~{cost:.0f} s ({cost / total:.0%})")
+        rows.append([name, sum(epochs), f"{best:.4f}", f"~{cost:.0f} s ({cost / total:.0%})"])
+    if record_it:  # the record the documentation's Search pruning page is generated from
+        import record
+
+        record.write("search-pruning", "replay", "Pruners replayed on an unpruned search's learning curves",
+                     text=f"{len(curves)} trials, {sum(map(len, curves))} epochs without pruning, best "
+                          f"{max(map(max, curves)):.4f}, {total:.0f} s.",
+                     columns=["pruner", "epochs trained", "best value kept", "estimated wall time"], rows=rows)
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    main(Path(next(a for a in sys.argv[1:] if a != "--no-record")), "--no-record" not in sys.argv)

@@ -432,6 +432,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=Path("/tmp/dnn_train_bench"))
     parser.add_argument("--json", type=Path, help="also write the numbers here")
+    parser.add_argument("--no-record", dest="record", action="store_false",
+                        help="do not write the records of benchmarks/results/performance/ (the docs' Performance page)")
     parser.add_argument("--overrides", nargs="*", default=[], metavar="KEY=VALUE",
                         help="extra dnn_train overrides, e.g. trainer.jit_compile=true")
     parser.add_argument("--child", nargs=2, metavar=("CASE", "WAY"), help=argparse.SUPPRESS)
@@ -521,6 +523,56 @@ def main() -> None:
                   f"(first epochs {row['shared']['first_epoch_seconds']}): {row['speedup']}x")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
+    if args.record:
+        write_records(report)
+
+
+def write_records(report: dict) -> None:
+    """The report as the records the documentation's Performance page is generated from (benchmarks/record.py)."""
+    import record
+
+    ways = ("plain_keras", "dnn_train")
+    if report["cases"]:
+        jax = os.environ.get("KERAS_BACKEND") == "jax"
+        cnn_only = all(CASES[row["case"]].get("filters") for row in report["cases"])
+        record.write("performance", "speed-jax" if jax else "speed-cnn" if cnn_only else "speed",
+                     f"dnn_train against plain Keras{' on JAX' if jax else ''}: {report['epochs']} epochs, "
+                     f"{report['seeds']} seed(s), roof {report['roof_gflops']} GFLOP/s",
+                     columns=["case", "plain Keras s/epoch", "dnn_train s/epoch", "speed-up", "val accuracy: plain Keras",
+                              "dnn_train", "GFLOP/s (share of roof): Keras / dnn_train", "peak memory: Keras / dnn_train"],
+                     rows=[[row["what"], row["plain_keras"]["epoch_seconds"], row["dnn_train"]["epoch_seconds"],
+                            f"{row['speedup']}x", *(" / ".join(map(str, row[w]["val_accuracy"])) for w in ways),
+                            " / ".join(f"{row[w]['gflops']} ({row[w]['roof_percent']}%)" for w in ways),
+                            " / ".join(f"{row[w]['peak_rss_mb']} MB" for w in ways)] for row in report["cases"]])
+    s = report["startup_seconds"]
+    record.write("performance", "startup", "Start-up and --help (medians of 3)",
+                 columns=["command to the first training step", "import tensorflow", "--help"],
+                 rows=[[f"{s.get('first_step')} s", f"{s.get('import_tensorflow')} s", f"{s.get('help')} s"]])
+    if "first_step_seconds" in report:
+        record.write("performance", "first-steps", "Command to the first training step, per preset",
+                     columns=["preset", "first step"],
+                     rows=[[f"`{k}`", v if isinstance(v, str) else f"{v:.1f} s"]
+                           for k, v in report["first_step_seconds"].items()])
+    if "sweep" in report:
+        sw = report["sweep"]
+        record.write("performance", "sweep-8-optimizers", f"The {sw['jobs']}-optimizer sweep, {sw['epochs']} epochs a job",
+                     columns=["one after another", "hydra/launcher=parallel", "the book's loop in one process",
+                              "steady epochs + start-up", "ratio: sequential / parallel"],
+                     rows=[[f"{sw['dnn_train_wall']} s", f"{sw['parallel_wall']} s", f"{sw['plain_keras_wall']} s",
+                            f"{sw['steady_epochs_sum']} + {sw['first_step']} s",
+                            f"{sw['overhead_ratio']}x / {sw['parallel_ratio']}x"]])
+    if "launchers" in report:
+        record.write("performance", "launchers", "Launchers: one job after another against hydra/launcher=parallel",
+                     columns=["sweep", "one after another", "`hydra/launcher=parallel`", "speed-up"],
+                     rows=[[r["what"], f"{r['sequential']} s", f"{r['parallel']} s", f"{r['parallel_speedup']}x"]
+                           for r in report["launchers"]])
+    if "seed_sweeps" in report:
+        record.write("performance", "share-compiled", "Seeds and rates sharing the traced step",
+                     columns=["seeds or rates sweep", "traced anew: wall, first epochs",
+                              "sharing the traced step: wall, first epochs", "speed-up"],
+                     rows=[[r["what"], *(f"{r[k]['wall']} s; " + ", ".join(f"{f} s" for f in r[k]["first_epoch_seconds"])
+                                         for k in ("traced_anew", "shared")), f"{r['speedup']}x"]
+                           for r in report["seed_sweeps"]])
 
 
 if __name__ == "__main__":
