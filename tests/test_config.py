@@ -164,17 +164,6 @@ def test_a_broken_install_without_its_configs_says_so_in_one_line(tmp_path):
         assert "reinstall" in lines[0]
 
 
-def test_readme_lists_every_option_with_its_summary():
-    from dnn_train.config import option_summaries
-
-    readme = (REPO / "README.md").read_text()
-    for group, rows in option_summaries().items():
-        for name, default, summary in rows:
-            assert summary, f"conf/{group}/{name}.yaml needs a one-line summary as its first line"
-            cell = f"**`{name}`**" if default else f"`{name}`"
-            assert f"| `{group}` | {cell} | {summary} |" in readme, (group, name)
-
-
 # ---------------------------------------------------------------- configs run no foreign code
 @pytest.mark.parametrize("target", ["pandas.read_pickle", "os.system", "numpy.load", "keras.saving.load_model",
                                     "keras.utils.get_file", "dnn_train.artifacts.write_text"])
