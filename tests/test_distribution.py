@@ -26,7 +26,7 @@ import json, sys
 import jax, keras, numpy as np
 from dnn_train import DnnTrainError, load_run, run
 assert keras.backend.backend() == "jax" and len(jax.devices()) == 2, jax.devices()
-base = [*json.loads(sys.argv[1]), "trainer.epochs=2", "optimizer.learning_rate=0.05"]
+base = [*json.loads(sys.argv[1]), "trainer.epochs=2", "optimizer.learning_rate=0.05", "data.synthetic.noise=1.0"]
 dp = [*base, "trainer.distribution=data_parallel"]
 
 class Sharded(keras.callbacks.Callback):  # the weights live on both devices while training
@@ -68,7 +68,7 @@ assert abs(resumed["test_accuracy"] - one["test_accuracy"]) <= 1 / 100 + 1e-9
 # refusals once JAX has loaded: one line, exit code 2, no run directory
 for extra, says in ((["trainer.devices=[0,2]"], "this machine has 2 device(s)"),
                     (["trainer.batch_size=33"], "does not split evenly over 2 devices"),
-                    (["trainer.batch_size=34"], "the last train batch holds 28 examples (300 % 34)"),
+                    (["data.valid_split=101"], "the last train batch holds 11 examples (299 % 32)"),
                     (["data.synthetic.test_examples=101"], "the last test batch holds 101 examples")):
     try:
         run(*dp, *extra, run_dir="refused")
@@ -111,9 +111,11 @@ def test_tensorflow_refuses_data_parallel_naming_jax(tmp_path):
     (["trainer.distribution=data_parallel", "trainer.devices=[0,1]", "trainer.batch_size=33"],
      "trainer.batch_size=33: does not split evenly over 2 devices (trainer.devices=[0, 1]); use a multiple of 2"),
     (["trainer.devices=[0,1]"], "trainer.devices=[0, 1]: only with trainer.distribution=data_parallel"),
-    (["trainer.distribution=data_parallel", "trainer.devices=[0,0]"], "trainer.devices"),
-    (["trainer.distribution=data_parallel", "trainer.devices=[]"], "trainer.devices"),
-    (["trainer.distribution=model_parallel"], "trainer.distribution"),
+    (["trainer.distribution=data_parallel", "trainer.devices=[0,0]"],
+     "trainer.devices=[0, 0]: expected null (all devices) or a non-empty list of distinct device indices >= 0"),
+    (["trainer.distribution=data_parallel", "trainer.devices=[]"], "trainer.devices=[]: expected null (all devices)"),
+    (["trainer.distribution=model_parallel"],
+     "trainer.distribution=model_parallel: expected one of null, data_parallel"),
 ], ids=["indivisible", "devices_alone", "repeated", "empty", "unknown"])
 def test_distribution_values_are_checked_before_any_backend_loads(overrides, says):
     with pytest.raises(DnnTrainError) as err:
