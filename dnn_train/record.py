@@ -136,8 +136,10 @@ def liveness(run_dir: Path, results: dict) -> str:
 
 # ---------------------------------------------------------------- one invocation's hold on a run
 RESERVE_FILE, RESERVE_BYTES = ".reserve", 65536  # freed when the disk fills up, so the final record still fits
-IGNORED_ON_RESUME = ("trainer.resume", "trainer.progress", "run.name", "run.tags", "run.notes")  # may differ
-# between the two commands
+# may differ between the two commands: how it is shown and labelled, and the devices (they change who
+# computes, not what: a run resumes on fewer)
+IGNORED_ON_RESUME = ("trainer.resume", "trainer.progress", "run.name", "run.tags", "run.notes",
+                     "trainer.distribution", "trainer.devices")
 RUN_FILES = {"results.json", "config.yaml", ".hydra", "metrics.csv", "dnn_train.log", "checkpoint"}
 # Directories Hydra (or the Python API) created for this invocation, so that bad input removes
 # only those: filled by the RunDirs callback before Hydra makes the run directory.
