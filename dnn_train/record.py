@@ -16,6 +16,7 @@ import errno
 import json
 import logging
 import logging.handlers
+import math
 import os
 import shutil
 import signal
@@ -76,31 +77,41 @@ def _holder_text(info: dict) -> str:
     if not info:
         return "another process"
     beat = info.get("heartbeat")
-    age = f", heartbeat {max(0, round(time.time() - beat))} s ago" if isinstance(beat, (int, float)) else ""
-    return f"pid {info.get('pid')} on {info.get('host')} since {info.get('started')}{age} ({info.get('command', '')})"
+    age = f", heartbeat {round(time.time() - beat)} s ago" if type(beat) in (int, float) and math.isfinite(beat) else ""
+    pid, host, started, command = (_printable(info.get(k, "")) for k in ("pid", "host", "started", "command"))
+    return f"pid {pid} on {host} since {started}{age} ({command})"
+
+
+def _printable(value, limit: int = 300) -> str:
+    """A lock file's field as one printable line (the file is anyone's to write)."""
+    text = "".join(c if c.isprintable() else " " for c in str(value)[:limit])
+    return " ".join(text.split())
 
 
 def _holder_alive(info: dict, flock_works: bool, takeover: bool = False) -> bool:
     """Whether the process the lock file names is alive, once this process could take the flock (or
     the filesystem has none): on this host the flock said no already; on another host its heartbeat
     decides. `takeover`: a requeued instance of the holder's own scheduler job replaces it."""
-    if not info.get("pid"):
+    pid, beat = info.get("pid"), info.get("heartbeat")
+    if type(pid) is not int or pid <= 0:  # nobody named (a released lock, or not a holder's record)
         return False
     if takeover and info.get("job") and info.get("job") == job_identity():
         return False
-    beat = info.get("heartbeat")
-    fresh = isinstance(beat, (int, float)) and time.time() - beat < STALE_AFTER_S
+    # fresh: within STALE_AFTER_S either way (a clock ahead by more, or a planted "forever", is not trusted)
+    fresh = type(beat) in (int, float) and abs(time.time() - beat) < STALE_AFTER_S
     if info.get("host") == socket.gethostname():
-        return not flock_works and fresh and _pid_alive(info["pid"])
+        return not flock_works and fresh and _pid_alive(pid)
     return fresh
 
 
-def _pid_alive(pid) -> bool:
+def _pid_alive(pid: int) -> bool:
     try:
-        os.kill(int(pid), 0)
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
     except ProcessLookupError:
         return False
-    except (OSError, ValueError, OverflowError):
+    except OverflowError:
+        return False
+    except OSError:
         return True  # another user's process (EPERM): it exists
     return True
 
@@ -499,8 +510,6 @@ class Run:
         finally:
             requeue = self._leave()
         if requeue is not None:  # the run's record is written: now the scheduler's own handler requeues the job
-            logging.getLogger("dnn_train").warning("%s: preempted (%s); handing over to the scheduler, which requeues "
-                                                   "this job to resume the run", self.dir, PREEMPT_SIGNAL.name)
             requeue()
         return False
 
@@ -515,6 +524,10 @@ class Run:
         if not self._begun:
             self.begin()
         if isinstance(ex, KeyboardInterrupt):
+            if getattr(ex, "signum", None) == PREEMPT_SIGNAL:
+                logging.getLogger("dnn_train").warning(
+                    "%s (preempted, or the time limit is near): interrupted; a requeued job resumes the run from its "
+                    "last epoch's checkpoint", PREEMPT_SIGNAL.name)
             self.finish("interrupted")
         elif type(ex).__name__ == "Diverged":
             self.finish("diverged", error=str(ex), diverged_epoch=getattr(ex, "epoch", None),
