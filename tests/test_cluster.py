@@ -104,7 +104,7 @@ def test_a_live_run_on_another_host_is_never_taken_over_and_a_dead_one_is(tmp_pa
     assert record.is_alive(tmp_path / "live") is True
     assert record.liveness(tmp_path / "live", {"status": "running"}) == "running"
 
-    claim(tmp_path / "dead", age=record.STALE_AFTER_S + 1)
+    claim(tmp_path / "dead", age=3600)  # an hour without a heartbeat (STALE_AFTER_S: 5 minutes)
     assert record.is_alive(tmp_path / "dead") is False
     assert record.liveness(tmp_path / "dead", {"status": "running"}) == "crashed (process gone)"
     lock = record.RunLock(tmp_path / "dead")
@@ -114,10 +114,14 @@ def test_a_live_run_on_another_host_is_never_taken_over_and_a_dead_one_is(tmp_pa
     lock.release()
 
 
-def test_the_same_job_requeued_on_another_host_takes_its_lock_over(tmp_path, monkeypatch):
+def test_the_same_job_requeued_on_another_host_takes_its_lock_over_and_another_job_does_not(tmp_path, monkeypatch):
     monkeypatch.setenv("SLURM_JOB_ID", "77")
-    monkeypatch.delenv("SLURM_ARRAY_JOB_ID", raising=False)
-    claim(tmp_path / "run", age=1, job=record.job_identity())  # killed on node-b a second ago
+    for name in ("SLURM_ARRAY_JOB_ID", "SLURM_STEP_ID", "SLURM_PROCID"):
+        monkeypatch.delenv(name, raising=False)
+    claim(tmp_path / "other", age=1, job="slurm:76.batch/0")  # another job, alive on node-b
+    with pytest.raises(record.RunBusy):
+        record.RunLock(tmp_path / "other").acquire()
+    claim(tmp_path / "run", age=1, job="slurm:77.batch/0")  # this job, preempted on node-b a second ago
     lock = record.RunLock(tmp_path / "run")
     lock.acquire()
     lock.release()
@@ -130,8 +134,8 @@ def no_flock(fd, how):
 def test_the_heartbeat_keeps_a_run_on_a_filesystem_without_flock_and_its_end_frees_it(tmp_path, monkeypatch):
     """Host A runs; host B (another host name, and flock that fails as on such a mount) is refused
     while A's heartbeat is fresh, and takes the directory once A stops beating."""
-    monkeypatch.setattr(record, "HEARTBEAT_S", 0.05)
-    monkeypatch.setattr(record, "STALE_AFTER_S", 1.0)
+    monkeypatch.setattr(record, "HEARTBEAT_S", 0.05, raising=False)
+    monkeypatch.setattr(record, "STALE_AFTER_S", 1.0, raising=False)
     a = record.RunLock(tmp_path)
     a.acquire()
     a.announce()
