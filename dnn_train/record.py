@@ -451,13 +451,13 @@ class Run:
             artifacts.write_text(self.dir / artifacts.CONFIG_FILE, OmegaConf.to_yaml(self.cfg, resolve=True))
         self._attach_log_file()
         if self.state == "resume":
-            for key in ("error", "diverged_epoch", "diverged_step", "wall_seconds"):
+            for key in ("error", "diverged_epoch", "diverged_step", "wall_seconds", "job"):
                 self.results.pop(key, None)
+        if job_identity() is not None:  # a requeued instance of this job recognizes its run by it
+            self.results["job"] = job_identity()
         self.results.update(fields)
         self.results.update(status="running", pid=os.getpid(), host=socket.gethostname(),
                             started=time.strftime("%Y-%m-%d %H:%M:%S"))
-        if job_identity() is not None:  # a requeued instance of this job recognizes its run by it
-            self.results["job"] = job_identity()
         self._write(self.results)
 
     def update(self, **fields) -> None:
