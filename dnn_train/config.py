@@ -53,6 +53,8 @@ ALLOWED_TARGETS = tuple(f"keras.{m}." for m in (
     "hydra._internal.core_plugins.basic_launcher.BasicLauncher",
     "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher",
     "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher",
+    "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher",
+    "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher",
     "hydra_plugins.dnn_train_optuna.optuna_sweeper.OptunaPruningSweeper",
     *(f"optuna.samplers.{c}" for c in ("TPESampler", "RandomSampler", "CmaEsSampler", "GPSampler", "QMCSampler",
                                        "NSGAIISampler", "NSGAIIISampler", "GridSampler", "BruteForceSampler")),
