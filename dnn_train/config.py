@@ -53,6 +53,8 @@ ALLOWED_TARGETS = tuple(f"keras.{m}." for m in (
     "hydra._internal.core_plugins.basic_launcher.BasicLauncher",
     "hydra_plugins.hydra_joblib_launcher.joblib_launcher.JoblibLauncher",
     "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher",
+    "hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher",
+    "hydra_plugins.hydra_submitit_launcher.submitit_launcher.LocalLauncher",
     "hydra_plugins.dnn_train_optuna.optuna_sweeper.OptunaPruningSweeper",
     *(f"optuna.samplers.{c}" for c in ("TPESampler", "RandomSampler", "CmaEsSampler", "GPSampler", "QMCSampler",
                                        "NSGAIISampler", "NSGAIIISampler", "GridSampler", "BruteForceSampler")),
@@ -137,6 +139,8 @@ class TrainerConf:
     tensorboard: bool = False  # TensorBoard logs in the run's tensorboard/ folder
     objective: str = "best_val_accuracy"  # what a sweep's task returns to Hydra's sweepers (results.json key)
     threads: Any = "auto"  # TensorFlow threads per job: auto (all cores; cores / n_jobs under joblib) | N
+    distribution: Optional[str] = None  # null | data_parallel (JAX backend: dnn_train/distribute.py)
+    devices: Optional[List[int]] = None  # data_parallel's devices, indices into keras.distribution.list_devices(); null: all
 
 
 @dataclass
@@ -303,6 +307,9 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "trainer.threads": ((lambda v: v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 1024)),
                         "auto or an integer from 1 to 1024"),
     "trainer.early_stopping.monitor": _choice("val_loss", "val_accuracy", "loss", "accuracy"),
+    "trainer.distribution": _choice(None, "data_parallel"),
+    "trainer.devices": ((lambda v: v is None or (_int_list(0, 65535)[0](v) and len(set(v)) == len(v))),
+                        "null (all devices) or a non-empty list of distinct device indices >= 0"),
     # model families (keys present in the chosen family only)
     "model.depth": _number(1, 500, integer=True),
     "model.units": _number(1, 100_000, integer=True),
@@ -401,6 +408,7 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"trainer.resume=true: only task=train runs can be resumed (task={cfg.task})")
     _validate_classes(cfg.data)
     _validate_transfer(cfg)
+    _validate_distribution(cfg.trainer)
     check_network_keys(cfg)
 
 
@@ -811,6 +819,21 @@ def _validate_classes(data: DictConfig) -> None:
         raise ConfigError(f"data.binary={_show(data.binary)}: expected two classes [NEG,POS]")
     if data.classes is not None and len(data.classes) < 2:
         raise ConfigError(f"data.classes={_show(data.classes)}: expected at least two classes")
+
+
+def _validate_distribution(t: DictConfig) -> None:
+    """What can be said of trainer.distribution before the backend loads (the rest: dnn_train/distribute.py)."""
+    if t.devices is not None and t.distribution is None:
+        raise ConfigError(f"trainer.devices={_show(t.devices)}: only with trainer.distribution=data_parallel")
+    if t.devices is not None:
+        check_batch_split(t.batch_size, len(t.devices), f"trainer.devices={_show(t.devices)}")
+
+
+def check_batch_split(batch_size: int, devices: int, which: str) -> None:
+    """The global batch (trainer.batch_size) goes to the devices in equal parts."""
+    if batch_size % devices:
+        raise ConfigError(f"trainer.batch_size={batch_size}: does not split evenly over {devices} devices "
+                          f"({which}); use a multiple of {devices}")
 
 
 def _validate_transfer(cfg: DictConfig) -> None:

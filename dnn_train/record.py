@@ -1,9 +1,13 @@
 """Who owns a run directory, what it records, and whether its process is still alive.
 
 A run holds an OS lock (`fcntl.flock`) on `RUN_DIR/.lock` for its whole life; the file names the
-holder (pid, host, start time, command). A second process that wants the directory (the same
-command twice, a resume of a live run, two sweep jobs) is refused with that name; the lock dies
-with its process, whatever kills it, so a run left "running" whose lock is free has crashed.
+holder (pid, host, start time, command, scheduler job) and carries a heartbeat, rewritten every
+HEARTBEAT_S seconds while the run lives. A second process that wants the directory (the same
+command twice, a resume of a live run, two sweep jobs) is refused with that name. On one host the
+flock decides: it dies with its process, whatever kills it, so a run left "running" whose lock is
+free has crashed. A holder on another host is alive while its heartbeat is fresh (NFS and Lustre
+may not show one host's flock to another), and dead once it is older than STALE_AFTER_S. A
+requeued instance of the same scheduler job (SLURM, submitit) takes its own directory over.
 Ours: Keras and Hydra have no notion of a directory owned by one process.
 """
 from __future__ import annotations
@@ -12,6 +16,7 @@ import errno
 import json
 import logging
 import logging.handlers
+import math
 import os
 import shutil
 import signal
@@ -30,6 +35,9 @@ from dnn_train import provenance
 from dnn_train.config import ConfigError
 
 LOCK_FILE = ".lock"
+HEARTBEAT_S = 30.0     # the lock file's heartbeat is rewritten this often while its run lives
+STALE_AFTER_S = 300.0  # a holder on another host whose heartbeat is older than this is dead (hosts' clocks in sync)
+LOCK_BYTES = 2048      # the holder's record, padded: each heartbeat rewrites the same bytes in place
 
 try:
     import fcntl
@@ -41,14 +49,86 @@ class RunBusy(RuntimeError):
     """Another live process owns the run directory."""
 
 
-def _holder_text(path: Path) -> str:
-    try:
-        info = json.loads(path.read_text() or "{}")
-    except (OSError, ValueError):
-        return "another process"
+def job_identity() -> Optional[str]:
+    """This process's scheduler job, the same in a requeued instance of it and different in any
+    other: SLURM's job id (an array task's JOBID_TASK), step and task rank, or submitit's local
+    executor's job and rank. None outside a scheduler."""
+    env = os.environ
+    if env.get("SLURM_JOB_ID"):
+        job = f"{env['SLURM_ARRAY_JOB_ID']}_{env.get('SLURM_ARRAY_TASK_ID')}" if env.get("SLURM_ARRAY_JOB_ID") \
+            else env["SLURM_JOB_ID"]
+        return f"slurm:{job}.{env.get('SLURM_STEP_ID', 'batch')}/{env.get('SLURM_PROCID', '0')}"
+    if env.get("SUBMITIT_LOCAL_JOB_ID"):
+        return f"submitit-local:{env['SUBMITIT_LOCAL_JOB_ID']}/{env.get('SUBMITIT_LOCAL_GLOBALID', '0')}"
+    return None
+
+
+def _read_holder(fd: int) -> dict:
+    """The holder's record in the lock file ({} if none, or unreadable: then nobody is named)."""
+    for _ in range(3):  # a heartbeat rewriting it at this instant: read again
+        try:
+            info = json.loads(os.pread(fd, 1 << 16, 0).decode() or "{}")
+            return info if isinstance(info, dict) else {}
+        except (OSError, ValueError):
+            time.sleep(0.01)
+    return {}
+
+
+def _holder_text(info: dict) -> str:
     if not info:
         return "another process"
-    return f"pid {info.get('pid')} on {info.get('host')} since {info.get('started')} ({info.get('command', '')})"
+    beat = info.get("heartbeat")
+    age = f", heartbeat {round(time.time() - beat)} s ago" if type(beat) in (int, float) and math.isfinite(beat) else ""
+    pid, host, started, command = (_printable(info.get(k, "")) for k in ("pid", "host", "started", "command"))
+    return f"pid {pid} on {host} since {started}{age} ({command})"
+
+
+def _printable(value, limit: int = 300) -> str:
+    """A lock file's field as one printable line (the file is anyone's to write)."""
+    text = "".join(c if c.isprintable() else " " for c in str(value)[:limit])
+    return " ".join(text.split())
+
+
+def _holder_alive(info: dict, flock_works: bool, takeover: bool = False) -> bool:
+    """Whether the process the lock file names is alive, once this process could take the flock (or
+    the filesystem has none): on this host the flock said no already; on another host its heartbeat
+    decides. `takeover`: a requeued instance of the holder's own scheduler job replaces it."""
+    pid, beat = info.get("pid"), info.get("heartbeat")
+    if type(pid) is not int or pid <= 0:  # nobody named (a released lock, or not a holder's record)
+        return False
+    if takeover and info.get("job") and info.get("job") == job_identity():
+        return False
+    # fresh: within STALE_AFTER_S either way (a clock ahead by more, or a planted "forever", is not trusted)
+    fresh = type(beat) in (int, float) and abs(time.time() - beat) < STALE_AFTER_S
+    if info.get("host") == socket.gethostname():
+        return not flock_works and fresh and _pid_alive(pid)
+    return fresh
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except OverflowError:
+        return False
+    except OSError:
+        return True  # another user's process (EPERM): it exists
+    return True
+
+
+def _flock(fd: int, how: int) -> bool:
+    """flock, or False where the filesystem has none (Lustre without -o flock: ENOSYS; some NFS:
+    ENOLCK): the heartbeat alone decides there. BlockingIOError: held."""
+    try:
+        fcntl.flock(fd, how | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        raise
+    except OSError as ex:
+        if ex.errno in (errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL):
+            return False
+        raise
 
 
 class RunLock:
@@ -57,10 +137,14 @@ class RunLock:
     def __init__(self, run_dir: Path):
         self.path = Path(run_dir) / LOCK_FILE
         self._fd: Optional[int] = None
+        self._announced = False
+        self._info: dict = {}
+        self._io = threading.Lock()  # the heartbeat thread and release() share the descriptor
+        self._stop = threading.Event()
 
     def acquire(self, wait: float = 0.5) -> None:
         """Take the lock or raise RunBusy naming its holder (after `wait` seconds: a report may be
-        probing it for an instant)."""
+        probing it for an instant). A holder on another host with a fresh heartbeat holds it too."""
         if fcntl is None:
             return
         from dnn_train.artifacts import NOFOLLOW
@@ -69,41 +153,78 @@ class RunLock:
         deadline = time.monotonic() + wait
         while True:
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
+                flock_works = _flock(fd, fcntl.LOCK_EX)
+                holder = _read_holder(fd)
+                if not _holder_alive(holder, flock_works, takeover=True):
+                    break
             except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    os.close(fd)
-                    raise RunBusy(f"{self.path.parent} is in use by {_holder_text(self.path)}; wait for it to "
-                                  "end, or choose another hydra.run.dir") from None
-                time.sleep(0.05)
+                holder = None
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                raise RunBusy(f"{self.path.parent} is in use by {_holder_text(holder or _read_path(self.path))}; "
+                              "wait for it to end, or choose another hydra.run.dir") from None
+            time.sleep(0.05)
         self._fd = fd
         self._announced = False
 
     def announce(self) -> None:
         """Name this process in the lock file, for whoever is refused while it runs (only a process
-        that will use the directory does: a refused or no-op one leaves the file as it was)."""
-        info = {"pid": os.getpid(), "host": socket.gethostname(),
-                "started": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(sys.argv)[:300]}
-        os.ftruncate(self._fd, 0)
-        os.pwrite(self._fd, json.dumps(info).encode(), 0)
+        that will use the directory does: a refused or no-op one leaves the file as it was), and
+        keep its heartbeat fresh from a thread until release()."""
+        self._info = {"pid": os.getpid(), "host": socket.gethostname(), "job": job_identity(),
+                      "started": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(sys.argv)[:300]}
+        self._beat()
         self._announced = True
+        self._stop.clear()
+        threading.Thread(target=self._heartbeat, name="dnn_train-lock-heartbeat", daemon=True).start()
+
+    def _beat(self) -> None:
+        data = json.dumps({**self._info, "heartbeat": round(time.time(), 3)}).encode()
+        data += b" " * (LOCK_BYTES - len(data))  # the same length every time: a reader never sees it shrink
+        os.pwrite(self._fd, data, 0)
+        os.ftruncate(self._fd, len(data))
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_S):
+            with self._io:
+                if self._fd is None:
+                    return
+                try:
+                    self._beat()
+                except OSError as ex:  # a full disk, a lost mount: the run goes on; others may take over after STALE_AFTER_S
+                    logging.getLogger("dnn_train").warning("cannot refresh %s (%s)", self.path, ex.strerror)
 
     def release(self) -> None:
-        if self._fd is not None:
-            if self._announced:
-                os.ftruncate(self._fd, 0)  # no holder any more
-            os.close(self._fd)  # closing the descriptor releases the flock
-            self._fd = None
+        self._stop.set()
+        with self._io:
+            if self._fd is not None:
+                if self._announced:
+                    os.ftruncate(self._fd, 0)  # no holder any more
+                os.close(self._fd)  # closing the descriptor releases the flock
+                self._fd = None
 
     @property
     def held(self) -> bool:
         return self._fd is not None
 
 
+def _read_path(path: Path) -> dict:
+    from dnn_train.artifacts import NOFOLLOW
+
+    try:
+        fd = os.open(path, os.O_RDONLY | NOFOLLOW)
+    except OSError:
+        return {}
+    try:
+        return _read_holder(fd)
+    finally:
+        os.close(fd)
+
+
 def is_alive(run_dir: Path) -> Optional[bool]:
-    """True if a live process holds the run's lock, False if none does (a run left "running" then
-    crashed), None if it cannot be told (no lock file: an older run, or no fcntl)."""
+    """True if a live process holds the run's lock (here: its flock; on another host: a fresh
+    heartbeat), False if none does (a run left "running" then crashed), None if it cannot be told
+    (no lock file: an older run, or no fcntl)."""
     path = Path(run_dir) / LOCK_FILE
     if fcntl is None or not path.is_file():
         return None
@@ -114,8 +235,8 @@ def is_alive(run_dir: Path) -> Optional[bool]:
     except OSError:
         return None
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        return False
+        flock_works = _flock(fd, fcntl.LOCK_SH)
+        return _holder_alive(_read_holder(fd), flock_works)
     except BlockingIOError:
         return True
     finally:
@@ -136,13 +257,23 @@ def liveness(run_dir: Path, results: dict) -> str:
 
 # ---------------------------------------------------------------- one invocation's hold on a run
 RESERVE_FILE, RESERVE_BYTES = ".reserve", 65536  # freed when the disk fills up, so the final record still fits
-IGNORED_ON_RESUME = ("trainer.resume", "trainer.progress", "run.name", "run.tags", "run.notes")  # may differ
-# between the two commands
+# may differ between the two commands: how it is shown and labelled, and the devices (they change who
+# computes, not what: a run resumes on fewer)
+IGNORED_ON_RESUME = ("trainer.resume", "trainer.progress", "run.name", "run.tags", "run.notes",
+                     "trainer.distribution", "trainer.devices")
 RUN_FILES = {"results.json", "config.yaml", ".hydra", "metrics.csv", "dnn_train.log", "checkpoint"}
 # Directories Hydra (or the Python API) created for this invocation, so that bad input removes
 # only those: filled by the RunDirs callback before Hydra makes the run directory.
 CREATED: set = set()
 REFUSED: list = []  # sweep jobs refused in this process (their directories hold other runs), for the sweep's end
+
+
+def _preempt_signal() -> signal.Signals:
+    """submitit's preemption and timeout signal: SIGUSR2 unless SUBMITIT_PREEMPT_SIGNAL names another."""
+    return getattr(signal, "SIG" + os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2"), signal.SIGUSR2)
+
+
+PREEMPT_SIGNAL = _preempt_signal()
 
 
 class Interrupted(KeyboardInterrupt):
@@ -275,6 +406,7 @@ class Run:
         self._buffer = logging.handlers.MemoryHandler(10_000, flushLevel=logging.CRITICAL + 1)
         self._file_handler = None
         self._signals: dict = {}
+        self._arrived = None  # the signal that ended the run, if one did
 
     # ------------------------------------------------------------ entering
     def __enter__(self) -> "Run":
@@ -327,7 +459,11 @@ class Run:
         except ValueError:
             previous = {"status": "unreadable"}
         status = previous.get("status", "unknown")
-        if not self.resume:
+        requeued = previous.get("job") is not None and previous.get("job") == job_identity()
+        if requeued:  # the scheduler restarted this very job (preempted, timed out): it goes on by itself
+            logging.getLogger("dnn_train").info("%s: this job (%s) was requeued; continuing its run", self.dir,
+                                                previous["job"])
+        if not self.resume and not requeued:
             raise Refused(f"{self.dir} already holds a run (status {status}); add trainer.resume=true to "
                           "continue it, or choose another hydra.run.dir")
         changed = self._changed_keys(self.dir / CONFIG_FILE)
@@ -369,8 +505,10 @@ class Run:
             artifacts.write_text(self.dir / artifacts.CONFIG_FILE, OmegaConf.to_yaml(self.cfg, resolve=True))
         self._attach_log_file()
         if self.state == "resume":
-            for key in ("error", "diverged_epoch", "diverged_step", "wall_seconds"):
+            for key in ("error", "diverged_epoch", "diverged_step", "wall_seconds", "job"):
                 self.results.pop(key, None)
+        if job_identity() is not None:  # a requeued instance of this job recognizes its run by it
+            self.results["job"] = job_identity()
         self.results.update(fields)
         self.results.update(status="running", pid=os.getpid(), host=socket.gethostname(),
                             started=time.strftime("%Y-%m-%d %H:%M:%S"))
@@ -440,7 +578,9 @@ class Run:
             if ex is not None:
                 self._record_exception(ex)
         finally:
-            self._leave()
+            requeue = self._leave()
+        if requeue is not None:  # the run's record is written: now the scheduler's own handler requeues the job
+            requeue()
         return False
 
     def _record_exception(self, ex: BaseException) -> None:
@@ -454,6 +594,10 @@ class Run:
         if not self._begun:
             self.begin()
         if isinstance(ex, KeyboardInterrupt):
+            if getattr(ex, "signum", None) == PREEMPT_SIGNAL:
+                logging.getLogger("dnn_train").warning(
+                    "%s (preempted, or the time limit is near): interrupted; a requeued job resumes the run from its "
+                    "last epoch's checkpoint", PREEMPT_SIGNAL.name)
             self.finish("interrupted")
         elif type(ex).__name__ == "Diverged":
             self.finish("diverged", error=str(ex), diverged_epoch=getattr(ex, "epoch", None),
@@ -489,36 +633,55 @@ class Run:
             for path in self._wrote:
                 path.unlink(missing_ok=True)
 
-    def _leave(self) -> None:
-        self._restore_signals()
+    def _leave(self):
+        """Let go of everything; returns the preemption handler to call now (see _install_signals)."""
+        requeue = self._restore_signals()
         logging.getLogger().removeHandler(self._buffer)
         if self._file_handler is not None:
             logging.getLogger().removeHandler(self._file_handler)
             self._file_handler.close()
             self._file_handler = None
         self.lock.release()
+        return requeue
 
     # ------------------------------------------------------------ signals
     def _install_signals(self) -> None:
         """SIGTERM ends the run as Ctrl-C does: the current step finishes (Python handles signals
         between graph calls), then the record says "interrupted". Once one has arrived, the run is
         stopping: further ones are ignored until its record is written (a second Ctrl-C a few
-        milliseconds later once cut the record short, leaving "running")."""
+        milliseconds later once cut the record short, leaving "running").
+        The preemption signal (SIGUSR2, submitit's; SUBMITIT_PREEMPT_SIGNAL names another) ends the
+        run the same way; then, if the process had its own handler for it (submitit's: it pickles
+        the job and requeues it), that handler runs, and the requeued job resumes this run from its
+        last epoch's checkpoint. In a submitit job SIGTERM keeps submitit's handler (it ignores
+        SIGTERM: SLURM sends it before the preemption signal)."""
+        self._arrived = None
         if threading.current_thread() is not threading.main_thread():
             return
 
         def handler(signum, frame):
             for sig in self._signals:
                 signal.signal(sig, signal.SIG_IGN)  # _leave puts the previous handlers back
+            self._arrived = signum
             raise Interrupted(signum)
 
-        for sig in (signal.SIGTERM, signal.SIGINT):
+        signals = [signal.SIGINT, PREEMPT_SIGNAL]
+        if not os.environ.get("SUBMITIT_EXECUTOR"):
+            signals.append(signal.SIGTERM)
+        for sig in signals:
             self._signals[sig] = signal.signal(sig, handler)
 
-    def _restore_signals(self) -> None:
-        for sig, previous in self._signals.items():
-            signal.signal(sig, previous)
+    def _restore_signals(self):
+        """Put the previous handlers back; returns the previous preemption handler, bound to its
+        signal, if that signal arrived and the handler is the process's own (else None)."""
+        previous = self._signals.get(PREEMPT_SIGNAL)
+        for sig, old in self._signals.items():
+            signal.signal(sig, old)
         self._signals = {}
+        if self._arrived == PREEMPT_SIGNAL and callable(previous):
+            self._arrived = None
+            return lambda: previous(PREEMPT_SIGNAL, None)
+        return None
 
 
 class _LogFile(logging.FileHandler):
@@ -583,7 +746,7 @@ def _signals_blocked():
     if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
         yield
         return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, PREEMPT_SIGNAL})
     try:
         yield
     finally:

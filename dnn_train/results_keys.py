@@ -9,6 +9,8 @@ RESULTS_KEYS: list[tuple[str, str, str]] = [
      "`diverged`, or `pruned` by a search; `completed` is the mark of a finished run"),
     ("pid", "while running", "the process that holds the run (removed when it ends)"),
     ("host", "while running", "the machine it runs on (removed when it ends)"),
+    ("job", "a run under SLURM or submitit", "the scheduler job that runs it (`slurm:JOB.STEP/RANK`); a requeued "
+     "instance of that job continues the run ([Cluster](../cluster.md))"),
     ("started", "every run", "when the run began, local time `YYYY-MM-DD HH:MM:SS`"),
     ("task", "find_lr, pretrain_autoencoder", "the task that ran (a classifier run has no `task` key)"),
     ("dataset", "every run", "`data.name`"),

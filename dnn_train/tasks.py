@@ -71,7 +71,9 @@ def _run_task(cfg: DictConfig, run_dir, overrides, hydra_cfg, sweep_job: bool, c
             import_backend()
             _set_threads(cfg.trainer.threads)
             check_targets(cfg)
-            with _dtype_policy_kept():
+            from dnn_train import distribute
+
+            with _dtype_policy_kept(), distribute.job(cfg):
                 return _task(cfg.task)(cfg, run, list(callbacks))
         finally:
             data.discard_preloaded()

@@ -15,7 +15,8 @@ import numpy as np
 from hydra.errors import InstantiationException
 from omegaconf import OmegaConf
 
-from dnn_train import artifacts, checkpoint, compiled, data, diagnostics, fused, models, search, tracking, transfer
+from dnn_train import (artifacts, checkpoint, compiled, data, diagnostics, distribute, fused, models, search, tracking,
+                       transfer)
 from dnn_train.callbacks import EpochLog, EpochSeeds, EpochStats, MetricsCSV, StopOnDivergence
 from dnn_train.config import ConfigError, chapter_warnings, source_file
 from dnn_train.evaluate import mc_dropout_predict, mc_metrics
@@ -46,6 +47,7 @@ def setup(cfg, autoencoder: bool = False) -> Setup:
     else:
         keras.backend.clear_session()  # a fresh Keras session and seed per job: sweep jobs do not leak
         keras.utils.set_random_seed(t.seed)
+    distribute.apply(cfg)  # before the model is built (clear_session drops it)
     keras.config.set_dtype_policy(t.precision)  # each job sets it: float32, or mixed (float32 variables)
     for warning in chapter_warnings(cfg):
         log.warning(warning)
@@ -53,6 +55,8 @@ def setup(cfg, autoencoder: bool = False) -> Setup:
     log.info("data: %s from %s: %d train / %d valid / %d test, %d classes, images %s uint8",
              cfg.data.name, splits.source, len(splits.y_train), len(splits.y_valid), len(splits.y_test),
              splits.num_classes, splits.image_shape)
+    distribute.check_batches(cfg, {"train": len(splits.y_train), "valid": len(splits.y_valid),
+                                   "test": len(splits.y_test)}, data.eval_batch(t.batch_size))
     stats = data.feature_stats(splits.x_train) if cfg.data.standardize else None
     steps_per_epoch = math.ceil(len(splits.y_train) / t.batch_size)
     with config_errors():

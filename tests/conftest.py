@@ -63,5 +63,5 @@ def real_data_root(name: str) -> str:
     root = [f"data.root={shared}"] if shared and shared.exists() else []
     found = locate(make_cfg(f"data={name}", *root).data)
     if found is None:
-        pytest.skip(f"real {name} files not found (see README: providing the data offline)")
+        pytest.skip(f"real {name} files not found (see docs/guides/data.md: providing the data offline)")
     return str(found.folder)

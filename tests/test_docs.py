@@ -118,3 +118,85 @@ def test_every_results_page_shows_each_record_with_its_date_machine_and_commit()
                 assert len(row) == len(record["columns"]), (path, row)
         for figure in figures:
             assert (REPO / figure).is_file(), figure
+
+
+# ---------------------------------------------------------------- the README: one screen, every command run
+README = REPO / "README.md"
+
+
+def readme_commands() -> list[list[str]]:
+    """Every command of the README's bash blocks, as words (comments dropped, `a && b` as two commands)."""
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", README.read_text(), re.S):
+        for line in block.splitlines():
+            commands += [words for part in line.split("&&") if (words := shlex.split(part, comments=True))]
+    return commands
+
+
+def test_the_readme_is_one_screen_with_no_path_outside_the_repository():
+    text = README.read_text()
+    assert len(text.splitlines()) <= 200
+    assert "../" not in text and "/work/" not in text
+    ci = (REPO / ".ci" / "run").read_text()  # the two install commands: .ci/run runs them verbatim
+    assert "pip install -e . -c constraints.txt && python -m dnn_train" in text
+    assert "'pip install -q -e . -c constraints.txt && python -m dnn_train'" in ci
+    assert "pip install -e '.[test]' -c constraints.txt && python -m pytest" in text
+    assert "pip install -q -e '.[test]' -c constraints.txt" in ci and "\npython -m pytest" in ci
+
+
+def test_the_readme_groups_table_lists_every_option():
+    text = README.read_text()
+    defaults = yaml.safe_load((CONF / "config.yaml").read_text())["defaults"]
+    chosen = {re.sub(r"^(optional |override )", "", k): v for d in defaults if isinstance(d, dict) for k, v in d.items()}
+    for group in [g for g in chosen if "/" not in g]:
+        row = next((ln for ln in text.splitlines() if ln.startswith(f"| `{group}` |")), None)
+        assert row is not None, group
+        for name in sorted(p.stem for p in (CONF / group).glob("*.yaml")):
+            assert (f"**`{name}`**" if chosen[group] == name else f"`{name}`") in row, (group, name)
+
+
+def _shrunk(args: list[str], tmp_path) -> list[str]:
+    """A README command's overrides on small synthetic data, one epoch (two seeds where it sweeps five)."""
+    kept = [a.replace("range(5)", "range(2)") for a in args
+            if not a.startswith(("data=", "trainer.epochs=", "hydra.run.dir="))]
+    return kept + ["data=synthetic", f"data.root={tmp_path / 'data'}", "trainer.epochs=1", "trainer.progress=none"]
+
+
+def test_every_readme_command_runs_shrunk(tmp_path):
+    """Each command in the README, as typed, on synthetic data for one epoch: the single runs in this
+    process through the API (the command line's own path, without another TensorFlow import each), the
+    sweep, the report, --help and --cfg through the command line."""
+    import subprocess
+    import sys
+
+    from dnn_train import run
+
+    commands = readme_commands()
+    assert len(commands) >= 14
+    sweep_dir, ran = tmp_path / "sweep", []
+    for words in commands:
+        if words[0] == "pip" or words == ["python", "-m", "pytest"]:
+            continue  # the installs and the tests: .ci/run runs them verbatim (the test above)
+        assert words[:3] in (["python", "-m", "dnn_train"], ["python", "-m", "dnn_train.report"]), words
+        args = words[3:]
+        if words[2] == "dnn_train.report":
+            args = [str(sweep_dir) if a == "outputs/multirun/DATE/TIME" else a for a in args]
+            proc = subprocess.run([sys.executable, "-m", "dnn_train.report", *args, "--out", str(tmp_path / "report")],
+                                  capture_output=True, text=True, cwd=tmp_path, env={"PYTHONPATH": str(REPO),
+                                                                                     "PATH": "/usr/bin:/bin"})
+            assert proc.returncode == 0 and (tmp_path / "report" / "summary.md").is_file(), proc.stderr
+        elif "--help" in args or "--cfg" in args:
+            proc = run_cli(*args, cwd=tmp_path)
+            assert proc.returncode == 0 and proc.stdout, proc.stderr
+        elif "-m" in args:
+            proc = run_cli("-m", *_shrunk([a for a in args if a != "-m"], tmp_path), f"hydra.sweep.dir={sweep_dir}",
+                           cwd=tmp_path, timeout=600)
+            assert proc.returncode == 0, proc.stderr[-3000:]
+            assert (sweep_dir / "summary.md").is_file() and len(list(sweep_dir.glob("*/results.json"))) == 6
+        else:
+            named = next((a.split("=", 1)[1] for a in args if a.startswith("hydra.run.dir=")), None)
+            run_dir = tmp_path / (named or f"run{len(ran)}")
+            results = run(*_shrunk(args, tmp_path), run_dir=run_dir)
+            assert results["status"] == "completed", (words, results)
+        ran.append(words)
+    assert len(ran) >= 12

@@ -119,13 +119,18 @@ def launcher_rows(tmp_path, *launcher):
 
 
 @pytest.mark.plugins
-def test_parallel_and_ray_launchers_give_the_same_rows_as_the_basic_one(tmp_path):
-    pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
-    pytest.importorskip("hydra_plugins.hydra_ray_launcher")
+def test_the_parallel_launcher_gives_the_same_rows_as_the_basic_one(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher", reason="needs the sweeps extra")
     basic, _ = launcher_rows(tmp_path)
     parallel, sweep = launcher_rows(tmp_path, "hydra/launcher=parallel")  # conf/: Hydra's joblib launcher, a job per core
     pd.testing.assert_frame_equal(basic, parallel)
     assert "TensorFlow threads per job: 1" in (sweep / "0" / "dnn_train.log").read_text()  # the cores shared out
+
+
+@pytest.mark.plugins
+def test_the_ray_launcher_gives_the_same_rows_as_the_basic_one(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_ray_launcher", reason="needs the ray extra: pip install -e '.[ray]'")
+    basic, _ = launcher_rows(tmp_path)
     ray, _ = launcher_rows(tmp_path, "hydra/launcher=ray", "+hydra.launcher.ray.init.num_cpus=2")
     pd.testing.assert_frame_equal(basic, ray)
 

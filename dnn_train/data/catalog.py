@@ -13,7 +13,7 @@ from typing import Callable, Mapping, Optional, Union
 
 # No file of a dataset may hold or claim more than this many times its official images' bytes, plus
 # SLACK_BYTES (room for the formats' own bytes: headers, labels, a pickle's names): the readers refuse
-# a file claiming more before they allocate anything (README, "Data, offline").
+# a file claiming more before they allocate anything (docs/guides/data.md).
 SIZE_FACTOR = 2
 SLACK_BYTES = 1 << 20
 

@@ -25,4 +25,4 @@ class Limit(NamedTuple):
         """Refuse `path`, which `claims` `claimed` bytes, if that is more than the limit."""
         if claimed > self.nbytes:
             raise DataError(f"{path}: {claims} {claimed:,} bytes, more than the {self.nbytes:,} bytes a file of "
-                            f"{self.dataset} may hold (README, \"Data, offline\")")
+                            f"{self.dataset} may hold (docs/guides/data.md, \"Size limits\")")
