@@ -192,7 +192,7 @@ class RootConf:
     task: str = "train"
     logger: Any = None  # conf/logger/*.yaml: none | mlflow (dnn_train/tracking.py)
     run: RunConf = field(default_factory=RunConf)
-    allow_targets: List[str] = field(default_factory=list)  # more callables (README); command line only
+    allow_targets: List[str] = field(default_factory=list)  # more callables (docs/guides/bad-input.md); command line only
 
 
 ConfigStore.instance().store(name="dnn_train_schema", node=RootConf)
@@ -412,7 +412,7 @@ def validate(cfg: DictConfig) -> None:
     check_network_keys(cfg)
 
 
-# The keys whose values reach the network (README, "Bad input"): a download's base URL, MLflow's server.
+# The keys whose values reach the network (docs/guides/bad-input.md): a download's base URL, MLflow's server.
 NETWORK_KEYS = ("data.url", "logger.tracking_uri")
 _INTERPOLATION = re.compile(r"\$\{\s*([^${}:]+?)\s*(:[^${}]*)?\}")
 _HARMLESS_RESOLVERS = ("now", "hydra")  # a time stamp, Hydra's own settings
