@@ -1,7 +1,7 @@
 """Keras callbacks for what Keras' own do not cover: the learning rate and epoch time in the logs,
 a metrics.csv with 1-based epochs and fixed columns written as whole rows, the progress display
-(Keras' CSVLogger and progress bar cover neither the columns nor the log file, nor count fused steps), randomness that is
-a function of the epoch (for exact resume), and stopping on a diverging loss with a record of where
+(Keras' CSVLogger and progress bar cover neither the columns nor the log file, nor fused steps),
+randomness that is a function of the epoch (for exact resume), and stopping on a diverging loss with a record of where
 (Keras' TerminateOnNaN only sets stop_training, after which the run would evaluate and save garbage).
 """
 from __future__ import annotations

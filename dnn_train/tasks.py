@@ -139,10 +139,12 @@ def _task(name: str):
 def import_backend() -> None:
     """Import Keras' backend (TensorFlow by default), once per process, and move what the import
     made out of the garbage collector's way. TensorFlow's C++ start-up lines (oneDNN, CPU
-    features) go to fd 2 whatever TF_CPP_MIN_LOG_LEVEL says: hidden during the import only."""
+    features) go to fd 2 whatever TF_CPP_MIN_LOG_LEVEL says: hidden during the import only. Keras
+    imported already (a notebook): TensorFlow's later lines quieted all the same (_quiet_tensorflow)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if "keras" in sys.modules:  # imported before us (a notebook): TensorFlow read the variable already
-        _quiet_tensorflow(int(os.environ["TF_CPP_MIN_LOG_LEVEL"]) if os.environ["TF_CPP_MIN_LOG_LEVEL"].isdigit() else 2)
+        level = os.environ["TF_CPP_MIN_LOG_LEVEL"]
+        _quiet_tensorflow(int(level) if level.isdigit() else 2)
         return
     if os.environ.get("DNN_TRAIN_DEBUG"):
         import keras  # noqa: F401

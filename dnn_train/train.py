@@ -146,7 +146,8 @@ def train(cfg, run: Run, extra_callbacks=()) -> dict:
             done = resume["epoch"] if resume else done
             end = done if resume and resume["stopped"] else start + phase.epochs  # stopped early: no more epochs,
             stopping = _early_stopping(cfg)  # but fit still restores the checkpoint and early stopping's best
-            callbacks = schedule_callbacks + _callbacks(cfg, run_dir, phase.name, run, s.steps_per_epoch) + stopping
+            callbacks = [*schedule_callbacks, *_callbacks(cfg, run_dir, phase.name, run, s.steps_per_epoch),
+                         *stopping]
             callbacks += _watch(cfg, run_dir, splits) + list(extra_callbacks) + reporting
             callbacks += [epoch_seeds, StopOnDivergence(),
                           checkpoint.Checkpoint(run_dir, i, start, list(callbacks), resume)]  # last: sees all the others

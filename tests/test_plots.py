@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import warnings
 
-import matplotlib
+import matplotlib.text
 import numpy as np
 import pandas as pd
 import pytest
