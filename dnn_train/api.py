@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,7 +65,8 @@ def run(*overrides: str, run_dir: str | Path | None = None, callbacks=()) -> dic
         (time.strftime("%H-%M-%S", time.localtime(now)) + f"-{int(now % 1 * 1e6):06d}")
     note_created(run_dir)
     try:
-        results = run_task(cfg, run_dir, overrides=list(overrides), callbacks=callbacks)
+        with _console_log():
+            results = run_task(cfg, run_dir, overrides=list(overrides), callbacks=callbacks)
     except KeyboardInterrupt:
         raise
     except Exception as ex:  # noqa: BLE001
@@ -73,6 +75,27 @@ def run(*overrides: str, run_dir: str | Path | None = None, callbacks=()) -> dic
         raise DnnTrainError(message or (str(ex) if type(ex).__name__ == "Diverged" else one_line(ex)), code,
                             str(run_dir)) from ex
     return {**results, "run_dir": str(Path(run_dir).absolute())}
+
+
+@contextmanager
+def _console_log():
+    """Where no logging is set up (a notebook, a script), the run's log lines (one per epoch, the
+    phases after training, the result) go to stderr while it runs; a program that configured
+    logging (a handler on the root logger or dnn_train's) gets them its own way."""
+    import logging
+    import sys
+
+    logger = logging.getLogger("dnn_train")
+    if logger.hasHandlers():
+        yield
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Keras callbacks for what Keras' own do not cover: the learning rate and epoch time in the logs,
-a metrics.csv with 1-based epochs and fixed columns written as whole rows, one log line per epoch
-(Keras' CSVLogger and progress bar cover neither the columns nor the log file), randomness that is
-a function of the epoch (for exact resume), and stopping on a diverging loss with a record of where
+a metrics.csv with 1-based epochs and fixed columns written as whole rows, the progress display
+(Keras' CSVLogger and progress bar cover neither the columns nor the log file, nor fused steps),
+randomness that is a function of the epoch (for exact resume), and stopping on a diverging loss with a record of where
 (Keras' TerminateOnNaN only sets stop_training, after which the run would evaluate and save garbage).
 """
 from __future__ import annotations
@@ -11,7 +11,9 @@ import io
 import logging
 import math
 import os
+import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import keras
@@ -93,21 +95,106 @@ def _fmt(value) -> str:
     return f"{float(value):.6g}"
 
 
-class EpochLog(keras.callbacks.Callback):
-    """One log line per epoch (console and the run's dnn_train.log)."""
+class Progress(keras.callbacks.Callback):
+    """The run's progress during fit, every way it is shown (trainer.progress): `bar` (`auto` on a
+    terminal) draws one bar per epoch, then its one log line; `line` the log line alone; `none`
+    nothing. The bar is Keras' Progbar fed the optimizer's step count: Keras' own bar counts graph
+    calls (the fused loop's groups of trainer.fuse_steps, or steps_per_execution's, whose last one
+    overshoots the epoch's total) and prints the epoch's metrics itself, before our line. While the
+    bar is drawn, a log line first erases it (a filter on the console's handlers) and the bar comes
+    back below it: no line holds both."""
 
-    def __init__(self, epochs: int):
+    def __init__(self, epochs: int, steps: int, mode: str = "auto"):
         super().__init__()
-        self.epochs = epochs
+        self.epochs, self.steps = epochs, steps
+        self.bar = mode == "bar" or (mode == "auto" and sys.stdout.isatty())
+        self.line = mode != "none"
+        self._progbar, self._done = None, 0  # the epoch's bar while it is drawn on the line; its steps
+        self._gate = _EraseBar(self)
+
+    def on_train_begin(self, logs=None):
+        if self.bar:
+            for handler in console_handlers():
+                handler.addFilter(self._gate)
+
+    def on_train_end(self, logs=None):
+        self.close()
+
+    def close(self) -> None:
+        """End the bar's line (where the bar stands) and remove the filter: at fit's end, or however
+        fit ended (`showing`)."""
+        self._end_bar(self._done)
+        for handler in console_handlers():
+            handler.removeFilter(self._gate)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.bar:
+            self._first_step, self._done = int(self.model.optimizer.iterations), 0
+            self._progbar = keras.utils.Progbar(self.steps)
+            self._progbar.update(0, finalize=False)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._progbar is not None:
+            self._done = min(int(self.model.optimizer.iterations) - self._first_step, self.steps)
+            self._progbar.update(self._done, finalize=False)  # the epoch's end ends the line
 
     def on_epoch_end(self, epoch, logs=None):
-        logs = logs or {}
-        parts = [f"{k}={logs[k]:.4f}" for k in ("loss", "accuracy", "val_loss", "val_accuracy") if k in logs]
-        if "learning_rate" in logs:
-            parts.append(f"lr={logs['learning_rate']:.3g}")
-        if "epoch_seconds" in logs:
-            parts.append(f"{logs['epoch_seconds']:.1f}s")
-        log.info("epoch %d/%d  %s", epoch + 1, self.epochs, "  ".join(parts))
+        self._end_bar(self.steps)
+        if self.line:
+            log.info("epoch %d/%d  %s", epoch + 1, self.epochs, epoch_summary(logs or {}))
+
+    def _end_bar(self, done: int) -> None:
+        """Draw the bar at `done` steps and end its line."""
+        if self._progbar is not None:
+            bar, self._progbar = self._progbar, None
+            bar.update(done, finalize=True)
+
+    def erase_bar(self) -> None:
+        """Erase the bar from its line (it is drawn again at the next step)."""
+        if self._progbar is not None:
+            sys.stdout.write("\r\x1b[K")
+            sys.stdout.flush()
+
+
+@contextmanager
+def showing(callbacks: list):
+    """Around fit: a Progress among `callbacks` ends its bar's line and removes its filter however
+    fit ends (Keras calls on_train_end only when fit returns)."""
+    try:
+        yield
+    finally:
+        for callback in callbacks:
+            if isinstance(callback, Progress):
+                callback.close()
+
+
+class _EraseBar(logging.Filter):
+    """On a console handler: a log record first erases the progress bar from its line."""
+
+    def __init__(self, progress: Progress):
+        super().__init__()
+        self.progress = progress
+
+    def filter(self, record) -> bool:
+        self.progress.erase_bar()
+        return True
+
+
+def console_handlers() -> list:
+    """The logging handlers that write to the console: stream handlers (not files) of the root
+    logger and of dnn_train's (where the Python API adds its own)."""
+    handlers = logging.getLogger().handlers + log.handlers
+    return [h for h in handlers if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)]
+
+
+def epoch_summary(logs: dict) -> str:
+    """An epoch's metrics, learning rate and time on one line."""
+    parts = [f"{k}={logs[k]:.4f}" for k in ("loss", "accuracy", "val_loss", "val_accuracy") if k in logs]
+    if "learning_rate" in logs:
+        parts.append(f"lr={logs['learning_rate']:.3g}")
+    if "epoch_seconds" in logs:
+        parts.append(f"{logs['epoch_seconds']:.1f}s")
+    return "  ".join(parts)
 
 
 class EpochSeeds(keras.callbacks.Callback):

@@ -555,16 +555,27 @@ def _not_completed(runs) -> str:
     return f"{len(runs) - len(bad)} of {len(runs)} completed; {counts}"
 
 
+MARKERS = "os^vDP<>X*"  # with the 10 colours of matplotlib's cycle: 70 configurations told apart before one repeats
+
+
 def plot_curves(comparison: Comparison, path: Path) -> None:
     """Validation accuracy against epochs: per configuration the mean over its completed runs, a
-    band from the lowest to the highest of them, and its other runs dotted."""
+    band from the lowest to the highest of them, and its other runs dotted. Each configuration has
+    its own colour and marker and is shifted a few points along the epochs, so that configurations
+    with the same values do not hide each other; the legend, below the plot, holds the wrapped labels
+    and the figure grows to fit it."""
     import matplotlib
+    import matplotlib.transforms
     import pandas as pd
 
+    configurations = list(comparison.runs.groupby("_key", sort=False))
     fig, ax = artifacts.figure(figsize=(12, 5.5), constrained_layout=True)
     colors = matplotlib.rcParams["axes.prop_cycle"].by_key()["color"]
-    for i, (_, runs) in enumerate(comparison.runs.groupby("_key", sort=False)):
+    for i, (_, runs) in enumerate(configurations):
         color, label = colors[i % len(colors)], _wrapped(runs["configuration"].iloc[0])
+        shifted = matplotlib.transforms.offset_copy(ax.transData, fig, units="points",
+                                                    x=2.5 * (i - (len(configurations) - 1) / 2))
+        drawn = []  # shifted once drawn (a line drawn shifted would not count in the axes' limits)
         curves = {r.status: [] for r in runs.itertuples()}
         for r in runs.itertuples():
             curve = comparison.curves.get(r.run_dir)
@@ -573,21 +584,30 @@ def plot_curves(comparison: Comparison, path: Path) -> None:
         done = curves.get(COMPLETED, [])
         if done:
             by_epoch = pd.concat(done).groupby("epoch")["val_accuracy"].agg(["mean", "min", "max"])
-            ax.plot(by_epoch.index, by_epoch["mean"], "-", marker="o", markersize=3, color=color,
-                    label=f"{label} (n={len(done)})")
+            drawn += ax.plot(by_epoch.index, by_epoch["mean"], "-", marker=MARKERS[i % len(MARKERS)], markersize=4,
+                             color=color, label=f"{label} (n={len(done)})")
             if len(done) > 1:
-                ax.fill_between(by_epoch.index, by_epoch["min"], by_epoch["max"], color=color, alpha=0.2, lw=0)
+                drawn.append(ax.fill_between(by_epoch.index, by_epoch["min"], by_epoch["max"], color=color,
+                                             alpha=0.2, lw=0))
         others = [c for status, cs in curves.items() if status != COMPLETED for c in cs]
         for j, curve in enumerate(others):
-            ax.plot(curve["epoch"], curve["val_accuracy"], ":", color=color, lw=1,
-                    label=f"{label}: {_not_completed(runs)}" if j == 0 else None)
+            drawn += ax.plot(curve["epoch"], curve["val_accuracy"], ":", color=color, lw=1,
+                             label=f"{label}: {_not_completed(runs)}" if j == 0 else None)
+        for artist in drawn:
+            artist.set_transform(shifted)
     dotted = "; dotted: runs not completed" if (comparison.runs["status"] != COMPLETED).any() else ""
     ax.set(xlabel="epoch", ylabel="validation accuracy",
            title=f"validation accuracy per configuration: mean over seeds, band: lowest to highest seed{dotted}")
-    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.title.set_fontsize(10)
+    artifacts.integer_epochs(ax)
     ax.grid(alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the plot, not over it
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        columns = 1 if len(labels) < 4 else 2
+        rows = [labels[k:k + columns] for k in range(0, len(labels), columns)]
+        text_lines = sum(max(label.count("\n") + 1 for label in row) for row in rows)
+        fig.set_figheight(4.5 + 0.17 * text_lines + 0.05 * len(rows))  # room for the legend below the plot
+        fig.legend(handles, labels, loc="outside lower center", ncols=columns, fontsize=8)
     artifacts.save_figure(fig, path)
 
 
@@ -598,7 +618,7 @@ def plot_metric(comparison: Comparison, path: Path) -> None:
     metric, table = comparison.metric, comparison.runs
     groups = comparison.groups[comparison.groups["metric"] == metric]
     groups = sort_table(groups, "mean", not comparison.ascending)  # best at the top
-    fig, ax = artifacts.figure(figsize=(10, 1.8 + 0.45 * max(1, len(groups))), constrained_layout=True)
+    fig, ax = artifacts.figure(figsize=(10, 4), constrained_layout=True)
     labels = []
     for y, row in enumerate(groups.itertuples()):
         runs = table[table["configuration"] == row.configuration]
@@ -621,8 +641,11 @@ def plot_metric(comparison: Comparison, path: Path) -> None:
         if bad:
             tick.set_color("tab:red")
     ax.set_ylim(-0.7, len(labels) - 0.3)
-    ax.set(xlabel=metric, title=f"{metric} per configuration: mean over seeds (black) with its 95% confidence "
-                                "interval (Student t)\nas error bar; dots: single runs; dashed: the baseline's mean")
-    ax.title.set_fontsize(9)
+    # the figure's height: each configuration's rows of label text (8 points), at least 0.45 in; the title
+    # above the whole figure (over the axes alone, pushed right by the labels, it ran off the edge)
+    rows = sum(max(2, text.count("\n") + 1) for text, _ in labels)
+    fig.set_figheight(1.9 + 0.15 * rows + 0.1 * len(labels))
+    fig.suptitle(f"{metric} per configuration: mean over seeds (black) with its 95% confidence interval "
+                 "(Student t)\nas error bar; dots: single runs; dashed: the baseline's mean", fontsize=9)
     ax.grid(alpha=0.3, axis="x")
     artifacts.save_figure(fig, path)

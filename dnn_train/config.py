@@ -131,7 +131,7 @@ class TrainerConf:
     jit_compile: Any = "auto"  # true | false | auto (XLA on the fused loop where it pays: fused.xla_pays)
     share_compiled: bool = True  # a job differing from the last one only in seed (or constant rate) reuses its step
     precision: str = "float32"  # float32 | mixed_float16 | mixed_bfloat16 (Keras' mixed-precision policy)
-    progress: str = "auto"  # auto (bar on a terminal, a line per epoch otherwise) | bar | line | none
+    progress: str = "auto"  # auto (on a terminal a bar per epoch, then its line; else the line) | bar | line | none
     mc_samples: int = 0  # MC dropout: stochastic test passes with dropout on (0: off)
     resume: bool = False  # continue the run in hydra.run.dir from its last completed epoch
     diagnostics: bool = True  # per-layer activation and gradient statistics: diagnostics.csv, gradients.png

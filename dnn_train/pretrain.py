@@ -11,7 +11,8 @@ import numpy as np
 
 from dnn_train import artifacts, data
 from dnn_train.record import Run
-from dnn_train.train import _callbacks, _verbosity, save_model, setup
+from dnn_train.callbacks import showing
+from dnn_train.train import _callbacks, save_model, setup
 
 log = logging.getLogger("dnn_train")
 RECONSTRUCTIONS_FILE = "reconstructions.png"
@@ -38,12 +39,17 @@ def pretrain_autoencoder(cfg, run: Run, extra_callbacks=()) -> dict:
                   steps_per_execution=t.steps_per_execution, jit_compile=t.jit_compile)
     run.begin(task="pretrain_autoencoder", dataset=cfg.data.name, params=model.count_params(),
               train_examples=len(splits.x_train), loss=cfg.autoencoder.loss)
-    history = model.fit(image_pairs(splits.x_train, t.batch_size, True, t.seed),
-                        validation_data=image_pairs(splits.x_valid, data.eval_batch(t.batch_size), False, t.seed),
-                        epochs=t.epochs, callbacks=s.schedule_callbacks + _callbacks(cfg, run_dir, "pretrain", run)
-                        + list(extra_callbacks), verbose=_verbosity(t.progress), shuffle=False)
+    callbacks = [*s.schedule_callbacks, *_callbacks(cfg, run_dir, "pretrain", run, s.steps_per_epoch),
+                 *extra_callbacks]
+    with showing(callbacks):
+        history = model.fit(image_pairs(splits.x_train, t.batch_size, True, t.seed),
+                            validation_data=image_pairs(splits.x_valid, data.eval_batch(t.batch_size), False, t.seed),
+                            epochs=t.epochs, callbacks=callbacks, verbose=0, shuffle=False)
+    log.info("testing on %d images", len(splits.x_test))
     test_loss = model.evaluate(image_pairs(splits.x_test, data.eval_batch(t.batch_size), False, t.seed), verbose=0)
+    log.info("saving the model (%s) and checking it loads back", artifacts.MODEL_FILE)
     save_model(model, run_dir / artifacts.MODEL_FILE, splits.x_test[:64])
+    log.info("plotting %s and %s", artifacts.CURVES_FILE, RECONSTRUCTIONS_FILE)
     metrics = artifacts.read_metrics(run_dir / artifacts.METRICS_FILE)
     artifacts.plot_curves(metrics, run_dir / artifacts.CURVES_FILE, title="autoencoder pretraining")
     shown = splits.x_test[: cfg.autoencoder.examples_plot]

@@ -2,6 +2,7 @@
 TensorFlow, and run the task it names (`task=`): train, find_lr or pretrain_autoencoder."""
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import os
@@ -140,9 +141,12 @@ def _task(name: str):
 def import_backend() -> None:
     """Import Keras' backend (TensorFlow by default), once per process, and move what the import
     made out of the garbage collector's way. TensorFlow's C++ start-up lines (oneDNN, CPU
-    features) go to fd 2 whatever TF_CPP_MIN_LOG_LEVEL says: hidden during the import only."""
+    features) go to fd 2 whatever TF_CPP_MIN_LOG_LEVEL says: hidden during the import only. Keras
+    imported already (a notebook): TensorFlow's later lines quieted all the same (_quiet_tensorflow)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if "keras" in sys.modules:
+    if "keras" in sys.modules:  # imported before us (a notebook): TensorFlow read the variable already
+        level = os.environ["TF_CPP_MIN_LOG_LEVEL"]
+        _quiet_tensorflow(int(level) if level.isdigit() else 2)
         return
     if os.environ.get("DNN_TRAIN_DEBUG"):
         import keras  # noqa: F401
@@ -159,6 +163,33 @@ def import_backend() -> None:
     # objects of TensorFlow's and Keras' modules that took 0.2-0.3 s a job. Frozen, they are skipped
     # (by the automatic collections during tracing too): a 4-job sweep 9% faster (README, Performance).
     gc.freeze()
+
+
+@functools.cache
+def _quiet_tensorflow(level: int) -> None:
+    """TensorFlow's C++ log lines below `level` (TF_CPP_MIN_LOG_LEVEL's scale: 2 = errors only), in a
+    process that imported TensorFlow before the variable was set: the variable is read once, at
+    TensorFlow's import, into Abseil's minimum log level, which TensorFlow's Python API does not
+    expose; set here through Abseil's own setter, looked up in TensorFlow's framework library (its
+    name carries Abseil's release, so it is read from the library). Nothing happens where it is
+    not found (another backend, another build)."""
+    if os.environ.get("DNN_TRAIN_DEBUG") or "tensorflow" not in sys.modules:
+        return
+    import ctypes
+    import mmap
+    import re
+
+    try:
+        import tensorflow as tf
+
+        path = Path(tf.__file__).parent / "libtensorflow_framework.so.2"
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as image:
+            found = re.search(rb"_ZN4absl12lts_\d+14SetMinLogLevelENS0_18LogSeverityAtLeastE", image)
+            name = found.group().decode() if found else None
+        if name is not None:
+            getattr(ctypes.CDLL(str(path)), name)(ctypes.c_int(level))
+    except Exception:  # noqa: BLE001 - best effort: TensorFlow's lines stay as they are
+        pass
 
 
 def job_threads(threads) -> int | None:

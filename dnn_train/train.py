@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import math
-import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ from omegaconf import OmegaConf
 
 from dnn_train import (artifacts, checkpoint, compiled, data, diagnostics, distribute, fused, models, search, tracking,
                        transfer)
-from dnn_train.callbacks import EpochLog, EpochSeeds, EpochStats, MetricsCSV, StopOnDivergence
+from dnn_train.callbacks import EpochSeeds, EpochStats, MetricsCSV, Progress, StopOnDivergence, showing
 from dnn_train.config import ConfigError, chapter_warnings, source_file
 from dnn_train.evaluate import mc_dropout_predict, mc_metrics
 from dnn_train.optim import build_optimizer, current_learning_rate
@@ -151,12 +150,14 @@ def train(cfg, run: Run, extra_callbacks=()) -> dict:
             done = resume["epoch"] if resume else done
             end = done if resume and resume["stopped"] else start + phase.epochs  # stopped early: no more epochs,
             stopping = _early_stopping(cfg)  # but fit still restores the checkpoint and early stopping's best
-            callbacks = schedule_callbacks + _callbacks(cfg, run_dir, phase.name, run) + stopping
+            callbacks = [*schedule_callbacks, *_callbacks(cfg, run_dir, phase.name, run, s.steps_per_epoch),
+                         *stopping]
             callbacks += _watch(cfg, run_dir, splits) + list(extra_callbacks) + reporting
             callbacks += [epoch_seeds, StopOnDivergence(),
                           checkpoint.Checkpoint(run_dir, i, start, list(callbacks), resume)]  # last: sees all the others
-            history = model.fit(train_data, validation_data=valid_data, initial_epoch=done, epochs=end,
-                                callbacks=callbacks, verbose=_verbosity(t.progress), shuffle=False)  # batches come shuffled
+            with showing(callbacks):
+                history = model.fit(train_data, validation_data=valid_data, initial_epoch=done, epochs=end,
+                                    callbacks=callbacks, verbose=0, shuffle=False)  # batches come shuffled
             done += len(history.epoch)
             best = stopping[0] if stopping and stopping[0].restore_best_weights else None
             restored = best.best_epoch + 1 if best is not None and best.best_weights is not None else done
@@ -179,16 +180,20 @@ def training_batches(splits: data.Splits, t, group: int = 1):
 def _finish(cfg, run: Run, model, splits: data.Splits, restored_epoch: int) -> dict:
     """Evaluate on the test set, save the model and the plots, write the final record."""
     run_dir, t = run.dir, cfg.trainer
+    log.info("testing on %d images%s", len(splits.y_test),
+             f", then {t.mc_samples} MC dropout passes" if t.mc_samples else "")
     test_loss, test_accuracy = model.evaluate(
         data.make_dataset(splits.x_test, splits.y_test, data.eval_batch(t.batch_size), False, t.seed), verbose=0)
     if t.mc_samples:
         run.update(**mc_metrics(mc_dropout_predict(model, splits.x_test, t.mc_samples), splits.y_test))
         log.info("MC dropout (%d passes): accuracy %.4f, mean predictive std %.4f",
                  t.mc_samples, run.results["mc_accuracy"], run.results["mc_mean_std"])
+    log.info("saving the model (%s) and checking it loads back", artifacts.MODEL_FILE)
     saved = save_model(fused.plain(model), run_dir / artifacts.MODEL_FILE, splits.x_test[:64])
     metrics = artifacts.read_metrics(run_dir / artifacts.METRICS_FILE)
     run.update(test_loss=test_loss, test_accuracy=test_accuracy, epochs=len(metrics), saved_model_max_diff=saved,
                **artifacts.best_epoch(metrics), **artifacts.restored(metrics, restored_epoch))
+    log.info("plotting %s%s", artifacts.CURVES_FILE, f" and {diagnostics.GRADIENTS_PLOT}" if t.diagnostics else "")
     artifacts.plot_curves(metrics, run_dir / artifacts.CURVES_FILE, title=title(run))
     if t.diagnostics:
         table = artifacts.read_metrics(run_dir / diagnostics.DIAGNOSTICS_FILE)
@@ -254,17 +259,12 @@ def _watch(cfg, run_dir: Path, splits: data.Splits) -> list:
     return out
 
 
-def _callbacks(cfg, run_dir: Path, phase: str = "train", run: Run | None = None) -> list:
+def _callbacks(cfg, run_dir: Path, phase: str, run: Run | None, steps_per_epoch: int) -> list:
+    """The epoch's statistics, metrics.csv and the progress display (fit runs with verbose=0: ours
+    replaces Keras' bar)."""
     t = cfg.trainer
-    cbs = [EpochStats(), MetricsCSV(run_dir / artifacts.METRICS_FILE, phase, run)]
-    if t.progress != "none":
-        cbs.append(EpochLog(t.epochs))
-    return cbs
-
-
-def _verbosity(progress: str) -> int:
-    """Keras' progress bar on a terminal (or progress=bar); otherwise our one line per epoch."""
-    return 1 if progress == "bar" or (progress == "auto" and sys.stdout.isatty()) else 0
+    return [EpochStats(), MetricsCSV(run_dir / artifacts.METRICS_FILE, phase, run),
+            Progress(t.epochs, steps_per_epoch, t.progress)]
 
 
 def title(run: Run) -> str:
