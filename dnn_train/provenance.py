@@ -3,9 +3,11 @@
 - command: sys.argv and the overrides as typed;
 - code: the git commit of the checkout holding the imported dnn_train package and whether its tree
   is dirty (`git status`: changed tracked files, or untracked files git does not ignore); when dirty,
-  RUN_DIR/source.patch holds `git diff HEAD --binary` plus every untracked file as a new-file diff
-  (`git apply source.patch` on the commit gives the tree that ran; untracked files over
-  UNTRACKED_MAX_BYTES are left out and named). Outside a git checkout: the installed package's version;
+  RUN_DIR/source.patch holds `git diff HEAD --binary` plus every untracked code or config file
+  (UNTRACKED_COPIED: .py, .yaml) as a new-file diff (`git apply source.patch` on the commit gives the
+  code that ran); other untracked files, and those over UNTRACKED_MAX_BYTES, are named, not copied
+  (a stray .env or notes file must not travel into run directories and MLflow). Outside a git
+  checkout: the installed package's version;
 - versions: Python, dnn_train, Keras, the backend and its version, NumPy;
 - device: the CPU model and the cores this process may use, the threads it was given, and each GPU
   the backend sees (name, memory);
@@ -30,6 +32,7 @@ log = logging.getLogger("dnn_train")
 
 PATCH_FILE = "source.patch"
 UNTRACKED_MAX_BYTES = 1 << 20  # an untracked file larger than this is named, not copied into source.patch
+UNTRACKED_COPIED = (".py", ".yaml", ".yml")  # untracked files that can change what runs: copied; others named
 DATA_FILES_LISTED = 100  # more files than this (a folder of images): their hashes go to RUN_DIR/data.sha256
 DATA_MANIFEST = "data.sha256"
 PACKAGE = "dnn-train"
@@ -77,7 +80,8 @@ def code(run_dir: Optional[Path], where: Optional[Path] = None) -> dict:
 
 
 def _patch(top: Path, run_dir: Path) -> tuple[str, list]:
-    """`git diff HEAD` and each untracked file (not ignored, not in the run directory) as a new file."""
+    """`git diff HEAD` and each untracked code or config file (not ignored, not in the run directory)
+    as a new file; the names of the other untracked files."""
     parts, skipped = [_git(top, "diff", *DIFF, "HEAD")], []
     run_dir = Path(run_dir).resolve()
     for name in filter(None, _git(top, "ls-files", "--others", "--exclude-standard", "-z").split("\0")):
@@ -88,7 +92,7 @@ def _patch(top: Path, run_dir: Path) -> tuple[str, list]:
             big = path.lstat().st_size > UNTRACKED_MAX_BYTES
         except OSError:
             continue
-        if big:
+        if big or not name.endswith(UNTRACKED_COPIED):
             skipped.append(name)
             continue
         parts.append(_git(top, "diff", *DIFF, "--no-index", "--", "/dev/null", name, check=False))

@@ -104,10 +104,13 @@ def test_code_clean_dirty_and_outside_git(tmp_path):
 
     (repo / "dnn_train" / "stats.py").write_text((repo / "dnn_train" / "stats.py").read_text() + "\nCHANGED = 1\n")
     (repo / "dnn_train" / "new_module.py").write_text("NEW = 2\n")  # untracked, not ignored: in the patch
+    (repo / ".env").write_text("TOKEN=s3cr3t\n")  # untracked, not code: named, never copied
     (tmp_path / "dirty").mkdir()
     dirty = provenance.code(tmp_path / "dirty", where=repo)
     assert dirty["commit"] == head and dirty["dirty"] is True and dirty["patch"] == "source.patch"
+    assert dirty["untracked_not_in_patch"] == [".env"]
     patch = (tmp_path / "dirty" / "source.patch").read_bytes()
+    assert b"s3cr3t" not in patch
     assert dirty["patch_sha256"] == hashlib.sha256(patch).hexdigest()
     # the patch on the commit gives the tree that ran
     _git(repo, "worktree", "add", "-q", str(tmp_path / "again"), head)
