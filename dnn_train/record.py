@@ -412,7 +412,7 @@ class Run:
     def __enter__(self) -> "Run":
         with _space_or_refuse(self.dir):
             self.dir.mkdir(parents=True, exist_ok=True)
-        contents = {p.name for p in self.dir.iterdir()} - {LOCK_FILE}
+        contents = {p.name for p in self.dir.iterdir()} - {LOCK_FILE, RESERVE_FILE}
         if contents and not contents & RUN_FILES:  # judged before anything is opened, or the walk below
             raise Refused(f"{self.dir} exists and holds files that are not a dnn_train run; choose a new or "
                           "empty directory (hydra.run.dir=DIR)")
@@ -450,7 +450,7 @@ class Run:
     def _judge(self) -> None:
         from dnn_train.artifacts import CONFIG_FILE, RESULTS_FILE
 
-        contents = {p.name for p in self.dir.iterdir()} - {LOCK_FILE}
+        contents = {p.name for p in self.dir.iterdir()} - {LOCK_FILE, RESERVE_FILE}
         results_path = self.dir / RESULTS_FILE
         if not contents:
             return
@@ -537,7 +537,7 @@ class Run:
         from dnn_train import artifacts
 
         reserve = self.dir / RESERVE_FILE
-        if reserve.exists():
+        if reserve.is_file() and not reserve.is_symlink():
             return
         try:
             with _space_or_refuse(self.dir), open(reserve, "xb", opener=artifacts.nofollow) as f:

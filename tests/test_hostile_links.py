@@ -149,7 +149,7 @@ def _model():
 
 WRITERS = {  # what the run writes itself, each given the run directory with a link planted at its name
     "dnn_train.log": lambda run: run.begin(),
-    RESERVE_FILE: lambda run: run.begin(),
+    RESERVE_FILE: lambda run: run._reserve(),  # taken with the directory; made again if it has gone
     ".hydra": lambda run: run.begin(),
     "metrics.csv": lambda run: MetricsCSV(run.dir / "metrics.csv").on_epoch_end(0, {"loss": 1.0}),
     "checkpoint": lambda run: checkpoint.save_trained(run.dir, _model(), 1, 1),
@@ -169,6 +169,7 @@ def test_a_link_planted_while_the_run_runs_is_not_written_through(tmp_path, writ
         folder = name in (".hydra", "checkpoint")
         target = sandbox.outside / "folder" if folder else \
             sandbox.outside / "made-through-the-link" if name == RESERVE_FILE else sandbox.victim
+        (sandbox.run / name).unlink(missing_ok=True)  # .reserve: made when the run took its directory
         (sandbox.run / name).symlink_to(target, target_is_directory=folder)
         sandbox.freeze()
         try:

@@ -165,7 +165,7 @@ BAD_INPUT = {
     "init_from missing": (["model.init_from={tmp}/no_run"], "error: model.init_from={tmp}/no_run: no such file or directory"),
     "init_from not a model": (["model.init_from={tmp}/fake.keras"], "not a readable Keras model"),
     "init_from unsafe (Lambda)": (["model.init_from={lambda}"], "not a readable Keras model"),
-    "output dir not writable": (["hydra.run.dir={tmp}/a_file/run"], "failed: cannot write"),
+    "output dir not writable": (["hydra.run.dir={tmp}/a_file/run"], "error: cannot make the run directory"),
     "disk full during the run": (["trainer.epochs=2"], "failed: no space left writing"),
 }
 
