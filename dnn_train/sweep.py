@@ -38,6 +38,7 @@ PRUNED = "pruned"  # results.json's status of a trial a search's pruner stopped 
 # jobs they are redrawn only when the last drawing (on disk, whichever process made it) is this old.
 PLOT_EVERY = 30.0
 RUNNING: list = []  # the SweepSummary of the sweep this process runs (from on_multirun_start), for `ending`
+SIGNALLED: list = []  # the signals that interrupted it between jobs (see `ending`)
 
 
 def update_summary(sweep_dir: Path, metric: str, baseline: Optional[str] = None, final: bool = True,
@@ -77,9 +78,20 @@ def ending():
     try:
         yield
     except BaseException as ex:
+        # A signal's exception raised inside a library's half-done work (OmegaConf composing the next
+        # job's config) can be lost in its clean-up, which then fails in turn: the sweep was interrupted.
+        lost = bool(SIGNALLED) and not isinstance(ex, KeyboardInterrupt)
+        if lost:
+            from dnn_train.record import Interrupted
+
+            ex = Interrupted(SIGNALLED[-1])
         if RUNNING:
             RUNNING.pop().end(ex)
+        if lost:
+            raise ex from None
         raise
+    finally:
+        SIGNALLED.clear()
     if RUNNING:
         RUNNING.pop().end(None)
 
@@ -105,7 +117,7 @@ class SweepSummary(Callback):
         self.metric = metric
         self.baseline = baseline
         self.sweep_dir: Optional[Path] = None
-        self._sigterm = None  # the SIGTERM handler before the sweep's
+        self._sigterm = self._sigint = None  # the SIGTERM and SIGINT handlers before the sweep's
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         """The sweep ends in `ending`; from here to there SIGTERM interrupts it as Ctrl-C does, also
@@ -116,9 +128,11 @@ class SweepSummary(Callback):
         RUNNING[:] = [self]
         if threading.current_thread() is threading.main_thread():
             def interrupted(signum, frame):
+                SIGNALLED.append(signum)
                 raise Interrupted(signum)
 
             self._sigterm = signal.signal(signal.SIGTERM, interrupted)
+            self._sigint = signal.signal(signal.SIGINT, interrupted)
 
     def on_job_end(self, config: DictConfig, job_return, **kwargs) -> None:
         from hydra.core.hydra_config import HydraConfig
@@ -137,7 +151,7 @@ class SweepSummary(Callback):
         report (exit 1 if a job did not complete), or, interrupted, ex.sweep_note."""
         main_thread = threading.current_thread() is threading.main_thread()
         if main_thread:  # the sweep is over: a second signal waits until its summary is whole
-            sigint = signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
         try:
             if ex is None:
@@ -152,7 +166,7 @@ class SweepSummary(Callback):
                 ex.sweep_note = self.note(comparison)
         finally:
             if main_thread and not isinstance(ex, KeyboardInterrupt):  # interrupted: ignored until the exit line
-                signal.signal(signal.SIGINT, sigint)
+                signal.signal(signal.SIGINT, self._sigint or signal.default_int_handler)
                 signal.signal(signal.SIGTERM, self._sigterm or signal.SIG_DFL)
 
     def note(self, comparison) -> str:

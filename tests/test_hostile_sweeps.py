@@ -159,3 +159,29 @@ def test_every_way_out_of_a_sweep_writes_its_summary_from_the_jobs_on_disk(tmp_p
         assert set(after.values()) == {signal.SIG_IGN}  # a second signal waits for the exit line
     else:
         assert after == handlers  # the sweep's SIGTERM handler is gone with it
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_lost_in_a_librarys_clean_up_between_jobs_still_interrupts_the_sweep(tmp_path, monkeypatch, sig):
+    """Between jobs the next job's config is composed; a signal landing inside OmegaConf's half-done
+    work had its exception replaced by OmegaConf's failing clean-up ("'NoneType' object has no attribute
+    '_invalidate_flags_cache'", reported as bad input, exit 2). The sweep still ends as interrupted."""
+    monkeypatch.setattr(sys, "argv", ["dnn_train", "-m", "trainer.seed=1,2"])
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    summary = sweeps.SweepSummary()
+    try:
+        with pytest.raises(BaseException) as ended:
+            with sweeps.ending():
+                summary.on_multirun_start(OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}}))
+                fake_run(tmp_path / "0", ["trainer.seed=1"], status="completed")
+                try:  # the library's work, interrupted, and its clean-up failing in the finally
+                    os.kill(os.getpid(), sig)
+                    time.sleep(5)
+                finally:
+                    raise AttributeError("'NoneType' object has no attribute '_invalidate_flags_cache'")
+    finally:
+        for s, handler in handlers.items():
+            signal.signal(s, handler)
+    assert isinstance(ended.value, record.Interrupted) and ended.value.signum == sig, ended.value
+    assert "1 of the sweep's jobs started (1 completed)" in ended.value.sweep_note
+    assert "continue with: python -m dnn_train -m trainer.seed=1,2" in ended.value.sweep_note
