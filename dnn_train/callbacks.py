@@ -240,6 +240,14 @@ class StopOnDivergence(keras.callbacks.Callback):
         self.epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
+        from dnn_train.record import raise_if_signalled
+
+        raise_if_signalled()  # a Ctrl-C or SIGTERM whose exception TensorFlow swallowed stops the run here
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
             raise Diverged(self.epoch + 1, int(self.model.optimizer.iterations), float(loss))
+
+    def on_epoch_end(self, epoch, logs=None):
+        from dnn_train.record import raise_if_signalled
+
+        raise_if_signalled()

@@ -276,6 +276,16 @@ def _preempt_signal() -> signal.Signals:
 PREEMPT_SIGNAL = _preempt_signal()
 
 
+SIGNALLED: list = []  # the signal that is ending the running run (see raise_if_signalled)
+
+
+def raise_if_signalled() -> None:
+    """At a step boundary (a Keras callback): a signal whose exception was lost inside a library (raised
+    in TensorFlow's C code, which swallowed it) ends the run here, as it would have where it arrived."""
+    if SIGNALLED:
+        raise Interrupted(SIGNALLED[-1])
+
+
 class Interrupted(KeyboardInterrupt):
     """SIGTERM (or SIGINT): handled like Ctrl-C, remembering the signal for the exit code."""
 
@@ -574,13 +584,22 @@ class Run:
 
     # ------------------------------------------------------------ leaving
     def __exit__(self, kind, ex, tb) -> bool:
+        # A signal's exception raised inside a library's C code or clean-up can come out as another
+        # exception (TensorFlow: "SystemError: ... returned a result with an exception set"): the run
+        # was interrupted all the same.
+        lost = ex is not None and SIGNALLED and not isinstance(ex, KeyboardInterrupt)
+        if lost:
+            ex = Interrupted(SIGNALLED[-1])
         try:
             if ex is not None:
                 self._record_exception(ex)
         finally:
+            SIGNALLED.clear()
             requeue = self._leave()
         if requeue is not None:  # the run's record is written: now the scheduler's own handler requeues the job
             requeue()
+        if lost:
+            raise ex from None
         return False
 
     def _record_exception(self, ex: BaseException) -> None:
@@ -663,6 +682,7 @@ class Run:
             for sig in self._signals:
                 signal.signal(sig, signal.SIG_IGN)  # _leave puts the previous handlers back
             self._arrived = signum
+            SIGNALLED.append(signum)
             raise Interrupted(signum)
 
         signals = [signal.SIGINT, PREEMPT_SIGNAL]
