@@ -144,12 +144,15 @@ def _register_sweeper() -> None:
     `hydra/sweeper/basic` schema that ours then replaces."""
     from hydra.core.plugins import Plugins
 
-    plugins = Plugins.instance()  # the scan
-    from hydra_plugins.dnn_train_batched.batched_sweeper import BatchedSweeper
-    from hydra_plugins.dnn_train_optuna.optuna_sweeper import OptunaPruningSweeper
+    import importlib
 
-    plugins.register(BatchedSweeper)
-    plugins.register(OptunaPruningSweeper)
+    plugins = Plugins.instance()  # the scan
+    for module, name in (("hydra_plugins.dnn_train_batched.batched_sweeper", "BatchedSweeper"),
+                         ("hydra_plugins.dnn_train_optuna.optuna_sweeper", "OptunaPruningSweeper")):
+        try:  # an install whose path hides our plugins keeps Hydra's own basic sweeper, and runs
+            plugins.register(getattr(importlib.import_module(module), name))
+        except ImportError:
+            continue
 
 
 def main() -> None:
