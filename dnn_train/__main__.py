@@ -15,9 +15,10 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from dnn_train import sweep
+from dnn_train import errors, sweep
 from dnn_train.config import CONF_DIR, describe_error, option_summaries
-from dnn_train.record import one_line, remove_created_unused
+from dnn_train.record import remove_created_unused
+from dnn_train.errors import one_line
 
 USAGE = """\
 dnn_train: train a deep neural network from Hydra config groups (Keras 3).
@@ -85,7 +86,8 @@ def _sweep_job(cfg: DictConfig) -> float:
     from hydra.core.hydra_config import HydraConfig
 
     from dnn_train import search
-    from dnn_train.record import REFUSED, Refused
+    from dnn_train.record import REFUSED
+    from dnn_train.errors import Refused
     from dnn_train.tasks import run_task
 
     try:
@@ -94,7 +96,7 @@ def _sweep_job(cfg: DictConfig) -> float:
     except KeyboardInterrupt:
         raise
     except Exception as ex:  # noqa: BLE001 - recorded, and the next job runs
-        if _debug() or search.is_pruned(ex):
+        if _debug() or errors.is_pruned(ex):
             raise  # pruned: the search's sweeper records the trial as such
         message = describe_error(ex) or one_line(ex)
         job = HydraConfig.get().job.num

@@ -15,13 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-
-class DnnTrainError(Exception):
-    """A run refused (bad input: exit_code 2) or failed (exit_code 1); str() is the one-line message."""
-
-    def __init__(self, message: str, exit_code: int, run_dir: str | None = None):
-        super().__init__(message)
-        self.message, self.exit_code, self.run_dir = message, exit_code, run_dir
+from dnn_train.errors import Diverged, DnnTrainError, one_line
 
 
 # Hydra's compose API sets one global (GlobalHydra) for the process: two threads composing at once
@@ -55,7 +49,7 @@ def run(*overrides: str, run_dir: str | Path | None = None, callbacks=()) -> dic
     callbacks for the fit (e.g. to watch or stop it). One run trains at a time per process: a call
     from a second thread while one runs waits for it, then runs with its own seeds and log."""
     from dnn_train.config import describe_error
-    from dnn_train.record import note_created, one_line
+    from dnn_train.record import note_created
     from dnn_train.tasks import run_task
 
     cfg = compose(*overrides)
@@ -72,7 +66,7 @@ def run(*overrides: str, run_dir: str | Path | None = None, callbacks=()) -> dic
     except Exception as ex:  # noqa: BLE001
         message = describe_error(ex)
         code = 2 if message is not None else 1
-        raise DnnTrainError(message or (str(ex) if type(ex).__name__ == "Diverged" else one_line(ex)), code,
+        raise DnnTrainError(message or (str(ex) if isinstance(ex, Diverged) else one_line(ex)), code,
                             str(run_dir)) from ex
     return {**results, "run_dir": str(Path(run_dir).absolute())}
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from dnn_train.errors import Diverged
 from dnn_train.optim import current_learning_rate
 from dnn_train.artifacts import METRIC_COLUMNS, nofollow
 
@@ -220,15 +221,6 @@ def seed_state(seed: int, layer: int, epoch: int) -> list[int]:
     make layer i at step t repeat layer i+1's mask of step t-1) and the second the epochs (2**20
     draws apart: more than any epoch's steps)."""
     return [int(np.random.SeedSequence([seed, layer]).generate_state(1, np.uint32)[0]) >> 1, epoch << 20]
-
-
-class Diverged(RuntimeError):
-    """The training loss became NaN or infinite."""
-
-    def __init__(self, epoch: int, step: int, loss: float):
-        super().__init__(f"loss became {loss} at epoch {epoch} (step {step}); lower optimizer.learning_rate "
-                         "or clip the gradients (optimizer.clipnorm=1.0)")
-        self.epoch, self.step = epoch, step
 
 
 class StopOnDivergence(keras.callbacks.Callback):

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Optional
 
 from dnn_train import artifacts, record, stats
+from dnn_train.errors import BadRun, BaselineError
 
 SUMMARY_CSV = "summary.csv"
 GROUPS_CSV = "summary_groups.csv"
@@ -53,14 +54,6 @@ SEED = "trainer.seed"
 NOT_CONFIGURATION = (SEED, "trainer.resume", "trainer.progress", "run.name", "run.tags", "run.notes")
 NO_COMPLETED_RUN = "no completed run"
 BASELINE = "baseline"
-
-
-class BadRun(ValueError):
-    """A run directory whose files cannot be read: skipped, with this reason."""
-
-
-class BaselineError(ValueError):
-    """A baseline that names no configuration, or several."""
 
 
 @dataclass

@@ -74,11 +74,8 @@ LOG_STREAMS = ("ext://sys.stdout", "ext://sys.stderr")
 LOGGING_SECTIONS = ("job_logging", "hydra_logging")
 
 
-class ConfigError(ValueError):
-    """A user-facing configuration problem: reported as one line, exit code 2."""
-
-
-from dnn_train.data.catalog import DATASETS  # noqa: E402 - here, after ConfigError, which dnn_train.data imports
+from dnn_train.data.catalog import DATASETS
+from dnn_train.errors import ConfigError
 
 
 @dataclass

@@ -16,7 +16,8 @@ from hydra.utils import get_class
 from keras import ops
 from omegaconf import OmegaConf
 
-from dnn_train.config import ConfigError, keras_kwargs, make
+from dnn_train.config import keras_kwargs, make
+from dnn_train.errors import ConfigError
 
 
 @keras.saving.register_keras_serializable(package="dnn_train")

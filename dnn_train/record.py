@@ -32,7 +32,7 @@ from typing import Optional
 from hydra.experimental.callback import Callback
 
 from dnn_train import provenance
-from dnn_train.config import ConfigError
+from dnn_train.errors import NO_LINKS, ConfigError, Diverged, Interrupted, NoSpace, Refused, RunBusy, is_pruned, one_line
 
 LOCK_FILE = ".lock"
 HEARTBEAT_S = 30.0     # the lock file's heartbeat is rewritten this often while its run lives
@@ -43,10 +43,6 @@ try:
     import fcntl
 except ImportError:  # not POSIX: no locking (documented)
     fcntl = None
-
-
-class RunBusy(RuntimeError):
-    """Another live process owns the run directory."""
 
 
 def job_identity() -> Optional[str]:
@@ -286,31 +282,6 @@ def raise_if_signalled() -> None:
         raise Interrupted(SIGNALLED[-1])
 
 
-class Interrupted(KeyboardInterrupt):
-    """SIGTERM (or SIGINT): handled like Ctrl-C, remembering the signal for the exit code."""
-
-    def __init__(self, signum: int):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-class Refused(ConfigError):
-    """This invocation may not use the run directory (held by another process, a different config,
-    a finished run without resume): nothing in it was changed. One line, exit code 2."""
-
-
-class NoSpace(Refused):
-    """The disk cannot hold the run's record: refused before anything is written (exit code 2), so a
-    full disk leaves either a truthful results.json or no run directory at all."""
-
-    def __init__(self, run_dir: Path):
-        where = next((p for p in (run_dir, *run_dir.parents) if p.exists()), run_dir)
-        free = shutil.disk_usage(where).free // 1024 if where.exists() else 0
-        super().__init__(f"no space left on the disk of {run_dir} ({free} KB free; a run keeps {RESERVE_BYTES // 1024} "
-                         "KB for its record before it starts): free some space, or write elsewhere with "
-                         "hydra.run.dir=DIR")
-
-
 def _remove_if_empty(path: Path) -> None:
     try:
         path.rmdir()
@@ -326,7 +297,9 @@ def _space_or_refuse(run_dir: Path):
     except OSError as ex:
         if ex.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
-        raise NoSpace(run_dir) from None
+        where = next((p for p in (run_dir, *run_dir.parents) if p.exists()), run_dir)
+        free = shutil.disk_usage(where).free // 1024 if where.exists() else 0
+        raise NoSpace(run_dir, free, RESERVE_BYTES // 1024) from None
 
 
 def remove_created(run_dir: Path) -> bool:
@@ -363,7 +336,6 @@ def note_created(path: Path) -> None:
         CREATED.add(missing)
 
 
-NO_LINKS = "dnn_train never writes through a link it did not make: remove it or choose another hydra.run.dir"
 
 
 def refuse_links(run_dir: Path) -> None:
@@ -603,7 +575,7 @@ class Run:
         return False
 
     def _record_exception(self, ex: BaseException) -> None:
-        from dnn_train.config import ConfigError, describe_error
+        from dnn_train.config import describe_error
 
         if isinstance(ex, ConfigError) and not self._begun and not self.record_bad_input:
             self._remove_what_we_made()  # bad input: as if this invocation never ran
@@ -618,10 +590,10 @@ class Run:
                     "%s (preempted, or the time limit is near): interrupted; a requeued job resumes the run from its "
                     "last epoch's checkpoint", PREEMPT_SIGNAL.name)
             self.finish("interrupted")
-        elif type(ex).__name__ == "Diverged":
+        elif isinstance(ex, Diverged):
             self.finish("diverged", error=str(ex), diverged_epoch=getattr(ex, "epoch", None),
                         diverged_step=getattr(ex, "step", None))
-        elif type(ex).__name__ == "TrialPruned":  # a search's pruner stopped it: it will never resume
+        elif is_pruned(ex):  # a search's pruner stopped it: it will never resume
             done = self._epochs_done()
             message = f"pruned by the search's pruner after epoch {done.get('epochs')}"
             logging.getLogger("dnn_train").info("%s (best val accuracy %s)", message, done.get("best_val_accuracy"))
@@ -741,24 +713,6 @@ def _label(cfg) -> dict:
     label = cfg.get("run") or {}
     return {"name": label.get("name"), "tags": [str(t) for t in label.get("tags") or []],
             "notes": label.get("notes")}
-
-
-def one_line(ex: BaseException) -> str:
-    """A failure in one line: disk problems named as such, otherwise the exception's first line."""
-    if isinstance(ex, OSError) and ex.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
-        return f"no space left writing {ex.filename or 'the run directory'} ({ex.strerror}); free some " \
-               "space or write elsewhere with hydra.run.dir=DIR"
-    if isinstance(ex, OSError) and ex.errno in (errno.EACCES, errno.EROFS, errno.ENOTDIR, errno.EPERM):
-        return f"cannot write {ex.filename or 'the run directory'} ({ex.strerror}); choose a writable " \
-               "output directory with hydra.run.dir=DIR"
-    if isinstance(ex, OSError) and ex.errno == errno.ELOOP:  # artifacts.nofollow refused a link made while running
-        return f"{ex.filename} is a symbolic link; {NO_LINKS}"
-    if isinstance(ex, RecursionError):
-        return "the model is too deep for Keras to build (Python's recursion limit); lower model.depth"
-    if isinstance(ex, MemoryError) or type(ex).__name__ == "ResourceExhaustedError":
-        return "out of memory; make the model (model.units, model.filters) or trainer.batch_size smaller"
-    text = str(ex).strip()
-    return f"{type(ex).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": ")
 
 
 @contextmanager

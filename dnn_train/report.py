@@ -14,7 +14,7 @@ import os
 import sys
 from pathlib import Path
 
-from dnn_train import artifacts, compare, rundiff
+from dnn_train import errors, artifacts, compare, rundiff
 from dnn_train.rundiff import DEFAULT_TOLERANCE
 
 PROG = "python -m dnn_train.report"
@@ -107,7 +107,7 @@ def _report(args, compare) -> int:
     ascending = None if args.sort is None else args.sort == "asc"
     try:
         comparison = compare.build(runs, args.metric, args.baseline, ascending, correction=args.correction)
-    except compare.BaselineError as ex:
+    except errors.BaselineError as ex:
         return _error(str(ex), 2)
     for line in comparison.skipped:
         print(f"dnn_train.report: skipping {line}", file=sys.stderr)
@@ -163,7 +163,7 @@ def _by_tag(comparison, metric: str):
 def _diff(args) -> int:
     try:
         a, b = (rundiff.read(p) for p in args.diff)
-    except rundiff.NotARun as ex:
+    except errors.NotARun as ex:
         return _error(str(ex), 2)
     print(rundiff.diff_text(a, b), end="")
     out = Path(args.out or "diff.png")
@@ -182,7 +182,7 @@ def _rerun(args) -> int:
     try:
         original = rundiff.read(args.rerun)
         cfg = rundiff.saved_config(original)
-    except rundiff.NotARun as ex:
+    except errors.NotARun as ex:
         return _error(str(ex), 2)
     now = time.time()
     new_dir = Path(args.out) if args.out else Path("outputs") / time.strftime("%Y-%m-%d", time.localtime(now)) / (

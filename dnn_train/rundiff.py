@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Optional
 
 from dnn_train import compare
+from dnn_train.errors import BadRun, NotARun
 from dnn_train.provenance import environment
 
 NOT_NUMBERS = {"pid", "wall_seconds", "rss_mb", "saved_model_max_diff"}  # timings and this process's, not results
@@ -23,17 +24,13 @@ DEFAULT_TOLERANCE = 0.01
 MISSING = "(not recorded)"
 
 
-class NotARun(ValueError):
-    """A path that is no readable run directory (bad input: exit 2)."""
-
-
 def read(path) -> compare.Run:
     path = Path(path)
     if not (path / "results.json").is_file():
         raise NotARun(f"{path}: not a dnn_train run directory (no results.json)")
     try:
         return compare.read_run(path)
-    except compare.BadRun as ex:
+    except BadRun as ex:
         raise NotARun(f"{path}: {ex}") from None
 
 

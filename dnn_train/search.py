@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 from omegaconf import DictConfig, OmegaConf
 
-from dnn_train.config import ConfigError
+from dnn_train.errors import ConfigError, is_pruned
 
 if TYPE_CHECKING:
     import optuna
@@ -485,11 +485,6 @@ def _consecutive(trials: list) -> list[list]:
 
 
 # ---------------------------------------------------------------- the job side
-def is_pruned(ex: BaseException) -> bool:
-    """optuna.TrialPruned, told by name (Optuna need not be imported to ask)."""
-    return type(ex).__name__ == "TrialPruned"
-
-
 def _search_config():
     """hydra.sweeper when this process runs a job of our search, else None (Optuna not imported)."""
     from hydra.core.hydra_config import HydraConfig

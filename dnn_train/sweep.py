@@ -82,7 +82,7 @@ def ending():
         # job's config) can be lost in its clean-up, which then fails in turn: the sweep was interrupted.
         lost = bool(SIGNALLED) and not isinstance(ex, KeyboardInterrupt)
         if lost:
-            from dnn_train.record import Interrupted
+            from dnn_train.errors import Interrupted
 
             ex = Interrupted(SIGNALLED[-1])
         if RUNNING:
@@ -107,7 +107,7 @@ def resume_command(sweep_dir) -> str:
 
 class SweepSummary(Callback):
     def __init__(self, metric: str = "best_val_accuracy", baseline: Optional[str] = None, correction: str = "holm"):
-        from dnn_train.config import ConfigError
+        from dnn_train.errors import ConfigError
         from dnn_train.stats import check_correction
 
         try:  # Hydra makes the callbacks before any job: a bad name stops the sweep before it starts
@@ -122,7 +122,7 @@ class SweepSummary(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         """The sweep ends in `ending`; from here to there SIGTERM interrupts it as Ctrl-C does, also
         between jobs (a job's own handler, dnn_train/record.py, takes over while it runs)."""
-        from dnn_train.record import Interrupted
+        from dnn_train.errors import Interrupted
 
         self.sweep_dir = Path(str(config.hydra.sweep.dir))
         RUNNING[:] = [self]

@@ -14,8 +14,10 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from dnn_train.config import ConfigError, check_choices, check_targets, describe_error, validate
-from dnn_train.record import Run, one_line, remove_created
+from dnn_train.config import check_choices, check_targets, describe_error, validate
+from dnn_train.errors import ConfigError
+from dnn_train.record import Run, remove_created
+from dnn_train.errors import one_line
 
 log = logging.getLogger("dnn_train")
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from dnn_train.config import ConfigError
+from dnn_train.errors import ConfigError
 
 log = logging.getLogger("dnn_train")
 

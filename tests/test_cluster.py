@@ -15,7 +15,7 @@ import time
 import pandas as pd
 import pytest
 
-from dnn_train import record
+from dnn_train import errors, record
 from tests.conftest import SMALL, make_cfg, read_results
 from tests.test_reliability import SLOW, popen_cli
 
@@ -78,12 +78,12 @@ def test_a_requeued_job_continues_its_own_run_without_a_flag_and_another_job_is_
     with pytest.raises(KeyboardInterrupt):
         with record.Run(run_dir, make_cfg(*SMALL), []) as run:
             run.begin()
-            raise record.Interrupted(signal.SIGUSR2)
+            raise errors.Interrupted(signal.SIGUSR2)
     assert read_results(run_dir)["job"] == "slurm:4242.batch/0"
     with record.Run(run_dir, make_cfg(*SMALL), []) as run:  # the requeued instance: same job, no trainer.resume
         assert run.state == "resume"
     monkeypatch.setenv("SLURM_JOB_ID", "4243")  # another job is another process
-    with pytest.raises(record.Refused, match="already holds a run"):
+    with pytest.raises(errors.Refused, match="already holds a run"):
         with record.Run(run_dir, make_cfg(*SMALL), []):
             pass
 
@@ -99,7 +99,7 @@ def claim(run_dir, host="node-b", age=0.0, pid=12345, job=None):
 
 def test_a_live_run_on_another_host_is_never_taken_over_and_a_dead_one_is(tmp_path):
     claim(tmp_path / "live", age=5)
-    with pytest.raises(record.RunBusy, match=r"in use by pid 12345 on node-b .*heartbeat [567] s ago"):
+    with pytest.raises(errors.RunBusy, match=r"in use by pid 12345 on node-b .*heartbeat [567] s ago"):
         record.RunLock(tmp_path / "live").acquire()
     assert record.is_alive(tmp_path / "live") is True
     assert record.liveness(tmp_path / "live", {"status": "running"}) == "running"
@@ -119,7 +119,7 @@ def test_the_same_job_requeued_on_another_host_takes_its_lock_over_and_another_j
     for name in ("SLURM_ARRAY_JOB_ID", "SLURM_STEP_ID", "SLURM_PROCID"):
         monkeypatch.delenv(name, raising=False)
     claim(tmp_path / "other", age=1, job="slurm:76.batch/0")  # another job, alive on node-b
-    with pytest.raises(record.RunBusy):
+    with pytest.raises(errors.RunBusy):
         record.RunLock(tmp_path / "other").acquire()
     claim(tmp_path / "run", age=1, job="slurm:77.batch/0")  # this job, preempted on node-b a second ago
     lock = record.RunLock(tmp_path / "run")
@@ -148,7 +148,7 @@ def test_the_heartbeat_keeps_a_run_on_a_filesystem_without_flock_and_its_end_fre
 
     monkeypatch.setattr(record.fcntl, "flock", no_flock)
     monkeypatch.setattr(record.socket, "gethostname", lambda: "node-b")
-    with pytest.raises(record.RunBusy, match="in use by pid"):
+    with pytest.raises(errors.RunBusy, match="in use by pid"):
         record.RunLock(tmp_path).acquire()
     assert record.is_alive(tmp_path) is True
     a._stop.set()  # host A dies without a word: no more heartbeats, the file still names it
@@ -165,7 +165,7 @@ def test_the_heartbeat_keeps_a_run_on_a_filesystem_without_flock_and_its_end_fre
 def test_without_flock_on_this_host_the_holders_pid_decides(tmp_path, monkeypatch):
     monkeypatch.setattr(record.fcntl, "flock", no_flock)
     claim(tmp_path / "live", host=socket.gethostname(), pid=os.getppid())
-    with pytest.raises(record.RunBusy):
+    with pytest.raises(errors.RunBusy):
         record.RunLock(tmp_path / "live").acquire()
     dead = _a_dead_pid()
     claim(tmp_path / "dead", host=socket.gethostname(), pid=dead)

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from dnn_train import compare, record, sweep
+from dnn_train import errors, compare, record, sweep
 from tests.conftest import REPO
 
 CONFIG = {"optimizer": {"_target_": "keras.optimizers.SGD", "learning_rate": 0.01},
@@ -168,12 +168,12 @@ def test_the_baseline_is_job_0s_configuration_or_the_one_named(tmp_path):
     assert groups_of(flipped)["verdict"].to_dict() == {"optimizer=sgd": "worse", "optimizer=adam": "baseline"}
     # a resolved config value names it too; test_loss-like metrics: lower is better
     assert compare.build(runs, baseline="optimizer._target_=keras.optimizers.Adam").baseline == "optimizer=adam"
-    with pytest.raises(compare.BaselineError, match="matches no configuration; the configurations are: "
+    with pytest.raises(errors.BaselineError, match="matches no configuration; the configurations are: "
                                                     "optimizer=sgd; optimizer=adam"):
         compare.build(runs, baseline="optimizer=nadam")
-    with pytest.raises(compare.BaselineError, match="matches 2 configurations"):
+    with pytest.raises(errors.BaselineError, match="matches 2 configurations"):
         compare.build(runs, baseline="model.units=16")
-    with pytest.raises(compare.BaselineError, match="trainer.seed cannot choose"):
+    with pytest.raises(errors.BaselineError, match="trainer.seed cannot choose"):
         compare.build(runs, baseline="trainer.seed=0")
     # in a sweep the baseline's jobs may not have run yet: a note, no verdicts
     pending = compare.build(runs, baseline="optimizer=nadam", strict=False)

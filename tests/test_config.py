@@ -8,7 +8,8 @@ import sys
 import pytest
 
 from dnn_train import DnnTrainError, compose
-from dnn_train.config import CONF_DIR, ConfigError, options, validate
+from dnn_train.config import CONF_DIR, options, validate
+from dnn_train.errors import ConfigError
 from tests.conftest import REPO, make_cfg, run_cli
 
 REQUIRED = {

@@ -20,7 +20,8 @@ from PIL import Image
 
 from dnn_train import data
 from dnn_train.config import options
-from dnn_train.data import DataError, formats, sources
+from dnn_train.data import formats, sources
+from dnn_train.errors import DataError
 from dnn_train.data.errors import Limit
 from dnn_train.data.catalog import DATASETS, IDX_FILES
 from tests.conftest import REPO, make_cfg, real_data_root

@@ -16,7 +16,8 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from dnn_train import data
-from dnn_train.data import DataError, sources
+from dnn_train.data import sources
+from dnn_train.errors import DataError
 from dnn_train.data.catalog import IDX_FILES
 from tests.conftest import make_cfg, read_results, run_cli
 from tests.datafiles import tar_gz, write_cifar, write_cifar100, write_fashion, write_mnist_npz

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from dnn_train.config import ConfigError
+from dnn_train.errors import ConfigError
 from dnn_train.models import blocks, build_model
 from tests.conftest import make_cfg
 

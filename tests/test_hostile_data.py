@@ -25,8 +25,10 @@ from keras.src.utils.dataset_utils import index_directory  # what image_dataset_
 from keras.src.utils.image_dataset_utils import ALLOWLIST_FORMATS
 
 from dnn_train import data
-from dnn_train.config import ConfigError, source_file
-from dnn_train.data import DataError, sources
+from dnn_train.config import source_file
+from dnn_train.errors import ConfigError
+from dnn_train.data import sources
+from dnn_train.errors import DataError
 from tests.conftest import make_cfg
 from tests.datafiles import write_images
 from tests.hostile import SMALL_RUN, Sandbox

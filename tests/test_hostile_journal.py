@@ -31,7 +31,7 @@ def test_a_planted_journal_is_refused_and_nothing_outside_changes(kind, tmp_path
     pytest.importorskip("optuna", minversion="4", reason="needs the sweeps extra (optuna>=4)")
     pytest.importorskip("optuna_integration", reason="needs the sweeps extra (optuna-integration)")
     from dnn_train import search
-    from dnn_train.config import ConfigError
+    from dnn_train.errors import ConfigError
 
     sandbox = Sandbox(tmp_path)
     journal = sandbox.run / search.JOURNAL_FILE

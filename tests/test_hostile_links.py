@@ -24,7 +24,8 @@ import pytest
 from dnn_train import artifacts, checkpoint
 from dnn_train.api import compose, run
 from dnn_train.callbacks import MetricsCSV
-from dnn_train.record import RESERVE_FILE, Interrupted, Refused, Run, one_line
+from dnn_train.record import RESERVE_FILE, Run
+from dnn_train.errors import Interrupted, Refused, one_line
 from tests.hostile import SMALL_RUN, Sandbox
 
 REFUSAL = "dnn_train never writes through a link it did not make: remove it or choose another hydra.run.dir"

@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from dnn_train import record
+from dnn_train import errors, record
 from tests.hostile import SMALL_RUN, Sandbox, snapshot
 
 NOW = object()  # stands for "the current time" in the generated cases
@@ -75,7 +75,7 @@ def test_every_lock_file_is_judged_by_the_rule_alone(tmp_path, monkeypatch, floc
         lock = record.RunLock(run_dir)
         try:
             lock.acquire(wait=0)
-        except record.RunBusy as ex:
+        except errors.RunBusy as ex:
             assert busy, f"refused, but the file names no live holder: {fields}"
             message = str(ex)
             assert message.isprintable() and "\n" not in message, repr(message)

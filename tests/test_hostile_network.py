@@ -9,7 +9,8 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from dnn_train.config import NETWORK_KEYS, ConfigError, check_network_keys
+from dnn_train.config import NETWORK_KEYS, check_network_keys
+from dnn_train.errors import ConfigError
 from tests.conftest import make_cfg
 from tests.hostile import SMALL_RUN, Sandbox
 

@@ -25,7 +25,7 @@ def test_cli_a_sweep_with_an_unknown_correction_is_bad_input_before_any_job(tmp_
 
 @pytest.mark.parametrize("value", [*NOT_CORRECTIONS, None, 0.05, ["holm"]])
 def test_the_summary_callback_refuses_every_name_but_holm_bh_and_none(value):
-    from dnn_train.config import ConfigError
+    from dnn_train.errors import ConfigError
     from dnn_train.sweep import SweepSummary
 
     with pytest.raises(ConfigError, match="expected holm, bh"):

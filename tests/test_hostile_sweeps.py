@@ -24,7 +24,7 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from dnn_train import record, sweep as sweeps
+from dnn_train import errors, record, sweep as sweeps
 from tests.conftest import REPO
 from tests.hostile import SMALL_RUN, Sandbox
 from tests.test_compare import fake_run
@@ -128,7 +128,7 @@ def test_an_interrupted_sweep_lists_every_started_job_and_says_how_to_continue(t
 
 
 # The ways a sweep can end: after its last job (None), Ctrl-C, SIGTERM, a bug.
-WAYS_OUT = [None, KeyboardInterrupt(), record.Interrupted(signal.SIGTERM), RuntimeError("a bug")]
+WAYS_OUT = [None, KeyboardInterrupt(), errors.Interrupted(signal.SIGTERM), RuntimeError("a bug")]
 # What the jobs left on disk: every status a job can have; a "running" one whose process is gone.
 LEFT = {0: "completed", 1: "failed", 2: "diverged", 3: "interrupted", 4: "pruned", 5: "running"}
 
@@ -195,6 +195,6 @@ def test_a_signal_lost_in_a_librarys_clean_up_between_jobs_still_interrupts_the_
     finally:
         for s, handler in handlers.items():
             signal.signal(s, handler)
-    assert isinstance(ended.value, record.Interrupted) and ended.value.signum == sig, ended.value
+    assert isinstance(ended.value, errors.Interrupted) and ended.value.signum == sig, ended.value
     assert "1 of the sweep's jobs started (1 completed)" in ended.value.sweep_note
     assert "continue with: python -m dnn_train -m trainer.seed=1,2" in ended.value.sweep_note

@@ -9,8 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dnn_train.config import ConfigError, validate
-from dnn_train.data import DataError, class_indices, load, select_classes
+from dnn_train.config import validate
+from dnn_train.errors import ConfigError
+from dnn_train.data import class_indices, load, select_classes
+from dnn_train.errors import DataError
 from dnn_train.tasks import run_task
 from tests.conftest import make_cfg, read_results, real_data_root, run_cli
 

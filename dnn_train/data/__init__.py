@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Optional
 from omegaconf import DictConfig, OmegaConf
 
 from dnn_train.data.catalog import DATASETS, Dataset
-from dnn_train.data.errors import DataError, Limit
+from dnn_train.data.errors import Limit
+from dnn_train.errors import DataError
 
 if TYPE_CHECKING:
     from dnn_train.data.sources import Found

@@ -1,12 +1,8 @@
-"""DataError: what every data module raises for data that is missing or malformed; Limit: the one
+"""Limit: the one
 size check every reader and the archive extraction make before they allocate or write."""
 from typing import NamedTuple, Optional
 
-from dnn_train.config import ConfigError
-
-
-class DataError(ConfigError):
-    """Data missing or malformed: reported as one line, exit code 2."""
+from dnn_train.errors import DataError
 
 
 class Limit(NamedTuple):

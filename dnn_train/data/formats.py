@@ -29,7 +29,8 @@ from PIL import Image
 
 from dnn_train.data import sources
 from dnn_train.data.catalog import IDX_FILES
-from dnn_train.data.errors import DataError, Limit
+from dnn_train.data.errors import Limit
+from dnn_train.errors import DataError
 
 IMAGE_FORMATS = ("BMP", "GIF", "JPEG", "PNG")  # PIL's plugins for IMAGE_SUFFIXES, the only ones tried
 Image.preinit()  # loads them now rather than at the first decode

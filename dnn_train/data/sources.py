@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import NamedTuple, Optional
 
 from dnn_train.data.catalog import Dataset, Layout
-from dnn_train.data.errors import DataError, Limit
+from dnn_train.data.errors import Limit
+from dnn_train.errors import DataError
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from typing import Optional, Sequence
 
 import keras
 
-from dnn_train.config import ConfigError
+from dnn_train.errors import ConfigError
 from dnn_train.models.parts import Knobs
 
 BACKBONE_LAYER = "block1_backbone"

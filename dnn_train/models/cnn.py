@@ -8,7 +8,7 @@ from typing import Sequence
 
 import keras
 
-from dnn_train.config import ConfigError
+from dnn_train.errors import ConfigError
 from dnn_train.models.parts import Knobs
 
 POOLING = {"max": keras.layers.MaxPooling2D, "avg": keras.layers.AveragePooling2D}
