@@ -16,9 +16,10 @@ import hydra
 from omegaconf import DictConfig
 
 from dnn_train import errors, sweep
-from dnn_train.config import CONF_DIR, describe_error, option_summaries
+from dnn_train.config import CONF_DIR, option_summaries
 from dnn_train.record import remove_created_unused
-from dnn_train.errors import one_line
+from dnn_train.errors import EXIT_BAD_INPUT, one_line
+from dnn_train.failures import explain
 
 USAGE = """\
 dnn_train: train a deep neural network from Hydra config groups (Keras 3).
@@ -41,9 +42,6 @@ See all keys and their values without running: python -m dnn_train [overrides] -
 Hydra's own flags (--multirun, --cfg, --info, ...): python -m dnn_train --hydra-help
 """
 
-EXIT_CONFIG_ERROR = 2
-EXIT_FAILED = 1
-
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def _app(cfg: DictConfig):
@@ -60,17 +58,17 @@ def _app(cfg: DictConfig):
     # A single run: report its failure ourselves, as one line (Hydra would add its own lines).
     try:
         return objective(cfg, run_task(cfg))
-    except KeyboardInterrupt as ex:
-        _fail(f"interrupted ({_signal_name(ex)}); continue with trainer.resume=true hydra.run.dir={run_dir}",
-              128 + getattr(ex, "signum", 2))
-    except Exception as ex:  # noqa: BLE001
-        msg = describe_error(ex)
-        if msg is not None:
-            _fail(f"error: {msg}", EXIT_CONFIG_ERROR)
-        if type(ex).__name__ == "Diverged":
-            _fail(f"diverged: {ex} (results.json: status diverged)", EXIT_FAILED)
-        _fail(f"failed: {one_line(ex)} (traceback in the run's dnn_train.log; DNN_TRAIN_DEBUG=1 prints it)",
-              EXIT_FAILED)
+    except (KeyboardInterrupt, Exception) as ex:  # noqa: BLE001
+        failure = explain(ex)
+        _fail(failure.line + RUN_HINTS[failure.kind].format(run_dir=run_dir), failure.code)
+
+
+RUN_HINTS = {  # what a single run's last line adds, by kind of failure
+    "interrupted": "; continue with trainer.resume=true hydra.run.dir={run_dir}",
+    "error": "",
+    "diverged": " (results.json: status diverged)",
+    "failed": " (traceback in the run's dnn_train.log; DNN_TRAIN_DEBUG=1 prints it)",
+}
 
 
 def objective(cfg: DictConfig, results) -> float:
@@ -98,7 +96,7 @@ def _sweep_job(cfg: DictConfig) -> float:
     except Exception as ex:  # noqa: BLE001 - recorded, and the next job runs
         if _debug() or errors.is_pruned(ex):
             raise  # pruned: the search's sweeper records the trial as such
-        message = describe_error(ex) or one_line(ex)
+        message = explain(ex).message
         job = HydraConfig.get().job.num
         if isinstance(ex, Refused):
             REFUSED.append(f"job {job}: {message}")
@@ -106,10 +104,6 @@ def _sweep_job(cfg: DictConfig) -> float:
                                              message)
         search.note_failure(message)
         return float("nan")
-
-
-def _signal_name(ex: KeyboardInterrupt) -> str:
-    return getattr(ex, "signum", None) and str(ex) or "SIGINT"
 
 
 def _setup_error(ex: OSError) -> str:
@@ -160,7 +154,7 @@ def _register_sweeper() -> None:
 def main() -> None:
     if not (CONF_DIR / "config.yaml").is_file():  # a broken install: say what is missing, not a traceback
         _fail(f"error: dnn_train's configs are missing (no {CONF_DIR / 'config.yaml'}); reinstall the package "
-              "(pip install . from a checkout, or pip install -e .)", EXIT_CONFIG_ERROR)
+              "(pip install . from a checkout, or pip install -e .)", EXIT_BAD_INPUT)
     if any(arg in ("--help", "-h") for arg in sys.argv[1:]):
         try:
             print_help()
@@ -168,7 +162,7 @@ def main() -> None:
         except BrokenPipeError:  # `--help | head`: the reader left; not an error
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         except Exception as ex:  # noqa: BLE001 - --help never prints a traceback
-            _fail(f"error: cannot read the configs in {CONF_DIR} for --help ({one_line(ex)})", EXIT_CONFIG_ERROR)
+            _fail(f"error: cannot read the configs in {CONF_DIR} for --help ({one_line(ex)})", EXIT_BAD_INPUT)
         return
     if os.environ.get("HYDRA_FULL_ERROR"):
         os.environ["DNN_TRAIN_DEBUG"] = "1"
@@ -178,17 +172,19 @@ def main() -> None:
         with sweep.ending():  # a sweep's last summary, however it ends
             _app()
     except KeyboardInterrupt as ex:  # a sweep's: where its summary is, how to continue it
-        _fail(f"interrupted ({_signal_name(ex)}){getattr(ex, 'sweep_note', '')}", 128 + getattr(ex, "signum", 2))
+        failure = explain(ex)
+        _fail(failure.line + getattr(ex, "sweep_note", ""), failure.code)
     except Exception as ex:  # noqa: BLE001 - the command line's last resort
         if _debug():
             raise
-        msg = describe_error(ex)
-        if msg is not None:
+        failure = explain(ex)
+        if failure.bad_input:
             remove_created_unused()
-            _fail(f"error: {msg}", EXIT_CONFIG_ERROR)
-        if isinstance(ex, OSError):  # before any run began: Hydra making the run (or sweep) directory
-            _fail(f"error: {_setup_error(ex)}", EXIT_CONFIG_ERROR)
-        _fail(f"failed: {one_line(ex)} (DNN_TRAIN_DEBUG=1 prints the traceback)", EXIT_FAILED)
+        elif isinstance(ex, OSError):  # before any run began: Hydra making the run (or sweep) directory
+            failure = failure._replace(code=EXIT_BAD_INPUT, kind="error", message=_setup_error(ex))
+        else:
+            failure = failure._replace(message=f"{failure.message} (DNN_TRAIN_DEBUG=1 prints the traceback)")
+        _fail(failure.line, failure.code)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from dnn_train.errors import Diverged, DnnTrainError, one_line
+from dnn_train.errors import DnnTrainError
 
 
 # Hydra's compose API sets one global (GlobalHydra) for the process: two threads composing at once
@@ -28,7 +28,8 @@ def compose(*overrides: str):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    from dnn_train.config import CONF_DIR, check_choices, describe_error, validate
+    from dnn_train.config import CONF_DIR, check_choices, validate
+    from dnn_train.failures import explain
 
     try:
         with _COMPOSING, initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
@@ -36,10 +37,10 @@ def compose(*overrides: str):
         check_choices(overrides)
         validate(cfg)
     except Exception as ex:  # noqa: BLE001 - every config problem becomes one line
-        message = describe_error(ex)
-        if message is None:
+        failure = explain(ex)
+        if not failure.bad_input:
             raise
-        raise DnnTrainError(message, 2) from None
+        raise DnnTrainError(failure.message, failure.code) from None
     return cfg
 
 
@@ -48,7 +49,7 @@ def run(*overrides: str, run_dir: str | Path | None = None, callbacks=()) -> dic
     command line) and return its results, with "run_dir" added. `callbacks`: extra Keras
     callbacks for the fit (e.g. to watch or stop it). One run trains at a time per process: a call
     from a second thread while one runs waits for it, then runs with its own seeds and log."""
-    from dnn_train.config import describe_error
+    from dnn_train.failures import explain
     from dnn_train.record import note_created
     from dnn_train.tasks import run_task
 
@@ -64,10 +65,8 @@ def run(*overrides: str, run_dir: str | Path | None = None, callbacks=()) -> dic
     except KeyboardInterrupt:
         raise
     except Exception as ex:  # noqa: BLE001
-        message = describe_error(ex)
-        code = 2 if message is not None else 1
-        raise DnnTrainError(message or (str(ex) if isinstance(ex, Diverged) else one_line(ex)), code,
-                            str(run_dir)) from ex
+        failure = explain(ex)
+        raise DnnTrainError(failure.message, failure.code, str(run_dir)) from ex
     return {**results, "run_dir": str(Path(run_dir).absolute())}
 
 
