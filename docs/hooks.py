@@ -3,6 +3,8 @@
 - reference/config.md: every config group of conf/, each option with its summary, keys, defaults and
   comments, and the typed schema's keys (dnn_train/config.py), read from the files themselves;
 - reference/results-json.md: the keys of a run's results.json (dnn_train/results_keys.py);
+- reference/code.md: the code map, every module of the package with its lines and its job (the first
+  sentence of its docstring);
 - results/<page>.md: the measurements the benchmarks recorded (benchmarks/results/<page>/*.json),
   each with its date, machine and commit; the figures they name are copied in.
 
@@ -12,6 +14,7 @@ TensorFlow, so tests/test_docs.py calls them directly.
 """
 from __future__ import annotations
 
+import ast
 import dataclasses
 import inspect
 import json
@@ -218,6 +221,41 @@ def results_json_reference() -> str:
     return "\n".join(out) + "\n"
 
 
+# ---------------------------------------------------------------- reference/code.md
+CODE_ROOTS = ("dnn_train", "hydra_plugins")
+
+
+def modules(repo: Path = REPO) -> list[tuple[str, int, str]]:
+    """(path, lines, job) of every module of the package and its plugins: the job is the first sentence of
+    the module's docstring (read with ast: nothing is imported)."""
+    rows = []
+    for root in CODE_ROOTS:
+        for path in sorted((repo / root).rglob("*.py")):
+            text = path.read_text()
+            if text.strip():  # an empty __init__.py: a namespace, nothing to say
+                rows.append((path.relative_to(repo).as_posix(), len(text.splitlines()), job(text)))
+    return rows
+
+
+def job(source: str) -> str:
+    """The first sentence of a module's docstring."""
+    paragraph = " ".join((ast.get_docstring(ast.parse(source)) or "").strip().split("\n\n")[0].split())
+    return re.split(r"(?<=\.)\s+(?=[A-Z`])", paragraph, maxsplit=1)[0] if paragraph else ""
+
+
+def code_map(repo: Path = REPO) -> str:
+    out = ["# The code, module by module", "", GENERATED + " Each module's job is the first sentence of its "
+           "docstring; `docs/contributing.md` says where each knob is handled and how the layers depend on "
+           "each other.", ""]
+    rows = modules(repo)
+    for package in dict.fromkeys(str(Path(path).parent) for path, _, _ in rows):
+        out += [f"## `{package}/`", "", "| module | lines | job |", "| --- | --- | --- |"]
+        out += [f"| `{Path(path).name}` | {lines} | {_cell(job)} |" for path, lines, job in rows
+                if str(Path(path).parent) == package]
+        out.append("")
+    return "\n".join(out)
+
+
 # ---------------------------------------------------------------- results/<page>.md
 def result_records(page_dir: Path) -> list[dict]:
     """The records of one results page, in the order its _page.json lists, then by file name."""
@@ -269,6 +307,7 @@ def on_files(files, config):
 
     add("reference/config.md", config_reference())
     add("reference/results-json.md", results_json_reference())
+    add("reference/code.md", code_map())
     figures = set()
     for name, (markdown, shown) in result_pages().items():
         add(f"results/{name}.md", markdown)
