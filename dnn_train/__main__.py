@@ -16,7 +16,9 @@ import hydra
 from omegaconf import DictConfig
 
 from dnn_train import errors, sweep
-from dnn_train.config import CONF_DIR, describe_error, option_summaries
+from dnn_train.config.help import option_summaries
+from dnn_train.config.hydra_errors import describe_error
+from dnn_train.config.schema import CONF_DIR
 from dnn_train.record import remove_created_unused
 from dnn_train.errors import one_line
 

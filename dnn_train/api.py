@@ -28,7 +28,9 @@ def compose(*overrides: str):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    from dnn_train.config import CONF_DIR, check_choices, describe_error, validate
+    from dnn_train.config.hydra_errors import describe_error
+    from dnn_train.config.schema import CONF_DIR
+    from dnn_train.config.validate import check_choices, validate
 
     try:
         with _COMPOSING, initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
@@ -48,7 +50,7 @@ def run(*overrides: str, run_dir: str | Path | None = None, callbacks=()) -> dic
     command line) and return its results, with "run_dir" added. `callbacks`: extra Keras
     callbacks for the fit (e.g. to watch or stop it). One run trains at a time per process: a call
     from a second thread while one runs waits for it, then runs with its own seeds and log."""
-    from dnn_train.config import describe_error
+    from dnn_train.config.hydra_errors import describe_error
     from dnn_train.record import note_created
     from dnn_train.tasks import run_task
 

@@ -123,7 +123,7 @@ def _defaults(conf: Path) -> dict[str, str]:
 def schema_rows() -> list[tuple[str, str, str]]:
     """[(key, default, comment)] of every field of the typed schema's dataclasses, nested ones flattened."""
     sys.path.insert(0, str(REPO))
-    from dnn_train.config import RootConf
+    from dnn_train.config.schema import RootConf
 
     def comments_of(cls) -> dict[str, str]:
         found = {}
