@@ -492,7 +492,7 @@ def main() -> None:
     report = {"roof_gflops": round(roof), "epochs": args.epochs, "seeds": args.seeds, "overrides": args.overrides,
               "cases": rows, "startup_seconds": startup}
     if args.first_steps:
-        from dnn_train.config import options
+        from dnn_train.config.help import options
 
         presets = options("experiment") if args.first_steps == "all" else args.first_steps.split(",")
         report["first_step_seconds"] = first_step_seconds(args.out / "first", presets, args.overrides)

@@ -16,7 +16,8 @@ import hydra
 from omegaconf import DictConfig
 
 from dnn_train import errors, sweep
-from dnn_train.config import CONF_DIR, option_summaries
+from dnn_train.config.help import option_summaries
+from dnn_train.config.schema import CONF_DIR
 from dnn_train.record import remove_created_unused
 from dnn_train.errors import EXIT_BAD_INPUT, one_line
 from dnn_train.failures import explain

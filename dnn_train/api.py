@@ -28,7 +28,8 @@ def compose(*overrides: str):
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
-    from dnn_train.config import CONF_DIR, check_choices, validate
+    from dnn_train.config.schema import CONF_DIR
+    from dnn_train.config.validate import check_choices, validate
     from dnn_train.failures import explain
 
     try:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from contextlib import contextmanager
 
-from dnn_train.config import check_batch_split
+from dnn_train.config.validate import check_batch_split
 from dnn_train.errors import ConfigError
 
 log = logging.getLogger("dnn_train")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import signal
 from typing import NamedTuple
 
-from dnn_train.config import describe_error
+from dnn_train.config.hydra_errors import describe_error
 from dnn_train.errors import EXIT_BAD_INPUT, EXIT_FAILED, Diverged, one_line
 
 

@@ -16,7 +16,7 @@ from hydra.utils import get_class
 from keras import ops
 from omegaconf import OmegaConf
 
-from dnn_train.config import keras_kwargs, make
+from dnn_train.config.make import keras_kwargs, make
 from dnn_train.errors import ConfigError
 
 

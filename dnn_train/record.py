@@ -575,7 +575,7 @@ class Run:
         return False
 
     def _record_exception(self, ex: BaseException) -> None:
-        from dnn_train.config import describe_error
+        from dnn_train.config.hydra_errors import describe_error
 
         if isinstance(ex, ConfigError) and not self._begun and not self.record_bad_input:
             self._remove_what_we_made()  # bad input: as if this invocation never ran

@@ -175,7 +175,7 @@ def _diff(args) -> int:
 def _rerun(args) -> int:
     import time
 
-    from dnn_train.config import describe_error
+    from dnn_train.config.hydra_errors import describe_error
     from dnn_train.record import note_created
     from dnn_train.tasks import run_task
 

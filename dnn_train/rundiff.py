@@ -125,7 +125,7 @@ def saved_config(run: compare.Run):
     """The config that ran (config.yaml, resolved), typed by the schema, to be run again from scratch."""
     from omegaconf import OmegaConf
 
-    from dnn_train.config import RootConf
+    from dnn_train.config.schema import RootConf
 
     path = run.dir / "config.yaml"
     if not path.is_file():

@@ -14,7 +14,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from dnn_train.config import check_choices, check_targets, describe_error, validate
+from dnn_train.config.hydra_errors import describe_error
+from dnn_train.config.make import check_targets
+from dnn_train.config.validate import check_choices, validate
 from dnn_train.errors import ConfigError
 from dnn_train.record import Run, remove_created
 from dnn_train.errors import one_line

@@ -17,7 +17,8 @@ from omegaconf import OmegaConf
 from dnn_train import (artifacts, checkpoint, compiled, data, diagnostics, distribute, fused, models, search, tracking,
                        transfer)
 from dnn_train.callbacks import EpochSeeds, EpochStats, MetricsCSV, Progress, StopOnDivergence, showing
-from dnn_train.config import chapter_warnings, source_file
+from dnn_train.config.advice import chapter_warnings
+from dnn_train.config.validate import source_file
 from dnn_train.errors import ConfigError
 from dnn_train.evaluate import mc_dropout_predict, mc_metrics
 from dnn_train.optim import build_optimizer, current_learning_rate

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import keras
 
-from dnn_train.config import source_file
+from dnn_train.config.validate import source_file
 from dnn_train.errors import ConfigError
 from dnn_train.models import block_layer_names, blocks
 

@@ -1,7 +1,7 @@
 """MkDocs hook (mkdocs.yml, `hooks:`): the pages generated at build time.
 
 - reference/config.md: every config group of conf/, each option with its summary, keys, defaults and
-  comments, and the typed schema's keys (dnn_train/config.py), read from the files themselves;
+  comments, and the typed schema's keys (dnn_train/config/schema.py), read from the files themselves;
 - reference/results-json.md: the keys of a run's results.json (dnn_train/results_keys.py);
 - reference/code.md: the code map, every module of the package with its lines and its job (the first
   sentence of its docstring);
@@ -122,11 +122,11 @@ def _defaults(conf: Path) -> dict[str, str]:
     return chosen
 
 
-# ---------------------------------------------------------------- the typed schema (dnn_train/config.py)
+# ---------------------------------------------------------------- the typed schema (dnn_train/config/schema.py)
 def schema_rows() -> list[tuple[str, str, str]]:
     """[(key, default, comment)] of every field of the typed schema's dataclasses, nested ones flattened."""
     sys.path.insert(0, str(REPO))
-    from dnn_train.config import RootConf
+    from dnn_train.config.schema import RootConf
 
     def comments_of(cls) -> dict[str, str]:
         found = {}
@@ -166,7 +166,7 @@ def config_reference(conf: Path = CONF) -> str:
            "A run is composed from one option of each group (`GROUP=OPTION` on the command line) and any key "
            "(`GROUP.KEY=VALUE`); `python -m dnn_train --help` lists the same options, `--cfg job` prints the "
            "composed config. Defaults are **bold**. Value ranges are checked by name (`RULES` in "
-           "`dnn_train/config.py`) before TensorFlow is imported.", "",
+           "`dnn_train/config/rules.py`) before TensorFlow is imported.", "",
            "## Groups", "", "| group | options |", "| --- | --- |"]
     for group, names in found.items():
         listed = ", ".join(f"**`{n}`**" if chosen.get(group) == n else f"`{n}`" for n in names)
@@ -177,7 +177,7 @@ def config_reference(conf: Path = CONF) -> str:
     out += [f"| `{k}` | `{_cell(v)}` | {_cell(c)} |" for k, v, c in rows]
     out += ["", "## The typed schema", "",
             "The keys of `data`, `trainer`, `transfer`, `lr_find`, `autoencoder` and `run` are typed fields "
-            "(`RootConf` in `dnn_train/config.py`): every key exists whatever the option, with these defaults "
+            "(`RootConf` in `dnn_train/config/schema.py`): every key exists whatever the option, with these defaults "
             "(an option's YAML may set others). The other groups' keys are those of the chosen option's "
             "YAML (below), checked against the class its `_target_` names.", "",
             "| key | default | comment |", "| --- | --- | --- |"]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from dnn_train.config import CONF_DIR
+from dnn_train.config.schema import CONF_DIR
 from dnn_train.data import locate
 
 REPO = Path(__file__).resolve().parent.parent

@@ -8,7 +8,9 @@ import sys
 import pytest
 
 from dnn_train import DnnTrainError, compose
-from dnn_train.config import CONF_DIR, options, validate
+from dnn_train.config.help import options
+from dnn_train.config.schema import CONF_DIR
+from dnn_train.config.validate import validate
 from dnn_train.errors import ConfigError
 from tests.conftest import REPO, make_cfg, run_cli
 
@@ -201,7 +203,7 @@ def test_allow_targets_lets_a_trusted_target_through():
 
 # ---------------------------------------------------------------- keys that do not fit the chosen class
 def test_a_key_the_keras_class_does_not_take_is_named_with_its_parameters():
-    from dnn_train.config import check_targets
+    from dnn_train.config.make import check_targets
 
     with pytest.raises(ConfigError, match=r"^initializer\.stddev: not a parameter of keras\.initializers\."
                                           r"VarianceScaling; its parameters: distribution, .*mode, .*scale, seed$"):
@@ -263,3 +265,37 @@ def test_removing_a_group_the_run_is_composed_from_is_refused(group):
 
 def test_removing_an_optional_group_is_not_refused():
     validate(compose("~experiment", "~hparams_search"))
+
+
+# ---------------------------------------------------------------- Hydra's errors, told without their traceback
+@pytest.mark.parametrize("override, expected", [
+    ("optimizer=nadm", "optimizer=nadm: unknown option (did you mean nadam or adam?); valid optimizer options: "),
+    ("optimizer.lr=0.1", "optimizer.lr: unknown key (did you mean optimizer.learning_rate?)"),
+    ("trainer.epochs=abc", "trainer.epochs=abc: Value 'abc' of type 'str' could not be converted to Integer"),
+    ("optimizer=ädam", "optimizer=ädam: unknown option (did you mean adam?)"),
+    ("data.synthetic.num_classes=3", "data.synthetic.num_classes=3: cannot be set, data.synthetic is null in this "
+                                     "config (data.synthetic.* needs data=synthetic)"),
+])
+def test_describe_error_reads_the_exception_not_its_traceback(override, expected):
+    """describe_error tells a Hydra or OmegaConf error by its type and message (and its cause's): with
+    every traceback of the chain dropped, the line is the same."""
+    from dnn_train.config.hydra_errors import describe_error
+
+    with pytest.raises(Exception) as info:
+        make_cfg(override)
+    chain, ex = [], info.value
+    while ex is not None and ex not in chain:
+        chain.append(ex)
+        ex = ex.__cause__ or ex.__context__
+    for ex in chain:
+        ex.__traceback__ = None
+    assert describe_error(info.value).startswith(expected)
+
+
+def test_a_hydra_logging_config_that_logging_refuses_is_named_as_such(tmp_path):
+    """Hydra configures its own logging (hydra.hydra_logging) before any job: its refusal names that section."""
+    proc = run_cli("hydra.hydra_logging.root.level=LOUD", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "dnn_train: error: hydra.hydra_logging: Unable to configure root logger (Unknown level: 'LOUD')"]
+    assert not (tmp_path / "run").exists()

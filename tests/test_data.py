@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from dnn_train import data
-from dnn_train.config import options
+from dnn_train.config.help import options
 from dnn_train.data import formats, sources
 from dnn_train.errors import DataError
 from dnn_train.data.errors import Limit

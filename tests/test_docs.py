@@ -58,7 +58,7 @@ def test_the_reference_lists_every_option_of_every_group_with_its_keys():
 
 
 def test_the_reference_lists_every_key_of_the_typed_schema_with_its_default():
-    from dnn_train.config import RootConf
+    from dnn_train.config.schema import RootConf
 
     reference = _hooks().config_reference()
 

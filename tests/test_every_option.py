@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from dnn_train import load_run, run
-from dnn_train.config import options
+from dnn_train.config.help import options
 from tests import datafiles
 
 SYNTHETIC = ["data=synthetic", "data.synthetic.train_examples=400", "data.valid_split=100",

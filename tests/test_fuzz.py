@@ -37,7 +37,8 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from dnn_train.config import CONF_DIR, RootConf, options
+from dnn_train.config.help import options
+from dnn_train.config.schema import CONF_DIR, RootConf
 from tests.conftest import make_cfg, run_cli
 
 CI_SEED, CI_CASES = 0, 50

@@ -9,7 +9,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from dnn_train.config import NETWORK_KEYS, check_network_keys
+from dnn_train.config.network import NETWORK_KEYS, check_network_keys
 from dnn_train.errors import ConfigError
 from tests.conftest import make_cfg
 from tests.hostile import SMALL_RUN, Sandbox

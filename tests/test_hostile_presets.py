@@ -1,5 +1,5 @@
 """Hostile presets: a config that would run code or write outside the run directory is refused by
-the gate (dnn_train/config.py, check_callables) before Hydra instantiates anything.
+the gate (dnn_train/config/gate.py, check_callables) before Hydra instantiates anything.
 
 The cases are generated: every payload kind (a callable writing MARKER) in every place a config
 names a callable (a config group's `_target_`, hydra.callbacks, a logging `()` factory, a logging

@@ -5,7 +5,8 @@ import keras
 import numpy as np
 import pytest
 
-from dnn_train.config import options, validate
+from dnn_train.config.help import options
+from dnn_train.config.validate import validate
 from dnn_train.errors import ConfigError
 from dnn_train.optim import OneCycle, build_optimizer
 from tests.conftest import make_cfg

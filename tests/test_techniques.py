@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from hydra.utils import instantiate
 
-from dnn_train.config import options
+from dnn_train.config.help import options
 from dnn_train.models import build_model
 from dnn_train.optim import build_optimizer
 from tests.conftest import make_cfg
@@ -253,7 +253,8 @@ PRESETS = ["default_dnn", "self_normalizing", "cifar10_baseline", "cifar10_batch
 
 @pytest.mark.parametrize("preset", PRESETS)
 def test_presets_compose_validate_and_warn_about_nothing(preset):
-    from dnn_train.config import chapter_warnings, validate
+    from dnn_train.config.advice import chapter_warnings
+    from dnn_train.config.validate import validate
 
     cfg = make_cfg(f"experiment={preset}")
     validate(cfg)
@@ -283,7 +284,7 @@ def test_preset_contents_follow_the_chapter():
     (["regularizer=alpha_dropout"], "alpha_dropout is meant for SELU"),
 ])
 def test_chapter_warnings(overrides, expected):
-    from dnn_train.config import chapter_warnings
+    from dnn_train.config.advice import chapter_warnings
 
     warnings = chapter_warnings(make_cfg(*overrides))
     assert len(warnings) == 1 and expected in warnings[0]

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dnn_train.config import validate
+from dnn_train.config.validate import validate
 from dnn_train.errors import ConfigError
 from dnn_train.data import class_indices, load, select_classes
 from dnn_train.errors import DataError

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import keras
 from hydra.utils import get_method
 
-from dnn_train.config import make
+from dnn_train.config.make import make
 from dnn_train.models.parts import DROPOUT_LAYERS, Knobs  # noqa: F401  (DROPOUT_LAYERS: for evaluate.py)
 
 # Keys of the model group read by the runner, not passed to the family's builder.

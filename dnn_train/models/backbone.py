@@ -53,7 +53,7 @@ class ArchPreprocess(keras.layers.Layer):
 def build(inputs, knobs: Knobs, arch: str = "MobileNetV2", weights: Optional[str] = "imagenet",
           input_size: Optional[Sequence[int]] = None, head_units: Sequence[int] = ()):
     if arch not in architectures():
-        from dnn_train.config import did_you_mean
+        from dnn_train.config.help import did_you_mean
 
         raise ConfigError(f"model.arch={arch}: not a keras.applications model{did_you_mean(arch, architectures())}; "
                           f"valid: {', '.join(architectures())}")

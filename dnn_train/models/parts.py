@@ -16,7 +16,7 @@ import keras
 import numpy as np
 from hydra.utils import get_class
 
-from dnn_train.config import keras_kwargs, make
+from dnn_train.config.make import keras_kwargs, make
 
 # activation=leaky_relu keeps the book's `alpha` name; Keras 3 accepts it as negative_slope.
 warnings.filterwarnings("ignore", message="Argument `alpha` is deprecated", category=UserWarning)

@@ -1,0 +1,195 @@
+"""The value rules: each checked key's test and its words, applied to one value before TensorFlow loads.
+
+RULES is a plain dict: a bare name (learning_rate) is checked wherever the key appears in a
+Keras-class group, a full key (trainer.epochs) at that place. Upper bounds are where a value stops
+being an experiment and becomes a crash or a week of waiting. `validate` (validate.py) applies them.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from dnn_train.config.help import options
+from dnn_train.config.schema import TASKS
+from dnn_train.data.catalog import DATASETS
+from dnn_train.errors import ConfigError
+
+
+def number(lo=None, hi=None, lo_open=False, hi_open=False, integer=False, nullable=False):
+    """A rule (test, words) for a finite number (or an integer) within the bounds given."""
+    kind = "an integer" if integer else "a finite number"
+    lo_s = "" if lo is None else f"{'>' if lo_open else '>='} {lo}"
+    hi_s = "" if hi is None else f"{'<' if hi_open else '<='} {hi}"
+    what = " and ".join(s for s in (lo_s, hi_s) if s)
+    desc = f"{kind}{' ' + what if what else ''}{' or null' if nullable else ''}"
+
+    def check(v):
+        if v is None:
+            return nullable
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and not isinstance(v, int)):
+            return False
+        if isinstance(v, float) and not math.isfinite(v):
+            return False
+        if lo is not None and (v <= lo if lo_open else v < lo):
+            return False
+        if hi is not None and (v >= hi if hi_open else v > hi):
+            return False
+        return True
+
+    return check, desc
+
+
+def choice(*options):
+    """A rule for one of `options` (a scalar: not a list or a mapping)."""
+    return (lambda v: not isinstance(v, (DictConfig, ListConfig)) and v in options), \
+        "one of " + ", ".join("null" if o is None else str(o).lower() if isinstance(o, bool) else str(o)
+                              for o in options)
+
+
+def int_list(lo=1, hi=None, nullable=False, empty=False):
+    """A rule for a list of integers within bounds (at most 1000 of them)."""
+    def check(v):
+        if v is None:
+            return nullable
+        items = list(v) if isinstance(v, (list, ListConfig)) else None
+        return items is not None and (empty or len(items) > 0) and len(items) <= 1000 and \
+            all(number(lo, hi, integer=True)[0](i) for i in items)
+
+    what = f"a {'' if empty else 'non-empty '}list of integers >= {lo}{f' and <= {hi}' if hi else ''}"
+    return check, what + (" or null" if nullable else "")
+
+
+SEED = number(0, 2 ** 32 - 1, integer=True)
+BOOL = ((lambda v: isinstance(v, bool)), "true or false")
+_COUNT_OR_FRACTION = ((lambda v: number(1, integer=True)[0](v) or number(0, 1, lo_open=True, hi_open=True)[0](v)),
+                      "an integer >= 1 (a count) or a number > 0 and < 1 (a fraction)")  # data.*_split
+RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "learning_rate": number(0, lo_open=True),
+    "max_lr": number(0, lo_open=True),
+    "momentum": number(0, 1),  # Keras' SGD: [0, 1]
+    "beta_1": number(0, 1, hi_open=True),
+    "beta_2": number(0, 1, hi_open=True),
+    "rho": number(0, 1, hi_open=True),
+    "epsilon": number(0, lo_open=True),
+    "weight_decay": number(0, nullable=True),
+    "clipnorm": number(0, lo_open=True, nullable=True),
+    "clipvalue": number(0, lo_open=True, nullable=True),
+    "global_clipnorm": number(0, lo_open=True, nullable=True),
+    "rate": number(0, 1, hi_open=True),
+    "alpha": number(0),
+    "negative_slope": number(0),
+    "l1": number(0, 100),
+    "l2": number(0, 100),
+    "max_value": number(0, lo_open=True),
+    "scale": number(0, lo_open=True),
+    "stddev": number(0, lo_open=True),
+    "mean": number(),
+    "minval": number(),
+    "maxval": number(),
+    "seed": number(0, 2 ** 32 - 1, integer=True, nullable=True),
+    "initial_accumulator_value": number(0),
+    "decay_epochs": number(0, lo_open=True),
+    "decay_rate": number(0, lo_open=True),
+    "power": number(0, lo_open=True),
+    "factor": number(0, 1, lo_open=True, hi_open=True),
+    "patience": number(0, integer=True),
+    "min_lr": number(0),
+    "div_factor": number(1, lo_open=True),
+    "final_div_factor": number(1),
+    "final_fraction": number(0, 1, lo_open=True, hi_open=True),
+    "max_momentum": number(0, 1, hi_open=True),
+    "min_momentum": number(0, 1, hi_open=True),
+    "mode": choice("fan_in", "fan_out", "fan_avg"),
+    "distribution": choice("truncated_normal", "untruncated_normal", "uniform"),
+    "position": choice("none", "before", "after"),
+    "attach": choice("none", "kernel_regularizer", "kernel_constraint", "dropout_layer"),
+    "placement": choice("every_hidden", "before_output"),
+    "on_inputs": BOOL,
+    "nesterov": BOOL,
+    "input": BOOL,
+    "amsgrad": BOOL,
+    # fixed-key groups: their types come from the dataclasses, their ranges from here
+    "trainer.epochs": number(1, 100_000, integer=True),
+    "trainer.batch_size": number(1, 1_000_000, integer=True),
+    "trainer.seed": SEED,
+    "trainer.steps_per_execution": number(1, 100_000, integer=True),
+    "trainer.fuse_steps": number(1, 100_000, integer=True),
+    "trainer.early_stopping.patience": number(0, integer=True),
+    "trainer.mc_samples": number(0, 10_000, integer=True),
+    "trainer.diagnostics_batch": number(1, 100_000, integer=True),
+    "trainer.jit_compile": choice(True, False, "auto"),
+    "trainer.precision": choice("float32", "mixed_float16", "mixed_bfloat16"),
+    "trainer.progress": choice("auto", "bar", "line", "none"),
+    "trainer.objective": choice("best_val_accuracy", "test_accuracy", "best_val_loss", "reconstruction_loss"),
+    "trainer.threads": ((lambda v: v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 1024)),
+                        "auto or an integer from 1 to 1024"),
+    "trainer.early_stopping.monitor": choice("val_loss", "val_accuracy", "loss", "accuracy"),
+    "trainer.distribution": choice(None, "data_parallel"),
+    "trainer.devices": ((lambda v: v is None or (int_list(0, 65535)[0](v) and len(set(v)) == len(v))),
+                        "null (all devices) or a non-empty list of distinct device indices >= 0"),
+    # model families (keys present in the chosen family only)
+    "model.depth": number(1, 500, integer=True),
+    "model.units": number(1, 100_000, integer=True),
+    "model.widths": int_list(1, 100_000, nullable=True),
+    "model.filters": int_list(1, 100_000),
+    "model.convs_per_block": number(1, 50, integer=True),
+    "model.kernel_size": number(1, 31, integer=True),
+    "model.padding": choice("same", "valid"),
+    "model.pool": choice("max", "avg", "none"),
+    "model.global_pool": choice("avg", "flatten"),
+    "model.head_units": int_list(1, 100_000, empty=True),
+    "model.stages": number(1, 8, integer=True),
+    "model.blocks_per_stage": number(1, 100, integer=True),
+    "model.width": number(1, 4096, integer=True),
+    "model.input_size": int_list(1, 2048, nullable=True),
+    "model.weights": ((lambda v: v is None or (isinstance(v, str) and v != "")), "imagenet, null or a file path"),
+    "model.arch": ((lambda v: isinstance(v, str) and v.isidentifier()), "a keras.applications model name"),
+    "task": choice(*TASKS),
+    "transfer.reuse_layers": number(1, integer=True, nullable=True),
+    "transfer.freeze_epochs": number(0, integer=True),
+    "transfer.finetune_lr": number(0, lo_open=True, nullable=True),
+    "autoencoder.loss": choice("mse", "binary_crossentropy"),
+    "autoencoder.examples_plot": number(1, 50, integer=True),
+    "lr_find.start_lr": number(0, lo_open=True),
+    "lr_find.end_lr": number(0, lo_open=True),
+    "lr_find.epochs": number(0, 1000, lo_open=True),
+    "lr_find.stop_factor": number(1, lo_open=True),
+    "data.name": choice(*DATASETS),
+    "data.valid_split": _COUNT_OR_FRACTION,
+    "data.test_split": _COUNT_OR_FRACTION,
+    "data.label_mode": choice("fine", "coarse"),
+    "data.color_mode": choice("rgb", "grayscale"),
+    "data.train_size": number(1, integer=True, nullable=True),
+    "data.valid_size": number(1, integer=True, nullable=True),
+    "data.test_size": number(1, integer=True, nullable=True),
+    "data.split_seed": SEED,
+    "data.synthetic.num_classes": number(2, 255, integer=True),
+    "data.synthetic.image_shape": int_list(1, 512),
+    "data.synthetic.train_examples": number(2, 2_000_000, integer=True),
+    "data.synthetic.test_examples": number(1, 2_000_000, integer=True),
+    "data.synthetic.noise": number(0),
+    "logger.name": choice(*options("logger")),
+    "logger.log_model": BOOL,
+    "logger.experiment": ((lambda v: isinstance(v, str) and v.strip() != ""), "a non-empty name"),
+    "logger.tracking_uri": ((lambda v: v is None or (isinstance(v, str) and v.strip() != "")), "a URI or null"),
+    "augment.layers": ((lambda v: isinstance(v, ListConfig) and all(isinstance(i, DictConfig) and "_target_" in i
+                                                                     for i in v)),
+                       "a list of layers, each with a _target_ (see conf/augment/)"),
+}
+TOP_LEVEL_RULES = ("task",)
+
+
+def check_value(key: str, value: Any, rule) -> None:
+    """Raise ConfigError `KEY=VALUE: expected ...` unless `rule` (a RULES entry) accepts `value`."""
+    ok, desc = rule
+    if isinstance(value, DictConfig) or not ok(value):
+        raise ConfigError(f"{key}={show(value)}: expected {desc}")
+
+
+def show(value: Any) -> str:
+    """A config value as a user types it (null, true, [1, 2])."""
+    if isinstance(value, (DictConfig, ListConfig)):
+        return str(OmegaConf.to_container(value))
+    return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
