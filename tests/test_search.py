@@ -1,4 +1,4 @@
-"""Hyperparameter search (dnn_train/search.py, our Optuna sweeper): Hydra's sweep syntax mapped to
+"""Hyperparameter search (dnn_train/sweeps/search_*.py, our Optuna sweeper): Hydra's sweep syntax mapped to
 Optuna, a trial pruned and recorded as such, a killed search resumed from its SQLite study, workers
 sharing one journal study (claims, heartbeats, stale trials taken over); and
 where runs are compared (dnn_train/tracking.py): TensorBoard HParams records read back with
@@ -76,7 +76,7 @@ def test_hydra_sweep_syntax_maps_to_optuna_as_hydra_1_4_does(line, expected):
     optuna = _optuna()
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from dnn_train.search import distribution
+    from dnn_train.sweeps.search_space import distribution
 
     got = distribution(OverridesParser.create().parse_override(line))
     want = None if expected is None else getattr(optuna.distributions, expected[0])(**expected[1])
@@ -86,7 +86,7 @@ def test_hydra_sweep_syntax_maps_to_optuna_as_hydra_1_4_does(line, expected):
 @pytest.mark.plugins
 def test_the_search_space_keeps_other_overrides_for_every_trial():
     _optuna()
-    from dnn_train.search import search_space
+    from dnn_train.sweeps.search_space import search_space
 
     dists, fixed = search_space({"model.depth": "range(1, 3)"}, ["hparams_search=x", "trainer.epochs=3", "a=b,c"])
     assert sorted(dists) == ["a", "model.depth"] and fixed == ["hparams_search=x", "trainer.epochs=3"]
@@ -218,24 +218,26 @@ def test_a_worker_claims_new_trials_up_to_n_trials_and_takes_over_only_stale_one
     optuna = _optuna()
     from omegaconf import OmegaConf
 
-    from dnn_train import search
+    from dnn_train.sweeps.search_driver import StudyDriver
+    from dnn_train.sweeps.search_storage import JOURNAL_FILE, journal_storage
+    from dnn_train.sweeps.search_workers import OWNER_ATTR, Liveness, beat, claim_lock
 
-    storage = search.journal_storage(tmp_path / search.JOURNAL_FILE)
+    storage = journal_storage(tmp_path / JOURNAL_FILE)
     study = optuna.create_study(study_name="s", storage=storage)
     space = {"x": optuna.distributions.FloatDistribution(0.0, 1.0)}
 
     def worker():
-        driver = search.StudyDriver(
+        driver = StudyDriver(
             sampler=OmegaConf.create({"_target_": "optuna.samplers.RandomSampler", "seed": 0}),
             pruner=OmegaConf.create({"_target_": "optuna.pruners.NopPruner"}), direction="minimize", study_name="s",
             storage="journal", n_trials=3, n_jobs=1, params=None, monitor="val_loss", heartbeat_interval=1,
             grace_period=10)
         clock = [0.0]
-        liveness = search.Liveness(10, clock=lambda: clock[0])
+        liveness = Liveness(10, clock=lambda: clock[0])
 
         def claim(advance=0.0):
             clock[0] += advance
-            with search.claim_lock(tmp_path):
+            with claim_lock(tmp_path):
                 return [t.number for t in driver.claim(study, space, liveness)]
         return claim
 
@@ -243,20 +245,20 @@ def test_a_worker_claims_new_trials_up_to_n_trials_and_takes_over_only_stale_one
     assert a() == [0] and b() == [1]  # new trials, one each: A's trial 0 is live
     study.tell(1, 0.5)
     trial_0 = optuna.trial.Trial(study, study.trials[0]._trial_id)
-    search.beat(trial_0)  # A beats while B waits
+    beat(trial_0)  # A beats while B waits
     assert b(100) == [2]  # not trial 0
     study.tell(2, 0.5)
-    search.beat(trial_0)
+    beat(trial_0)
     assert b(100) == []  # n_trials reached; trial 0 still live
-    storage.set_trial_system_attr(study.trials[0]._trial_id, search.OWNER_ATTR,
+    storage.set_trial_system_attr(study.trials[0]._trial_id, OWNER_ATTR,
                                   {"host": "elsewhere", "pid_namespace": "", "pid": 1, "beat": 1.0})
     assert b(3) == [] and b(9) == []  # a changed record: its grace starts again
     assert b(2) == [0]  # 11 s unchanged: stale; taken over with its parameters
     assert a(1000) == []  # B just beat it
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
-    owner = dict(study.trials[0].system_attrs[search.OWNER_ATTR], pid=gone.pid)
-    storage.set_trial_system_attr(study.trials[0]._trial_id, search.OWNER_ATTR, owner)
+    owner = dict(study.trials[0].system_attrs[OWNER_ATTR], pid=gone.pid)
+    storage.set_trial_system_attr(study.trials[0]._trial_id, OWNER_ATTR, owner)
     assert a() == [0]  # its worker on this host has exited: at once
     assert len(study.trials) == 3
 
