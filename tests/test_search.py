@@ -60,6 +60,19 @@ def _study(tmp_path):
     return optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path}/outputs/hparams_search/tiny/optuna.db")
 
 
+def test_the_job_side_outside_a_search_imports_neither_optuna_nor_the_driver():
+    """The training loop asks every run for its pruning callbacks: outside a search, [] with Optuna,
+    the driver and the comparison's modules left unimported (a run need not have the sweeps extra)."""
+    code = ("import sys; from dnn_train.sweeps.search_trial import pruning_callbacks, note_failure, raise_if_pruned; "
+            "assert pruning_callbacks() == []; note_failure('x'); raise_if_pruned('.'); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('optuna', 'optuna_integration', 'pandas') "
+            "or m.startswith('dnn_train.sweeps.') and m not in ('dnn_train.sweeps.search_trial', "
+            "'dnn_train.sweeps.search_storage')))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "[]"
+
+
 # ---------------------------------------------------------------- the search space
 @pytest.mark.plugins
 @pytest.mark.parametrize("line, expected", [
