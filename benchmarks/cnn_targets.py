@@ -65,7 +65,7 @@ def preset_target(preset: str, out: Path, extra: list) -> dict:
 
 
 def transfer_target(out: Path, seeds: int, extra: list) -> dict:
-    from dnn_train.stats import mean_ci, paired
+    from dnn_train.sweeps.stats import mean_ci, paired
 
     a = run(out / "transfer_cnn_a", "experiment=transfer_cnn_a", *extra)
     scratch, on_a = [], []

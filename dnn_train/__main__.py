@@ -4,7 +4,7 @@ TensorFlow is imported only when a job runs, so --help, --cfg and config errors 
 Configuration errors end with one line on stderr and exit code 2; DNN_TRAIN_DEBUG=1 (or
 HYDRA_FULL_ERROR=1) shows the full traceback instead. In a sweep (-m), a job that fails is recorded
 in its results.json and the next one runs; each job returns trainer.objective to Hydra's sweeper
-(hparams_search=NAME: our Optuna sweeper, dnn_train/search.py, which may prune a job's trial).
+(hparams_search=NAME: our Optuna sweeper, dnn_train/sweeps/search_driver.py, which may prune a job's trial).
 """
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from dnn_train import errors, sweep
+from dnn_train import errors
 from dnn_train.config.help import option_summaries
 from dnn_train.config.schema import CONF_DIR
+from dnn_train.sweeps.summary import ending
 from dnn_train.record import remove_created_unused
 from dnn_train.errors import EXIT_BAD_INPUT, one_line
 from dnn_train.failures import explain
@@ -84,13 +85,13 @@ def _sweep_job(cfg: DictConfig) -> float:
     with the same config (a different config is refused and its directory left alone)."""
     from hydra.core.hydra_config import HydraConfig
 
-    from dnn_train import search
+    from dnn_train.sweeps import search_trial
     from dnn_train.record import REFUSED
     from dnn_train.errors import Refused
     from dnn_train.tasks import run_task
 
     try:
-        search.raise_if_pruned(HydraConfig.get().runtime.output_dir)
+        search_trial.raise_if_pruned(HydraConfig.get().runtime.output_dir)
         return objective(cfg, run_task(cfg, sweep_job=True))
     except KeyboardInterrupt:
         raise
@@ -103,7 +104,7 @@ def _sweep_job(cfg: DictConfig) -> float:
             REFUSED.append(f"job {job}: {message}")
         logging.getLogger("dnn_train").error("job %s %s: %s", job, "refused" if isinstance(ex, Refused) else "failed",
                                              message)
-        search.note_failure(message)
+        search_trial.note_failure(message)
         return float("nan")
 
 
@@ -170,7 +171,7 @@ def main() -> None:
     os.environ["HYDRA_FULL_ERROR"] = "1"  # let Hydra's errors reach us; we print them as one line
     try:
         _register_sweeper()
-        with sweep.ending():  # a sweep's last summary, however it ends
+        with ending():  # a sweep's last summary, however it ends
             _app()
     except KeyboardInterrupt as ex:  # a sweep's: where its summary is, how to continue it
         failure = explain(ex)

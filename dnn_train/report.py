@@ -1,7 +1,9 @@
-"""`python -m dnn_train.report PATH...`: the command line that compares runs made at any time,
-anywhere: summary.csv, summary_groups.csv, summary.md and the two plots (built by dnn_train/compare.py),
-for the runs tagged --tag T, and per tag with --group-by tag. `--diff RUN_A RUN_B` and `--rerun RUN_DIR`:
-dnn_train/rundiff.py (docs/reproducibility.md).
+"""`python -m dnn_train.report`: the command line that compares runs, puts two side by side, or runs one again.
+
+`python -m dnn_train.report PATH...` compares runs made at any time, anywhere: summary.csv,
+summary_groups.csv, summary.md and the two plots (built by dnn_train/sweeps/: read.py, table.py,
+render.py), for the runs tagged --tag T, and per tag with --group-by tag. `--diff RUN_A RUN_B` and
+`--rerun RUN_DIR`: dnn_train/sweeps/rundiff.py (docs/reproducibility.md).
 
 Errors are one line on stderr, never a traceback (DNN_TRAIN_DEBUG=1 shows it): exit 2 for bad
 input (no such path, no runs, a baseline that matches no configuration), 1 for anything else.
@@ -14,8 +16,12 @@ import os
 import sys
 from pathlib import Path
 
-from dnn_train import errors, artifacts, compare, rundiff
-from dnn_train.rundiff import DEFAULT_TOLERANCE
+from dnn_train import artifacts, errors
+from dnn_train.sweeps import rundiff
+from dnn_train.sweeps.read import find_runs
+from dnn_train.sweeps.render import CURVES_PLOT, GROUPS_CSV, METRIC_PLOT, SUMMARY_CSV, SUMMARY_MD, markdown, write
+from dnn_train.sweeps.stats import CORRECTIONS, HOLM
+from dnn_train.sweeps.table import COMPLETED, LOWER_IS_BETTER, METRICS, build
 
 PROG = "python -m dnn_train.report"
 BASELINE_HELP = """\
@@ -31,8 +37,6 @@ def main(argv=None) -> int:
     """Rebuild a summary from runs; one line on stderr for each run skipped, and for any error."""
     import argparse
 
-    from dnn_train import compare, stats
-
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Compare runs: summary.csv (one row per run), summary_groups.csv (per configuration "
@@ -41,13 +45,13 @@ def main(argv=None) -> int:
                     "configuration with its 95% CI, from any run or sweep directories (e.g. made on "
                     "different days). Runs that differ only in trainer.seed are repeats of one configuration.")
     parser.add_argument("paths", nargs="*", metavar="PATH", help="run directories or sweep directories")
-    parser.add_argument("--metric", default="best_val_accuracy", choices=compare.METRICS,
+    parser.add_argument("--metric", default="best_val_accuracy", choices=METRICS,
                         help="the metric to sort by and to plot (default: best_val_accuracy; lower is better "
-                             f"for {', '.join(sorted(compare.LOWER_IS_BETTER))})")
+                             f"for {', '.join(sorted(LOWER_IS_BETTER))})")
     parser.add_argument("--sort", choices=["desc", "asc"],
                         help="order of the tables (default: best first: desc, asc for the lower-is-better metrics)")
     parser.add_argument("--baseline", metavar="'KEY=VALUE ...'", help=BASELINE_HELP.replace("%", "%%"))
-    parser.add_argument("--correction", choices=list(stats.CORRECTIONS), default=stats.HOLM,
+    parser.add_argument("--correction", choices=list(CORRECTIONS), default=HOLM,
                         help="for comparing many configurations with the baseline, per metric: holm (default: "
                              "Holm's method, the chance of any false better/worse stays under 5%%), bh "
                              "(Benjamini-Hochberg: the share of false ones among them) or none (each comparison "
@@ -68,9 +72,9 @@ def main(argv=None) -> int:
                         help="run RUN_DIR's saved config again in a new directory (--out) and say whether the "
                              "numbers match: exactly on the same environment, else within --tolerance; "
                              "exit 1 when they do not")
-    parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
+    parser.add_argument("--tolerance", type=float, default=rundiff.DEFAULT_TOLERANCE,
                         help=f"--rerun on another environment: each number may differ by this much, absolute "
-                             f"or relative (math.isclose; default {DEFAULT_TOLERANCE})")
+                             f"or relative (math.isclose; default {rundiff.DEFAULT_TOLERANCE})")
     args = parser.parse_args(argv)
     modes = [flag for flag, given in (("--diff", args.diff), ("--rerun", args.rerun), ("PATH", args.paths)) if given]
     if len(modes) != 1:
@@ -81,7 +85,7 @@ def main(argv=None) -> int:
             return _diff(args)
         if args.rerun:
             return _rerun(args)
-        return _report(args, compare)
+        return _report(args)
     except Exception as ex:  # noqa: BLE001 - one line, never a traceback
         if os.environ.get("DNN_TRAIN_DEBUG"):
             raise
@@ -93,9 +97,9 @@ def _error(message: str, code: int) -> int:
     return code
 
 
-def _report(args, compare) -> int:
+def _report(args) -> int:
     try:
-        runs = compare.find_runs(args.paths)
+        runs = find_runs(args.paths)
     except FileNotFoundError as ex:
         return _error(str(ex), 2)
     if not runs:
@@ -106,7 +110,7 @@ def _report(args, compare) -> int:
             return _error(f"no runs tagged {' and '.join(args.tag)} under {' '.join(args.paths)}", 2)
     ascending = None if args.sort is None else args.sort == "asc"
     try:
-        comparison = compare.build(runs, args.metric, args.baseline, ascending, correction=args.correction)
+        comparison = build(runs, args.metric, args.baseline, ascending, correction=args.correction)
     except errors.BaselineError as ex:
         return _error(str(ex), 2)
     for line in comparison.skipped:
@@ -116,9 +120,9 @@ def _report(args, compare) -> int:
     single_sweep = len(args.paths) == 1 and Path(args.paths[0]) not in runs
     out = Path(args.out or (args.paths[0] if single_sweep else "."))
     out.mkdir(parents=True, exist_ok=True)
-    compare.write(comparison, out)
-    print(compare.markdown(comparison), end="")
-    written = [compare.SUMMARY_MD, compare.SUMMARY_CSV, compare.GROUPS_CSV, compare.CURVES_PLOT, compare.METRIC_PLOT]
+    write(comparison, out)
+    print(markdown(comparison), end="")
+    written = [SUMMARY_MD, SUMMARY_CSV, GROUPS_CSV, CURVES_PLOT, METRIC_PLOT]
     if args.group_by == "tag":
         table = _by_tag(comparison, args.metric)
         artifacts.write_text(out / TAGS_CSV, table.to_csv(index=False))
@@ -152,14 +156,14 @@ def _by_tag(comparison, metric: str):
         for tag in _tags(r.run_dir) or [UNTAGGED]:
             rows.append({"tag": tag, "status": r.status, metric: getattr(r, metric)})
     table = pd.DataFrame(rows, columns=["tag", "status", metric])
-    done = table[table["status"] == compare.COMPLETED]
+    done = table[table["status"] == COMPLETED]
     stats = done.groupby("tag")[metric].agg(["mean", "std", "min", "max"])
     counts = table.groupby("tag").agg(runs=("status", "size"),
-                                      completed=("status", lambda s: int((s == compare.COMPLETED).sum())))
+                                      completed=("status", lambda s: int((s == COMPLETED).sum())))
     return counts.join(stats).reset_index()
 
 
-# ---------------------------------------------------------------- --diff and --rerun (dnn_train/rundiff.py)
+# ---------------------------------------------------------------- --diff and --rerun (dnn_train/sweeps/rundiff.py)
 def _diff(args) -> int:
     try:
         a, b = (rundiff.read(p) for p in args.diff)

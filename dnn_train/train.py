@@ -14,7 +14,7 @@ import numpy as np
 from hydra.errors import InstantiationException
 from omegaconf import OmegaConf
 
-from dnn_train import (artifacts, checkpoint, compiled, data, diagnostics, distribute, fused, models, search, tracking,
+from dnn_train import (artifacts, checkpoint, compiled, data, diagnostics, distribute, fused, models, tracking,
                        transfer)
 from dnn_train.callbacks import EpochSeeds, EpochStats, MetricsCSV, Progress, StopOnDivergence, showing
 from dnn_train.config.advice import chapter_warnings
@@ -23,6 +23,7 @@ from dnn_train.errors import ConfigError
 from dnn_train.evaluate import mc_dropout_predict, mc_metrics
 from dnn_train.optim import build_optimizer, current_learning_rate
 from dnn_train.record import Run
+from dnn_train.sweeps.search_trial import pruning_callbacks
 
 log = logging.getLogger("dnn_train")
 
@@ -130,7 +131,7 @@ def train(cfg, run: Run, extra_callbacks=()) -> dict:
     valid_data = data.make_dataset(splits.x_valid, splits.y_valid, data.eval_batch(t.batch_size), False, t.seed)
     done, restored = 0, None
     # the logger's per-epoch metrics; in a search, the per-epoch report that may prune the trial
-    reporting = tracking.callbacks(cfg, run) + search.pruning_callbacks()
+    reporting = tracking.callbacks(cfg, run) + pruning_callbacks()
     if state is not None and state.get("stage") == checkpoint.TRAINED:  # killed after training: evaluate again
         _compile(cfg, model, s.optimizer)
         checkpoint.restore_weights(model, run_dir, state)

@@ -35,3 +35,13 @@ def test_the_code_map_lists_every_module_with_its_job(tmp_path):
     assert "| `thing.py` | 2 | Things: made here. |" in page
     assert "| `__init__.py` | 1 | The inner package: it holds one module. |" in page
     assert "dnn_train/__init__.py" not in page and "| `__init__.py` | 0 |" not in page  # an empty one is skipped
+
+
+def test_the_wheel_ships_every_package_of_the_tree():
+    import tomllib
+
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    in_tree = {".".join(init.parent.relative_to(REPO).parts) for init in (REPO / "dnn_train").rglob("__init__.py")}
+    in_tree |= {".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "hydra_plugins").rglob("*.py")}
+    missing = sorted(in_tree - listed)
+    assert not missing, f"pyproject.toml's [tool.setuptools] packages lacks {missing}: the wheel would not ship them"

@@ -1,4 +1,4 @@
-"""dnn_train/compare.py and `python -m dnn_train.report` on run directories written by hand: the
+"""dnn_train/sweeps/ (read, table, render) and `python -m dnn_train.report` on run directories written by hand: the
 per-run table, grouping by everything but the seed, pairing by seed, the baseline, unreadable runs
 skipped in one line, and runs whose process is gone."""
 from __future__ import annotations
@@ -12,7 +12,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from dnn_train import errors, compare, record, sweep
+from dnn_train import errors, record
+from dnn_train.sweeps.read import find_runs
+from dnn_train.sweeps.render import CURVES_PLOT, GROUPS_CSV, METRIC_PLOT, SUMMARY_MD, markdown, write
+from dnn_train.sweeps.summary import PLOT_EVERY, SweepSummary, update_summary, verdict_lines
+from dnn_train.sweeps.table import COLUMNS, LOWER_IS_BETTER, build
 from tests.conftest import REPO
 
 CONFIG = {"optimizer": {"_target_": "keras.optimizers.SGD", "learning_rate": 0.01},
@@ -66,13 +70,13 @@ def test_summary_rows_show_only_the_varying_overrides_and_sort_by_the_metric(tmp
     fake_run(tmp_path / "1", ["optimizer=adam", "trainer.seed=42"], val=(0.6, 0.8), test=0.78)
     fake_run(tmp_path / "2", ["optimizer=nadam", "trainer.seed=42"], status="diverged", val=(0.4,), test=None,
              error="loss became nan at epoch 2")
-    comparison = compare.build(compare.find_runs([tmp_path]))
+    comparison = build(find_runs([tmp_path]))
     table = comparison.runs
     assert table["job"].tolist() == [0, 1, 2]
     assert table["overrides"].tolist() == ["optimizer=sgd", "optimizer=adam", "optimizer=nadam"]
-    compare.write(comparison, tmp_path)
+    write(comparison, tmp_path)
     csv = pd.read_csv(tmp_path / "summary.csv")
-    assert list(csv.columns) == compare.COLUMNS and len(csv) == 3
+    assert list(csv.columns) == COLUMNS and len(csv) == 3
     md = (tmp_path / "summary.md").read_text().splitlines()
     body = [ln for ln in md if ln.startswith("| ") and ln[2].isdigit()]
     assert [ln.split(" | ")[1] for ln in body] == ["optimizer=adam", "optimizer=sgd", "optimizer=nadam"]
@@ -80,7 +84,6 @@ def test_summary_rows_show_only_the_varying_overrides_and_sort_by_the_metric(tmp
     # one seed each: n = 1, no interval, and the configurations table says why there is no verdict
     assert "| optimizer=adam | 1 | 0.8000 |  | +0.1000 | 1 | not enough seeds |  |  |" in md  # no test: no p
     assert "| optimizer=nadam | 0 |  |  |  |  | no completed run |  |  |" in md
-    from dnn_train.sweep import verdict_lines  # what the sweep prints at its end: one line, not one per configuration
 
     assert [ln for ln in verdict_lines(comparison) if not ln.startswith("note:")] == [
         "optimizer=nadam vs optimizer=sgd: no completed run (best_val_accuracy difference unknown, 0 pairs)",
@@ -89,7 +92,7 @@ def test_summary_rows_show_only_the_varying_overrides_and_sort_by_the_metric(tmp
     assert any("trainer.seed=0,1,2,3,4" in ln for ln in md)
     baseline = next(i for i, ln in enumerate(md) if ln.startswith("Baseline: optimizer=sgd (the first run's"))
     assert md.index("## Runs, sorted by best_val_accuracy") > baseline
-    for png in (compare.CURVES_PLOT, compare.METRIC_PLOT):
+    for png in (CURVES_PLOT, METRIC_PLOT):
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
 
 
@@ -120,7 +123,7 @@ def test_runs_are_one_configuration_iff_every_key_but_the_seed_is_equal(tmp_path
     seeded_run(tmp_path / "2", "sgd", 2, 0.81, overrides=["optimizer.learning_rate=0.01"])  # the default, typed
     seeded_run(tmp_path / "3", "adam", 0, 0.83)
     seeded_run(tmp_path / "4", "sgd", 3, 0.70, units=32)  # same overrides as 0-2, another model.units in config
-    table = compare.build(compare.find_runs([tmp_path])).runs
+    table = build(find_runs([tmp_path])).runs
     assert table["_key"].nunique() == 3
     labels = table["configuration"].tolist()
     assert labels[0] == labels[1] == labels[2] and len(set(labels)) == 3
@@ -132,7 +135,7 @@ def test_runs_are_one_configuration_iff_every_key_but_the_seed_is_equal(tmp_path
 def test_runs_without_a_config_group_by_their_overrides_but_the_seed(tmp_path):
     for job, (opt, seed) in enumerate([("sgd", 1), ("sgd", 2), ("adam", 1), ("adam", 2)]):
         fake_run(tmp_path / str(job), [f"optimizer={opt}", f"trainer.seed={seed}", "trainer.epochs=2"])
-    comparison = compare.build(compare.find_runs([tmp_path]))
+    comparison = build(find_runs([tmp_path]))
     assert comparison.runs["configuration"].tolist() == ["optimizer=sgd"] * 2 + ["optimizer=adam"] * 2
     assert groups_of(comparison)["n"].to_dict() == {"optimizer=sgd": 2, "optimizer=adam": 2}
 
@@ -145,7 +148,7 @@ def test_pairing_by_seed_with_a_seed_missing_on_each_side(tmp_path):
     for job, (opt, seed, val) in enumerate([("sgd", 0, 0.80), ("sgd", 1, 0.82), ("sgd", 2, 0.81),
                                             ("adam", 0, 0.83), ("adam", 1, 0.84), ("adam", 3, 0.90)]):
         seeded_run(tmp_path / str(job), opt, seed, val)
-    comparison = compare.build(compare.find_runs([tmp_path]))
+    comparison = build(find_runs([tmp_path]))
     adam, sgd = groups_of(comparison).loc["optimizer=adam"], groups_of(comparison).loc["optimizer=sgd"]
     assert (sgd["n"], sgd["verdict"], adam["baseline"]) == (3, "baseline", "optimizer=sgd")
     assert adam["n"] == 3 and adam["mean"] == pytest.approx(0.85666667)
@@ -153,7 +156,7 @@ def test_pairing_by_seed_with_a_seed_missing_on_each_side(tmp_path):
     assert adam["diff_ci_low"] == pytest.approx(-0.03853, abs=1e-4)
     assert adam["diff_ci_high"] == pytest.approx(0.08853, abs=1e-4)
     assert adam["verdict"] == "no detectable difference"
-    md = compare.markdown(comparison)
+    md = markdown(comparison)
     assert "| optimizer=adam | 3 | 0.8567 ± " in md and "| +0.0250 [-0.0385, +0.0885] | 2 | no detectable difference |" in md
 
 
@@ -161,22 +164,22 @@ def test_the_baseline_is_job_0s_configuration_or_the_one_named(tmp_path):
     for job, (opt, seed, val) in enumerate([("sgd", 0, 0.80), ("sgd", 1, 0.81), ("adam", 0, 0.90),
                                             ("adam", 1, 0.92)]):
         seeded_run(tmp_path / str(job), opt, seed, val)
-    runs = compare.find_runs([tmp_path])
-    assert groups_of(compare.build(runs))["verdict"].to_dict() == {"optimizer=sgd": "baseline",
+    runs = find_runs([tmp_path])
+    assert groups_of(build(runs))["verdict"].to_dict() == {"optimizer=sgd": "baseline",
                                                                   "optimizer=adam": "better"}
-    flipped = compare.build(runs, baseline="optimizer=adam")
+    flipped = build(runs, baseline="optimizer=adam")
     assert groups_of(flipped)["verdict"].to_dict() == {"optimizer=sgd": "worse", "optimizer=adam": "baseline"}
     # a resolved config value names it too; test_loss-like metrics: lower is better
-    assert compare.build(runs, baseline="optimizer._target_=keras.optimizers.Adam").baseline == "optimizer=adam"
+    assert build(runs, baseline="optimizer._target_=keras.optimizers.Adam").baseline == "optimizer=adam"
     with pytest.raises(errors.BaselineError, match="matches no configuration; the configurations are: "
                                                     "optimizer=sgd; optimizer=adam"):
-        compare.build(runs, baseline="optimizer=nadam")
+        build(runs, baseline="optimizer=nadam")
     with pytest.raises(errors.BaselineError, match="matches 2 configurations"):
-        compare.build(runs, baseline="model.units=16")
+        build(runs, baseline="model.units=16")
     with pytest.raises(errors.BaselineError, match="trainer.seed cannot choose"):
-        compare.build(runs, baseline="trainer.seed=0")
+        build(runs, baseline="trainer.seed=0")
     # in a sweep the baseline's jobs may not have run yet: a note, no verdicts
-    pending = compare.build(runs, baseline="optimizer=nadam", strict=False)
+    pending = build(runs, baseline="optimizer=nadam", strict=False)
     assert set(groups_of(pending)["verdict"]) == {""} and "matches no configuration" in pending.notes[0]
     proc = report(tmp_path, "--baseline", "optimizer=adam", "--out", tmp_path / "cmp", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -188,7 +191,7 @@ def test_the_baseline_is_job_0s_configuration_or_the_one_named(tmp_path):
 def test_a_group_option_left_at_its_default_still_names_the_baseline(tmp_path):
     fake_run(tmp_path / "default", [], val=(0.5, 0.6), choices={"optimizer": "sgd"})
     fake_run(tmp_path / "adam", ["optimizer=adam"], val=(0.5, 0.7), choices={"optimizer": "adam"})
-    comparison = compare.build([tmp_path / "adam", tmp_path / "default"], baseline="optimizer=sgd")
+    comparison = build([tmp_path / "adam", tmp_path / "default"], baseline="optimizer=sgd")
     assert comparison.baseline == "defaults"
 
 
@@ -209,12 +212,12 @@ def borderline_sweep(folder):
     for job, (optimizer, seed, value) in enumerate((o, seed, round(base + d, 4)) for o, diffs in runs
                                                    for seed, (base, d) in enumerate(zip(BASELINE_VALUES, diffs))):
         seeded_run(folder / str(job), optimizer, seed, value)
-    return compare.find_runs([folder])
+    return find_runs([folder])
 
 
 def test_holm_turns_a_borderline_better_into_no_detectable_difference(tmp_path):
     runs = borderline_sweep(tmp_path)
-    holm = groups_of(compare.build(runs))  # Holm is the default
+    holm = groups_of(build(runs))  # Holm is the default
     adam = holm.loc["optimizer=adam"]
     assert adam["pairs"] == 4 and adam["difference"] == pytest.approx(0.025)
     assert adam["diff_ci_low"] > 0  # the 95% interval of this one comparison excludes 0 ...
@@ -225,37 +228,37 @@ def test_holm_turns_a_borderline_better_into_no_detectable_difference(tmp_path):
     assert others["p_value"].tolist() == pytest.approx([0.49503] * 2, abs=1e-5)
     assert others["p_adjusted"].tolist() == pytest.approx([0.99006] * 2, abs=1e-5)
     assert holm.loc["optimizer=sgd", "verdict"] == "baseline" and pd.isna(holm.loc["optimizer=sgd", "p_value"])
-    bh = groups_of(compare.build(runs, correction="bh"))
+    bh = groups_of(build(runs, correction="bh"))
     assert bh["p_adjusted"].dropna().tolist() == pytest.approx([0.091398, 0.49503, 0.49503], abs=1e-5)
     assert bh.loc["optimizer=adam", "verdict"] == "no detectable difference"
-    uncorrected = groups_of(compare.build(runs, correction="none")).loc["optimizer=adam"]
+    uncorrected = groups_of(build(runs, correction="none")).loc["optimizer=adam"]
     assert uncorrected["verdict"] == "better" and uncorrected["p_adjusted"] == uncorrected["p_value"]
     # summary.md shows both p-values and names the correction; the report and the sweep take the option
-    md = compare.markdown(compare.build(runs))
+    md = markdown(build(runs))
     assert "| optimizer=adam | 4 |" in md and "| 4 | no detectable difference | 0.0305 | 0.0914 |" in md
     assert "| pairs | verdict | p | p (Holm) |" in md and "adjusted for the 3 comparisons" in md
     assert "optimizer=adam vs optimizer=sgd: no detectable difference (best_val_accuracy +0.0250 [+0.0045, +0.0455], " \
-           "4 pairs, p 0.0305, Holm 0.0914)" in sweep.verdict_lines(compare.build(runs))  # what a sweep prints at its end
+           "4 pairs, p 0.0305, Holm 0.0914)" in verdict_lines(build(runs))  # what a sweep prints at its end
     proc = report(tmp_path, "--correction", "none", "--out", tmp_path / "cmp", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "| 4 | better | 0.0305 | 0.0305 |" in proc.stdout and "| p | p (uncorrected) |" in proc.stdout
     assert "No correction for multiple comparisons" in proc.stdout
-    sweep.update_summary(tmp_path, "best_val_accuracy", correction="bh")
-    written = pd.read_csv(tmp_path / compare.GROUPS_CSV)
+    update_summary(tmp_path, "best_val_accuracy", correction="bh")
+    written = pd.read_csv(tmp_path / GROUPS_CSV)
     assert set(written["correction"].dropna()) == {"bh"} and "p (Benjamini-Hochberg)" in \
-        (tmp_path / compare.SUMMARY_MD).read_text()
+        (tmp_path / SUMMARY_MD).read_text()
     with pytest.raises(ValueError, match="hydra.callbacks.summary.correction 'bonferroni': expected holm, bh"):
-        sweep.SweepSummary(correction="bonferroni")
+        SweepSummary(correction="bonferroni")
 
 
 def test_without_correction_the_verdicts_are_the_intervals_excluding_zero(tmp_path):
     """correction=none: each comparison at 95% on its own, the verdicts the summary gave before."""
-    comparison = compare.build(borderline_sweep(tmp_path), correction="none")
+    comparison = build(borderline_sweep(tmp_path), correction="none")
     tested = comparison.groups[comparison.groups["pairs"] >= 2]
     assert set(tested["metric"]) == {"best_val_accuracy", "test_accuracy", "wall_seconds"} and len(tested) == 9
     for row in tested.itertuples():
-        better = (row.diff_ci_high < 0) if row.metric in compare.LOWER_IS_BETTER else (row.diff_ci_low > 0)
-        worse = (row.diff_ci_low > 0) if row.metric in compare.LOWER_IS_BETTER else (row.diff_ci_high < 0)
+        better = (row.diff_ci_high < 0) if row.metric in LOWER_IS_BETTER else (row.diff_ci_low > 0)
+        worse = (row.diff_ci_low > 0) if row.metric in LOWER_IS_BETTER else (row.diff_ci_high < 0)
         assert row.verdict == ("better" if better else "worse" if worse else "no detectable difference"), row
     assert groups_of(comparison)["verdict"].tolist() == ["baseline", "better", "no detectable difference",
                                                          "no detectable difference"]
@@ -283,7 +286,7 @@ def test_unreadable_runs_are_skipped_in_one_line_each(tmp_path, caplog):
     assert "4 skipped (unreadable):" in (sweep_dir / "summary.md").read_text()
     # the same inside a sweep: the summary is written, the bad jobs are warned about
     (sweep_dir / "summary.csv").unlink()
-    comparison = sweep.update_summary(sweep_dir, "best_val_accuracy")
+    comparison = update_summary(sweep_dir, "best_val_accuracy")
     assert len(comparison.skipped) == 4 and pd.read_csv(sweep_dir / "summary.csv")["job"].tolist() == [0, 5]
     assert sum("sweep summary: skipping" in r.message for r in caplog.records) == 4
     # nothing readable: one line, exit 2
@@ -300,8 +303,8 @@ def test_a_running_run_whose_process_is_gone_shows_as_crashed(tmp_path):
     lock = record.RunLock(alive)
     lock.acquire()
     try:
-        comparison = compare.build(compare.find_runs([tmp_path]))
-        compare.write(comparison, tmp_path)
+        comparison = build(find_runs([tmp_path]))
+        write(comparison, tmp_path)
     finally:
         lock.release()
     assert comparison.runs["status"].tolist() == ["completed", "crashed (process gone)", "running"]
@@ -315,18 +318,18 @@ def test_sweep_plots_are_redrawn_between_jobs_only_when_stale_and_always_at_the_
     """The tables follow every job; the two plots (~0.4 s a job) at most every PLOT_EVERY seconds, and
     the sweep's end always draws them from every job."""
     fake_run(tmp_path / "0", ["optimizer=sgd"])
-    sweep.update_summary(tmp_path, "best_val_accuracy", final=False)  # no plots yet: drawn
-    plots = [tmp_path / compare.CURVES_PLOT, tmp_path / compare.METRIC_PLOT]
+    update_summary(tmp_path, "best_val_accuracy", final=False)  # no plots yet: drawn
+    plots = [tmp_path / CURVES_PLOT, tmp_path / METRIC_PLOT]
     first = [p.read_bytes() for p in plots]
     fake_run(tmp_path / "1", ["optimizer=adam"], val=(0.7, 0.8))
-    sweep.update_summary(tmp_path, "best_val_accuracy", final=False)  # drawn a moment ago: kept
+    update_summary(tmp_path, "best_val_accuracy", final=False)  # drawn a moment ago: kept
     assert len(pd.read_csv(tmp_path / "summary.csv")) == 2
     assert [p.read_bytes() for p in plots] == first
-    stale = plots[0].stat().st_mtime - sweep.PLOT_EVERY - 1
+    stale = plots[0].stat().st_mtime - PLOT_EVERY - 1
     os.utime(plots[0], (stale, stale))
-    sweep.update_summary(tmp_path, "best_val_accuracy", final=False)  # stale: redrawn
+    update_summary(tmp_path, "best_val_accuracy", final=False)  # stale: redrawn
     redrawn = [p.read_bytes() for p in plots]
     assert all(a != b for a, b in zip(redrawn, first))
     fake_run(tmp_path / "2", ["optimizer=sgd", "trainer.seed=1"], val=(0.4, 0.45))
-    sweep.update_summary(tmp_path, "best_val_accuracy")  # the end of the sweep: always
+    update_summary(tmp_path, "best_val_accuracy")  # the end of the sweep: always
     assert all(a != b for a, b in zip((p.read_bytes() for p in plots), redrawn))

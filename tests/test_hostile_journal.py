@@ -1,4 +1,4 @@
-"""A search's journal file (hydra.sweeper.storage=journal, dnn_train/search.py journal_storage) is
+"""A search's journal file (hydra.sweeper.storage=journal, dnn_train/sweeps/search_storage.py journal_storage) is
 appended to by every worker: a link or a special file planted at its name is refused in one line,
 and nothing outside the sweep directory changes. Cases: every kind of planted file; and one through
 the CLI (exit 2, no traceback)."""
@@ -30,15 +30,15 @@ def _plant(sandbox: Sandbox, path, kind: str) -> None:
 def test_a_planted_journal_is_refused_and_nothing_outside_changes(kind, tmp_path):
     pytest.importorskip("optuna", minversion="4", reason="needs the sweeps extra (optuna>=4)")
     pytest.importorskip("optuna_integration", reason="needs the sweeps extra (optuna-integration)")
-    from dnn_train import search
+    from dnn_train.sweeps.search_storage import JOURNAL_FILE, journal_storage
     from dnn_train.errors import ConfigError
 
     sandbox = Sandbox(tmp_path)
-    journal = sandbox.run / search.JOURNAL_FILE
+    journal = sandbox.run / JOURNAL_FILE
     _plant(sandbox, journal, kind)
     sandbox.freeze()
     with pytest.raises(ConfigError, match=f"^hydra.sweeper.storage: .*journal {journal}"):
-        search.journal_storage(journal)
+        journal_storage(journal)
     sandbox.check(None)
     assert not (sandbox.outside / "made-through-the-link").exists()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from dnn_train import stats
+from dnn_train.sweeps import stats
 from tests.hostile import SMALL_RUN, Sandbox
 
 # What a user could type instead of holm, bh or none: another method's name, a name in capitals,
@@ -26,7 +26,7 @@ def test_cli_a_sweep_with_an_unknown_correction_is_bad_input_before_any_job(tmp_
 @pytest.mark.parametrize("value", [*NOT_CORRECTIONS, None, 0.05, ["holm"]])
 def test_the_summary_callback_refuses_every_name_but_holm_bh_and_none(value):
     from dnn_train.errors import ConfigError
-    from dnn_train.sweep import SweepSummary
+    from dnn_train.sweeps.summary import SweepSummary
 
     with pytest.raises(ConfigError, match="expected holm, bh"):
         SweepSummary(correction=value)

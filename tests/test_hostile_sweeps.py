@@ -24,7 +24,8 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from dnn_train import errors, record, sweep as sweeps
+from dnn_train import errors, record
+from dnn_train.sweeps.summary import SweepSummary, ending
 from tests.conftest import REPO
 from tests.hostile import SMALL_RUN, Sandbox
 from tests.test_compare import fake_run
@@ -139,11 +140,11 @@ def test_every_way_out_of_a_sweep_writes_its_summary_from_the_jobs_on_disk(tmp_p
     same = [f"model.setting_{i}=a_rather_long_value_{i}" for i in range(8)]
     monkeypatch.setattr(sys, "argv", ["dnn_train", "-m", "trainer.seed=1,2,3,4,5,6"])
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    summary = sweeps.SweepSummary()
+    summary = SweepSummary()
     try:
         with warnings.catch_warnings(record=True) as warned, pytest.raises(BaseException) as ended:
             warnings.simplefilter("always")
-            with sweeps.ending():
+            with ending():
                 summary.on_multirun_start(OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}}))
                 for job, status in LEFT.items():
                     fake_run(tmp_path / str(job), [*same, f"trainer.seed={job + 1}"], status=status)
@@ -181,10 +182,10 @@ def test_a_signal_lost_in_a_librarys_clean_up_between_jobs_still_interrupts_the_
     '_invalidate_flags_cache'", reported as bad input, exit 2). The sweep still ends as interrupted."""
     monkeypatch.setattr(sys, "argv", ["dnn_train", "-m", "trainer.seed=1,2"])
     handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    summary = sweeps.SweepSummary()
+    summary = SweepSummary()
     try:
         with pytest.raises(BaseException) as ended:
-            with sweeps.ending():
+            with ending():
                 summary.on_multirun_start(OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}}))
                 fake_run(tmp_path / "0", ["trainer.seed=1"], status="completed")
                 try:  # the library's work, interrupted, and its clean-up failing in the finally

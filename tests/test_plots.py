@@ -1,4 +1,4 @@
-"""The sweep plots (dnn_train/compare.py) and a run's curves (dnn_train/artifacts.py) with long
+"""The sweep plots (dnn_train/sweeps/render.py) and a run's curves (dnn_train/artifacts.py) with long
 labels: every text inside the figure, no layout warning, integer epoch ticks, and every
 configuration visible where their points coincide."""
 from __future__ import annotations
@@ -10,7 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dnn_train import artifacts, compare
+from dnn_train import artifacts
+from dnn_train.sweeps.render import plot_curves, plot_metric
+from dnn_train.sweeps.table import build
 from tests.test_compare import fake_run
 
 N_CONFIGS = 12
@@ -28,7 +30,7 @@ def long_label_sweep(tmp_path, epochs: int):
                          f"trainer.seed={seed}"]
             val = tuple(0.5 + 0.01 * e for e in range(epochs))
             dirs.append(fake_run(tmp_path / f"{i}_{seed}", overrides, val=val, test=0.5))
-    return compare.build(dirs)
+    return build(dirs)
 
 
 def drawn(monkeypatch, draw):
@@ -72,7 +74,7 @@ def assert_no_text_clipped(fig):
 @pytest.mark.parametrize("epochs", [1, 3])
 def test_sweep_curves_with_long_labels_fit_show_every_configuration_and_integer_epochs(tmp_path, monkeypatch, epochs):
     comparison = long_label_sweep(tmp_path, epochs)
-    fig = drawn(monkeypatch, lambda: compare.plot_curves(comparison, tmp_path / "sweep_curves.png"))
+    fig = drawn(monkeypatch, lambda: plot_curves(comparison, tmp_path / "sweep_curves.png"))
     assert_no_text_clipped(fig)
     ax = fig.axes[0]
     ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
@@ -89,7 +91,7 @@ def test_sweep_curves_with_long_labels_fit_show_every_configuration_and_integer_
 
 def test_sweep_metric_with_long_labels_fits(tmp_path, monkeypatch):
     comparison = long_label_sweep(tmp_path, 2)
-    fig = drawn(monkeypatch, lambda: compare.plot_metric(comparison, tmp_path / "sweep_metric.png"))
+    fig = drawn(monkeypatch, lambda: plot_metric(comparison, tmp_path / "sweep_metric.png"))
     assert_no_text_clipped(fig)
 
 

@@ -102,7 +102,7 @@ def test_code_clean_dirty_and_outside_git(tmp_path):
     assert clean == {"git": True, "repository": str(repo), "commit": head, "dirty": False}
     assert not (tmp_path / "clean").exists()  # no source.patch for a clean tree
 
-    (repo / "dnn_train" / "stats.py").write_text((repo / "dnn_train" / "stats.py").read_text() + "\nCHANGED = 1\n")
+    (repo / "dnn_train" / "sweeps" / "stats.py").write_text((repo / "dnn_train" / "sweeps" / "stats.py").read_text() + "\nCHANGED = 1\n")
     (repo / "dnn_train" / "new_module.py").write_text("NEW = 2\n")  # untracked, not ignored: in the patch
     (repo / ".env").write_text("TOKEN=s3cr3t\n")  # untracked, not code: named, never copied
     (tmp_path / "dirty").mkdir()
@@ -115,7 +115,7 @@ def test_code_clean_dirty_and_outside_git(tmp_path):
     # the patch on the commit gives the tree that ran
     _git(repo, "worktree", "add", "-q", str(tmp_path / "again"), head)
     _git(tmp_path / "again", "apply", str(tmp_path / "dirty" / "source.patch"))
-    for name in ("dnn_train/stats.py", "dnn_train/new_module.py"):
+    for name in ("dnn_train/sweeps/stats.py", "dnn_train/new_module.py"):
         assert (tmp_path / "again" / name).read_text() == (repo / name).read_text()
 
     outside = tmp_path / "outside"
@@ -126,7 +126,7 @@ def test_code_clean_dirty_and_outside_git(tmp_path):
 def test_a_run_from_a_dirty_git_checkout_records_its_commit_and_patch(tmp_path):
     """The package imported from another checkout (PYTHONPATH): its commit, dirty, source.patch beside the run."""
     repo = _package_repo(tmp_path)
-    (repo / "dnn_train" / "stats.py").write_text((repo / "dnn_train" / "stats.py").read_text() + "\n# edited\n")
+    (repo / "dnn_train" / "sweeps" / "stats.py").write_text((repo / "dnn_train" / "sweeps" / "stats.py").read_text() + "\n# edited\n")
     run_dir = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(repo), "XDG_CACHE_HOME": str(tmp_path / "cache")}
     proc = subprocess.run([sys.executable, "-m", "dnn_train", *TINY, "trainer.epochs=1",
@@ -190,7 +190,7 @@ def test_rerun_is_identical_and_names_a_faked_version(runs, tmp_path, capsys):
 def test_rerun_that_does_not_match_says_so(runs, tmp_path, capsys):
     """A recorded number changed by hand: on the same environment, not reproduced (exit 1)."""
     root, a, _ = runs
-    from dnn_train import rundiff
+    from dnn_train.sweeps import rundiff
 
     original = rundiff.read(a)
     changed = rundiff.read(a)

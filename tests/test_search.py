@@ -1,4 +1,4 @@
-"""Hyperparameter search (dnn_train/search.py, our Optuna sweeper): Hydra's sweep syntax mapped to
+"""Hyperparameter search (dnn_train/sweeps/search_*.py, our Optuna sweeper): Hydra's sweep syntax mapped to
 Optuna, a trial pruned and recorded as such, a killed search resumed from its SQLite study, workers
 sharing one journal study (claims, heartbeats, stale trials taken over); and
 where runs are compared (dnn_train/tracking.py): TensorBoard HParams records read back with
@@ -60,6 +60,19 @@ def _study(tmp_path):
     return optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path}/outputs/hparams_search/tiny/optuna.db")
 
 
+def test_the_job_side_outside_a_search_imports_neither_optuna_nor_the_driver():
+    """The training loop asks every run for its pruning callbacks: outside a search, [] with Optuna,
+    the driver and the comparison's modules left unimported (a run need not have the sweeps extra)."""
+    code = ("import sys; from dnn_train.sweeps.search_trial import pruning_callbacks, note_failure, raise_if_pruned; "
+            "assert pruning_callbacks() == []; note_failure('x'); raise_if_pruned('.'); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('optuna', 'optuna_integration', 'pandas') "
+            "or m.startswith('dnn_train.sweeps.') and m not in ('dnn_train.sweeps.search_trial', "
+            "'dnn_train.sweeps.search_storage')))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "[]"
+
+
 # ---------------------------------------------------------------- the search space
 @pytest.mark.plugins
 @pytest.mark.parametrize("line, expected", [
@@ -76,7 +89,7 @@ def test_hydra_sweep_syntax_maps_to_optuna_as_hydra_1_4_does(line, expected):
     optuna = _optuna()
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from dnn_train.search import distribution
+    from dnn_train.sweeps.search_space import distribution
 
     got = distribution(OverridesParser.create().parse_override(line))
     want = None if expected is None else getattr(optuna.distributions, expected[0])(**expected[1])
@@ -86,7 +99,7 @@ def test_hydra_sweep_syntax_maps_to_optuna_as_hydra_1_4_does(line, expected):
 @pytest.mark.plugins
 def test_the_search_space_keeps_other_overrides_for_every_trial():
     _optuna()
-    from dnn_train.search import search_space
+    from dnn_train.sweeps.search_space import search_space
 
     dists, fixed = search_space({"model.depth": "range(1, 3)"}, ["hparams_search=x", "trainer.epochs=3", "a=b,c"])
     assert sorted(dists) == ["a", "model.depth"] and fixed == ["hparams_search=x", "trainer.epochs=3"]
@@ -218,24 +231,26 @@ def test_a_worker_claims_new_trials_up_to_n_trials_and_takes_over_only_stale_one
     optuna = _optuna()
     from omegaconf import OmegaConf
 
-    from dnn_train import search
+    from dnn_train.sweeps.search_driver import StudyDriver
+    from dnn_train.sweeps.search_storage import JOURNAL_FILE, journal_storage
+    from dnn_train.sweeps.search_workers import OWNER_ATTR, Liveness, beat, claim_lock
 
-    storage = search.journal_storage(tmp_path / search.JOURNAL_FILE)
+    storage = journal_storage(tmp_path / JOURNAL_FILE)
     study = optuna.create_study(study_name="s", storage=storage)
     space = {"x": optuna.distributions.FloatDistribution(0.0, 1.0)}
 
     def worker():
-        driver = search.StudyDriver(
+        driver = StudyDriver(
             sampler=OmegaConf.create({"_target_": "optuna.samplers.RandomSampler", "seed": 0}),
             pruner=OmegaConf.create({"_target_": "optuna.pruners.NopPruner"}), direction="minimize", study_name="s",
             storage="journal", n_trials=3, n_jobs=1, params=None, monitor="val_loss", heartbeat_interval=1,
             grace_period=10)
         clock = [0.0]
-        liveness = search.Liveness(10, clock=lambda: clock[0])
+        liveness = Liveness(10, clock=lambda: clock[0])
 
         def claim(advance=0.0):
             clock[0] += advance
-            with search.claim_lock(tmp_path):
+            with claim_lock(tmp_path):
                 return [t.number for t in driver.claim(study, space, liveness)]
         return claim
 
@@ -243,20 +258,20 @@ def test_a_worker_claims_new_trials_up_to_n_trials_and_takes_over_only_stale_one
     assert a() == [0] and b() == [1]  # new trials, one each: A's trial 0 is live
     study.tell(1, 0.5)
     trial_0 = optuna.trial.Trial(study, study.trials[0]._trial_id)
-    search.beat(trial_0)  # A beats while B waits
+    beat(trial_0)  # A beats while B waits
     assert b(100) == [2]  # not trial 0
     study.tell(2, 0.5)
-    search.beat(trial_0)
+    beat(trial_0)
     assert b(100) == []  # n_trials reached; trial 0 still live
-    storage.set_trial_system_attr(study.trials[0]._trial_id, search.OWNER_ATTR,
+    storage.set_trial_system_attr(study.trials[0]._trial_id, OWNER_ATTR,
                                   {"host": "elsewhere", "pid_namespace": "", "pid": 1, "beat": 1.0})
     assert b(3) == [] and b(9) == []  # a changed record: its grace starts again
     assert b(2) == [0]  # 11 s unchanged: stale; taken over with its parameters
     assert a(1000) == []  # B just beat it
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
-    owner = dict(study.trials[0].system_attrs[search.OWNER_ATTR], pid=gone.pid)
-    storage.set_trial_system_attr(study.trials[0]._trial_id, search.OWNER_ATTR, owner)
+    owner = dict(study.trials[0].system_attrs[OWNER_ATTR], pid=gone.pid)
+    storage.set_trial_system_attr(study.trials[0]._trial_id, OWNER_ATTR, owner)
     assert a() == [0]  # its worker on this host has exited: at once
     assert len(study.trials) == 3
 

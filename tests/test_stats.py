@@ -1,4 +1,4 @@
-"""dnn_train/stats.py against computations done by hand on fixed numbers (t quantiles from a table)."""
+"""dnn_train/sweeps/stats.py against computations done by hand on fixed numbers (t quantiles from a table)."""
 from __future__ import annotations
 
 import math
@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from dnn_train import stats
+from dnn_train.sweeps import stats
 
 
 def test_mean_std_and_t_interval_of_five_values():

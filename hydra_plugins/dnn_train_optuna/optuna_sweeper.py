@@ -1,6 +1,7 @@
-"""Hydra sweeper plugin: an Optuna study with a pruner, persisted under the sweep directory (SQLite,
-or a journal file that several workers share: conf/hydra/sweeper/optuna_pruning.yaml; the work is in
-dnn_train/search.py).
+"""Hydra sweeper plugin: an Optuna search with a pruner (the work: dnn_train/sweeps/search_driver.py).
+
+The study is persisted under the sweep directory (SQLite, or a journal file that several workers
+share): conf/hydra/sweeper/optuna_pruning.yaml.
 
 Hydra 1.3 instantiates only plugin classes defined under the `hydra_plugins` namespace package,
 and imports every module under it at each start-up: this module stays thin, and Optuna is
@@ -17,7 +18,7 @@ from omegaconf import DictConfig
 
 class OptunaPruningSweeper(Sweeper):
     def __init__(self, **kwargs: Any) -> None:
-        from dnn_train.search import StudyDriver
+        from dnn_train.sweeps.search_driver import StudyDriver
 
         self._driver = StudyDriver(**kwargs)
 

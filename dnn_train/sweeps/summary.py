@@ -1,6 +1,8 @@
-"""The Hydra callback of multirun sweeps (SweepSummary, registered in conf/config.yaml as
+"""A sweep's summary at its root, rebuilt as each job ends and once more however the sweep ends (SweepSummary).
+
+SweepSummary is the Hydra callback of multirun sweeps (registered in conf/config.yaml as
 hydra.callbacks.summary): it rebuilds the sweep's summary (summary.csv, summary_groups.csv,
-summary.md and two plots, see dnn_train/compare.py) at the sweep root as each job ends (the plots
+summary.md and two plots, see dnn_train/sweeps/render.py) at the sweep root as each job ends (the plots
 at most every PLOT_EVERY seconds while jobs run), and once more at the sweep's end, whichever way
 it ends (`ending`, around the Hydra app in dnn_train/__main__.py): after its last job it says how
 many jobs did not complete (pruned trials of a search are counted apart: they are an outcome, not a
@@ -33,7 +35,6 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 log = logging.getLogger("dnn_train")
-PRUNED = "pruned"  # results.json's status of a trial a search's pruner stopped (dnn_train/search.py)
 # Drawing the two plots took ~0.4 s of every job's end, a tenth of a short job's fixed cost: between
 # jobs they are redrawn only when the last drawing (on disk, whichever process made it) is this old.
 PLOT_EVERY = 30.0
@@ -45,18 +46,20 @@ def update_summary(sweep_dir: Path, metric: str, baseline: Optional[str] = None,
                    correction: str = "holm"):
     """Rebuild the summary files at `sweep_dir` (the plots: if `final`, or if the last ones are older
     than PLOT_EVERY seconds); the Comparison, or None if no job has started."""
-    from dnn_train import compare
+    from dnn_train.sweeps.read import find_runs
+    from dnn_train.sweeps.render import CURVES_PLOT, write
+    from dnn_train.sweeps.table import METRICS, build
 
-    runs = compare.find_runs([sweep_dir]) if Path(sweep_dir).is_dir() else []
+    runs = find_runs([sweep_dir]) if Path(sweep_dir).is_dir() else []
     if not runs:
         return None
-    if metric not in compare.METRICS:  # e.g. reconstruction_loss: not a summary column
+    if metric not in METRICS:  # e.g. reconstruction_loss: not a summary column
         metric = "best_val_accuracy"
     # strict=False: the baseline's jobs may not have run yet
-    comparison = compare.build(runs, metric, baseline, strict=False, correction=correction)
+    comparison = build(runs, metric, baseline, strict=False, correction=correction)
     for line in comparison.skipped:
         log.warning("sweep summary: skipping %s", line)
-    compare.write(comparison, sweep_dir, plots=final or _age(Path(sweep_dir) / compare.CURVES_PLOT) >= PLOT_EVERY)
+    write(comparison, sweep_dir, plots=final or _age(Path(sweep_dir) / CURVES_PLOT) >= PLOT_EVERY)
     return comparison
 
 
@@ -108,7 +111,7 @@ def resume_command(sweep_dir) -> str:
 class SweepSummary(Callback):
     def __init__(self, metric: str = "best_val_accuracy", baseline: Optional[str] = None, correction: str = "holm"):
         from dnn_train.errors import ConfigError
-        from dnn_train.stats import check_correction
+        from dnn_train.sweeps.stats import check_correction
 
         try:  # Hydra makes the callbacks before any job: a bad name stops the sweep before it starts
             self.correction = check_correction(correction)
@@ -187,10 +190,13 @@ class SweepSummary(Callback):
         job did not complete."""
         if comparison is None:
             return
+        from dnn_train.record import REFUSED
+        from dnn_train.sweeps.table import COMPLETED, PRUNED
+
         sweep_dir = self.sweep_dir
         table = comparison.runs
         pruned = int((table["status"] == PRUNED).sum())  # stopped by a search's pruner: an outcome, not a failure
-        bad = table[~table["status"].isin(["completed", PRUNED])]
+        bad = table[~table["status"].isin([COMPLETED, PRUNED])]
         n_bad = len(bad) + len(comparison.skipped)
         total = len(table) + len(comparison.skipped)
         print(f"dnn_train: sweep of {total} jobs: {total - n_bad - pruned} completed, "
@@ -200,8 +206,6 @@ class SweepSummary(Callback):
                   f"{': ' + row.error if row.error else ''}", flush=True)
         for line in comparison.skipped:
             print(f"dnn_train:   skipped {line}", flush=True)
-        from dnn_train.record import REFUSED
-
         for line in REFUSED:  # their directories hold other runs, left as they were (and summarized as such)
             print(f"dnn_train:   {line.replace(':', ' refused:', 1)}", flush=True)
         for line in verdict_lines(comparison):
@@ -212,21 +216,22 @@ class SweepSummary(Callback):
 
 def verdict_lines(comparison) -> list[str]:
     """One line per configuration other than the baseline: its verdict on the sweep's metric."""
-    from dnn_train import compare
+    from dnn_train.sweeps.render import difference_text
+    from dnn_train.sweeps.stats import NOT_ENOUGH_SEEDS
+    from dnn_train.sweeps.table import BASELINE, missing
 
     groups = comparison.groups[comparison.groups["metric"] == comparison.metric]
     if len(groups) < 2:
         return [f"note: {note}" for note in comparison.notes]
-    from dnn_train.stats import NOT_ENOUGH_SEEDS
 
     lines, unpaired = [], 0
     for _, row in groups.iterrows():
         if row["verdict"] == NOT_ENOUGH_SEEDS:  # one line for all of them (a search: every trial)
             unpaired += 1
-        elif row["verdict"] and row["verdict"] != compare.BASELINE:
-            pairs = 0 if compare.missing(row["pairs"]) else int(row["pairs"])
+        elif row["verdict"] and row["verdict"] != BASELINE:
+            pairs = 0 if missing(row["pairs"]) else int(row["pairs"])
             lines.append(f"{row['configuration']} vs {row['baseline']}: {row['verdict']} ({comparison.metric} "
-                         f"{compare.difference_text(row) or 'difference unknown'}, {pairs} pairs{_p(row)})")
+                         f"{difference_text(row) or 'difference unknown'}, {pairs} pairs{_p(row)})")
     if unpaired:
         many = unpaired > 1
         lines.append(f"{unpaired} configuration{'s' if many else ''} {'share' if many else 'shares'} fewer than 2 "
@@ -235,12 +240,14 @@ def verdict_lines(comparison) -> list[str]:
 
 
 def _p(row) -> str:
-    """", p 0.0292, Holm 0.117": the verdict's p-values, raw and corrected (compare.correction_text)."""
-    from dnn_train import compare, stats
+    """", p 0.0292, Holm 0.117": the verdict's p-values, raw and corrected (render.correction_text)."""
+    from dnn_train.sweeps import stats
+    from dnn_train.sweeps.render import p_text
+    from dnn_train.sweeps.table import missing
 
-    if compare.missing(row["p_value"]):
+    if missing(row["p_value"]):
         return ""
     correction = row["correction"]
     adjusted = "" if correction == stats.NONE else \
-        f", {stats.CORRECTIONS[correction]} {compare.p_text(row['p_adjusted'])}"
-    return f", p {compare.p_text(row['p_value'])}{adjusted}"
+        f", {stats.CORRECTIONS[correction]} {p_text(row['p_adjusted'])}"
+    return f", p {p_text(row['p_value'])}{adjusted}"

@@ -11,7 +11,7 @@
 - `verdict`: "better" or "worse" when a p-value (raw, or adjusted by `adjust`) is below 0.05, "no
   detectable difference" otherwise, "not enough seeds" with fewer than 2 pairs (no test can be made).
 
-Which runs form a configuration and which runs pair up is dnn_train/compare.py's business.
+Which runs form a configuration and which runs pair up is dnn_train/sweeps/table.py's business.
 """
 from __future__ import annotations
 

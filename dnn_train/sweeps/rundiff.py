@@ -14,9 +14,9 @@ import math
 from pathlib import Path
 from typing import Optional
 
-from dnn_train import compare
 from dnn_train.errors import BadRun, NotARun
 from dnn_train.provenance import environment
+from dnn_train.sweeps.read import RunView, read_run
 
 NOT_NUMBERS = {"pid", "wall_seconds", "rss_mb", "saved_model_max_diff"}  # timings and this process's, not results
 NOT_CURVES = {"epoch_seconds"}
@@ -24,17 +24,17 @@ DEFAULT_TOLERANCE = 0.01
 MISSING = "(not recorded)"
 
 
-def read(path) -> compare.Run:
+def read(path) -> RunView:
     path = Path(path)
     if not (path / "results.json").is_file():
         raise NotARun(f"{path}: not a dnn_train run directory (no results.json)")
     try:
-        return compare.read_run(path)
+        return read_run(path)
     except BadRun as ex:
         raise NotARun(f"{path}: {ex}") from None
 
 
-def label(run: compare.Run) -> str:
+def label(run: RunView) -> str:
     return str(run.results.get("name") or run.dir)
 
 
@@ -43,11 +43,11 @@ def _differences(a: dict, b: dict) -> list[tuple]:
             if a.get(k, MISSING) != b.get(k, MISSING)]
 
 
-def config_differences(a: compare.Run, b: compare.Run) -> list[tuple]:
+def config_differences(a: RunView, b: RunView) -> list[tuple]:
     return _differences(a.config or {}, b.config or {})
 
 
-def environment_differences(a: compare.Run, b: compare.Run) -> list[tuple]:
+def environment_differences(a: RunView, b: RunView) -> list[tuple]:
     return _differences(environment(a.results.get("provenance")), environment(b.results.get("provenance")))
 
 
@@ -55,7 +55,7 @@ def _number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def numbers(run: compare.Run) -> dict:
+def numbers(run: RunView) -> dict:
     """What a run computed: results.json's numbers and every epoch's metrics (timings left out)."""
     out = {k: v for k, v in run.results.items() if _number(v) and k not in NOT_NUMBERS}
     if run.curve is not None:
@@ -80,7 +80,7 @@ def table(header: list, rows: list) -> list[str]:
     return [line(header), line(["-" * w for w in widths]), *map(line, rows)]
 
 
-def diff_text(a: compare.Run, b: compare.Run) -> str:
+def diff_text(a: RunView, b: RunView) -> str:
     out = [f"A: {a.dir}" + (f" ({a.results['name']})" if a.results.get("name") else ""),
            f"B: {b.dir}" + (f" ({b.results['name']})" if b.results.get("name") else ""), ""]
     for title, rows in (("config", config_differences(a, b)), ("environment", environment_differences(a, b))):
@@ -98,7 +98,7 @@ def diff_text(a: compare.Run, b: compare.Run) -> str:
     return "\n".join(out) + "\n"
 
 
-def plot(a: compare.Run, b: compare.Run, path: Path) -> None:
+def plot(a: RunView, b: RunView, path: Path) -> None:
     """Loss and accuracy against epochs, both runs: training dashed, validation solid."""
     from dnn_train import artifacts
 
@@ -121,7 +121,7 @@ def plot(a: compare.Run, b: compare.Run, path: Path) -> None:
 
 
 # ---------------------------------------------------------------- rerun
-def saved_config(run: compare.Run):
+def saved_config(run: RunView):
     """The config that ran (config.yaml, resolved), typed by the schema, to be run again from scratch."""
     from omegaconf import OmegaConf
 
@@ -150,7 +150,7 @@ def match(a: dict, b: dict, tolerance: Optional[float]) -> list[tuple]:
     return out
 
 
-def verdict(original: compare.Run, rerun: compare.Run, tolerance: float = DEFAULT_TOLERANCE) -> tuple[bool, str]:
+def verdict(original: RunView, rerun: RunView, tolerance: float = DEFAULT_TOLERANCE) -> tuple[bool, str]:
     """(numbers match, the report): exact when the environment is the same, else within `tolerance`."""
     env = environment_differences(original, rerun)
     a, b = numbers(original), numbers(rerun)
