@@ -44,7 +44,7 @@ ALLOWED_TARGETS = tuple(f"keras.{m}." for m in (
     "layers", "initializers", "optimizers", "optimizers.schedules", "regularizers", "constraints", "activations",
     "applications", "losses", "metrics")) + (
     "keras.callbacks.ReduceLROnPlateau", "keras.callbacks.EarlyStopping",
-    *(f"dnn_train.models.{family}.build" for family in ("mlp", "cnn", "resnet", "backbone")),
+    *(OmegaConf.load(p)._target_ for p in sorted((CONF_DIR / "model").glob("*.yaml"))),  # the model families
     "dnn_train.optim.OneCycle", "dnn_train.optim.PowerDecay",
     # the hydra: section: our callbacks, the sweepers and launchers we ship, Optuna's samplers and pruners
     "dnn_train.record.RunDirs", "dnn_train.sweep.SweepSummary",
@@ -307,23 +307,6 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "trainer.distribution": _choice(None, "data_parallel"),
     "trainer.devices": ((lambda v: v is None or (_int_list(0, 65535)[0](v) and len(set(v)) == len(v))),
                         "null (all devices) or a non-empty list of distinct device indices >= 0"),
-    # model families (keys present in the chosen family only)
-    "model.depth": _number(1, 500, integer=True),
-    "model.units": _number(1, 100_000, integer=True),
-    "model.widths": _int_list(1, 100_000, nullable=True),
-    "model.filters": _int_list(1, 100_000),
-    "model.convs_per_block": _number(1, 50, integer=True),
-    "model.kernel_size": _number(1, 31, integer=True),
-    "model.padding": _choice("same", "valid"),
-    "model.pool": _choice("max", "avg", "none"),
-    "model.global_pool": _choice("avg", "flatten"),
-    "model.head_units": _int_list(1, 100_000, empty=True),
-    "model.stages": _number(1, 8, integer=True),
-    "model.blocks_per_stage": _number(1, 100, integer=True),
-    "model.width": _number(1, 4096, integer=True),
-    "model.input_size": _int_list(1, 2048, nullable=True),
-    "model.weights": ((lambda v: v is None or (isinstance(v, str) and v != "")), "imagenet, null or a file path"),
-    "model.arch": ((lambda v: isinstance(v, str) and v.isidentifier()), "a keras.applications model name"),
     "task": _choice(*TASKS),
     "transfer.reuse_layers": _number(1, integer=True, nullable=True),
     "transfer.freeze_epochs": _number(0, integer=True),
@@ -392,7 +375,9 @@ def validate(cfg: DictConfig) -> None:
             if key in RULES:
                 _check(f"{group}.{key}", node[key], RULES[key])
     _check_plain_group_keys(cfg)
-    for full_key, rule in RULES.items():
+    from dnn_train.models import families  # the model families' keys: each family's module has their rules
+
+    for full_key, rule in {**RULES, **families.rules()}.items():
         parent, _, leaf = full_key.rpartition(".")
         node = OmegaConf.select(cfg, parent) if parent else cfg
         if node is None or (parent in OPTIONAL_KEYS_OF and leaf not in node):  # another family's key, no synthetic
@@ -532,7 +517,7 @@ def check_keys(cfg: DictConfig) -> None:
     walk(cfg, RootConf, "")
     model = cfg.get("model")
     if not isinstance(model, DictConfig) or "_target_" not in model:
-        raise ConfigError("model: no family chosen; use model=mlp|cnn|resnet|backbone")
+        raise ConfigError(f"model: no family chosen; use model={'|'.join(options('model'))}")
 
 
 def check_callables(cfg: DictConfig, trusted=()) -> None:
