@@ -3,9 +3,9 @@ pretrained network (the chapter's "reusing pretrained layers", on CNNs).
 
 Inside the model: grey images become RGB, images are resized to `input_size` (at least 32x32),
 and the pixels get the preprocessing the architecture expects (its own `preprocess_input`, in a
-layer of ours: Keras has it only as a function). The backbone is one layer, `block1_backbone`,
-called with training=False, so its batch-norm layers stay in inference mode even when it is
-unfrozen for fine-tuning (Keras' transfer-learning guide); with pretrained weights it is frozen
+layer of ours, models/layers.py: Keras has it only as a function). The backbone is one layer,
+`block1_backbone`, called with training=False, so its batch-norm layers stay in inference mode even
+when it is unfrozen for fine-tuning (Keras' transfer-learning guide); with pretrained weights it is frozen
 for `transfer.freeze_epochs` epochs, then trained at `transfer.finetune_lr`.
 """
 from __future__ import annotations
@@ -37,8 +37,8 @@ def architectures() -> list[str]:
 
 def pretrained_layers(model_cfg, model) -> list[str]:
     """With weights, the backbone arrives trained: frozen first, like reused layers."""
-    return [BACKBONE_LAYER] if model_cfg.get("weights") and any(layer.name == BACKBONE_LAYER for layer in model.layers) \
-        else []
+    has_backbone = any(layer.name == BACKBONE_LAYER for layer in model.layers)
+    return [BACKBONE_LAYER] if model_cfg.get("weights") and has_backbone else []
 
 
 def build(inputs, knobs: Knobs, arch: str = "MobileNetV2", weights: Optional[str] = "imagenet",
