@@ -127,12 +127,9 @@ class LoadedRun:
 
     def model(self, compile: bool = False):
         """The saved model (safe mode). It takes raw uint8 images: model.predict(x_uint8)."""
-        import keras
+        from dnn_train import saving
 
-        import dnn_train.models.backbone  # noqa: F401  our layers and schedules, for Keras to find
-        import dnn_train.optim  # noqa: F401
-
-        return keras.saving.load_model(self.dir / "model.keras", compile=compile, safe_mode=True)
+        return saving.load(self.dir / "model.keras", compile=compile)
 
 
 def load_run(run_dir: str | Path) -> LoadedRun:

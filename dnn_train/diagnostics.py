@@ -2,7 +2,7 @@
 saturate or die, block by block. Ours: Keras records only the loss and metrics.
 
 Before training (epoch 0) and after every epoch, on one fixed batch of training images, for each
-hidden block i of the model (dnn_train/models: `blocks`; in an MLP, one Dense layer and its
+hidden block i of the model (dnn_train/models/blocks.py; in an MLP, one Dense layer and its
 activation; in a CNN, its convolutions, pooling and dropout):
 - act_mean, act_std: mean and standard deviation of the block's output over the batch and units;
 - saturated: the fraction of sigmoid outputs below 0.05 or above 0.95, or of tanh outputs beyond
@@ -22,7 +22,8 @@ import keras
 import numpy as np
 
 from dnn_train import artifacts
-from dnn_train.models import DROPOUT_LAYERS, blocks
+from dnn_train.models.blocks import blocks
+from dnn_train.models.parts import DROPOUT_LAYERS
 
 log = logging.getLogger("dnn_train")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from dnn_train.models import DROPOUT_LAYERS
+from dnn_train.models.parts import DROPOUT_LAYERS
 
 
 class AlwaysDrop(keras.layers.Layer):

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import keras
 
+from dnn_train.models.parts import DROPOUT_LAYERS
+
 if keras.backend.backend() == "tensorflow":  # the fused loop is TensorFlow's; other backends never import it
     import tensorflow as tf
 
@@ -98,8 +100,6 @@ _CONVOLUTIONS = tuple(getattr(keras.layers, name) for name in (
 def xla_pays(model: keras.Model) -> bool:
     """What jit_compile=auto asks: XLA compiles every layer, and it is faster here: on a GPU, or on a
     CPU for models without convolutions or dropout."""
-    from dnn_train.models import DROPOUT_LAYERS
-
     if not supports_xla(model):
         return False
     if tf.config.list_physical_devices("GPU"):

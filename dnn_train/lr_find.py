@@ -16,7 +16,7 @@ import numpy as np
 from keras import ops
 
 from dnn_train import artifacts
-from dnn_train.models import loss_name
+from dnn_train.models.network import loss_name
 from dnn_train.record import Run
 from dnn_train.train import setup, training_batches
 

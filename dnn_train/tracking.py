@@ -264,9 +264,9 @@ def _log_model(run_id: str, model_file: Path) -> None:
     import keras
     import mlflow
 
-    import dnn_train.models.backbone  # noqa: F401  registers our layers, so the file loads
+    from dnn_train import saving
 
-    model = keras.saving.load_model(model_file, compile=False, safe_mode=True)
+    model = saving.load(model_file)
     while mlflow.active_run() is not None:  # a run an earlier job in this process left open
         mlflow.end_run()
     with mlflow.start_run(run_id=run_id):

@@ -14,12 +14,13 @@ import numpy as np
 from hydra.errors import InstantiationException
 from omegaconf import OmegaConf
 
-from dnn_train import (artifacts, checkpoint, compiled, data, diagnostics, distribute, fused, models, tracking,
+from dnn_train import (artifacts, checkpoint, compiled, data, diagnostics, distribute, fused, saving, tracking,
                        transfer)
 from dnn_train.callbacks import EpochSeeds, EpochStats, MetricsCSV, Progress, StopOnDivergence, showing
 from dnn_train.config.advice import chapter_warnings
-from dnn_train.config.validate import source_file
+from dnn_train.config.files import source_file
 from dnn_train.errors import ConfigError
+from dnn_train.models import network
 from dnn_train.evaluate import mc_dropout_predict, mc_metrics
 from dnn_train.optim import build_optimizer, current_learning_rate
 from dnn_train.record import Run
@@ -62,14 +63,14 @@ def setup(cfg, autoencoder: bool = False) -> Setup:
     stats = data.feature_stats(splits.x_train) if cfg.data.standardize else None
     steps_per_epoch = math.ceil(len(splits.y_train) / t.batch_size)
     with config_errors():
-        model = models.build_autoencoder(cfg, splits.image_shape, stats) if autoencoder else \
-            models.build_model(cfg, splits.image_shape, splits.num_classes, stats)
+        model = network.build_autoencoder(cfg, splits.image_shape, stats) if autoencoder else \
+            network.build_model(cfg, splits.image_shape, splits.num_classes, stats)
         optimizer, schedule_callbacks = build_optimizer(cfg, steps_per_epoch)
-    reused = models.pretrained_layers(cfg, model)
+    reused = network.pretrained_layers(cfg, model)
     if cfg.model.init_from:
         reused = transfer.reuse_layers(cfg, model, splits.image_shape)
         log.info("transfer: %s", transfer.describe(reused, cfg.model.init_from))
-    log.info("model: %s, %s parameters; optimizer %s", models.describe(model), f"{model.count_params():,}",
+    log.info("model: %s, %s parameters; optimizer %s", network.describe(model), f"{model.count_params():,}",
              type(optimizer).__name__)
     return Setup(splits, model, optimizer, schedule_callbacks, steps_per_epoch, reused)
 
@@ -213,11 +214,9 @@ def _finish(cfg, run: Run, model, splits: data.Splits, restored_epoch: int) -> d
 def save_model(model: keras.Model, path: Path, probe: np.ndarray) -> float:
     """Save `model` (atomically) and check the file: loaded back in safe mode it must predict what
     the trained model predicts on `probe` (to 1e-6). Returns the largest difference seen."""
-    import dnn_train.models.backbone  # noqa: F401  registers our layers (keras.saving needs them to load)
-
     with artifacts.atomic_path(path, ".keras") as tmp:
         model.save(tmp)
-        loaded = keras.saving.load_model(tmp, compile=False, safe_mode=True)
+        loaded = saving.load(tmp)
         expected, got = (keras.ops.convert_to_numpy(m(probe, training=False)) for m in (model, loaded))
         diff = float(np.max(np.abs(expected - got))) if expected.size else 0.0
         if not diff <= 1e-6:
@@ -228,7 +227,7 @@ def save_model(model: keras.Model, path: Path, probe: np.ndarray) -> float:
 def _compile(cfg, model, optimizer) -> None:
     t = cfg.trainer
     fused_loop = fused.is_fused(model)
-    model.compile(optimizer=optimizer, loss=models.loss_name(cfg), metrics=["accuracy"],
+    model.compile(optimizer=optimizer, loss=network.loss_name(cfg), metrics=["accuracy"],
                   steps_per_execution=1 if fused_loop else t.steps_per_execution,
                   jit_compile=False if fused_loop else t.jit_compile)  # fused: XLA on the loop only
 
@@ -256,7 +255,7 @@ def _watch(cfg, run_dir: Path, splits: data.Splits) -> list:
         rng = np.random.default_rng(t.seed)
         idx = np.sort(rng.choice(len(splits.y_train), min(t.diagnostics_batch, len(splits.y_train)), replace=False))
         out.append(diagnostics.Diagnostics(run_dir, splits.x_train[idx], splits.y_train[idx],
-                                           models.loss_name(cfg), board))
+                                           network.loss_name(cfg), board))
     if board is not None:
         out.append(keras.callbacks.TensorBoard(log_dir=str(board), histogram_freq=1))
     return out

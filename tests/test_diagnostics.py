@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from dnn_train import diagnostics
-from dnn_train.models import build_model
+from dnn_train.models.network import build_model
 from dnn_train.tasks import run_task
 from tests.conftest import make_cfg, read_results
 

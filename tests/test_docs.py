@@ -10,7 +10,6 @@ import re
 import shlex
 import typing
 
-import pytest
 import yaml
 
 from tests.conftest import REPO, run_cli

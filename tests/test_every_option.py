@@ -14,19 +14,18 @@ import pytest
 
 from dnn_train import load_run, run
 from dnn_train.config.help import options
+from dnn_train.models import families
 from tests import datafiles
 
 SYNTHETIC = ["data=synthetic", "data.synthetic.train_examples=400", "data.valid_split=100",
              "data.synthetic.test_examples=100"]
 TINY = [*SYNTHETIC, "trainer.epochs=2", "trainer.progress=none"]
-SMALL_MLP = ["model.depth=2", "model.units=16"]
+SMALL_MLP = families.tiny("mlp")
 GROUPS = ["data", "model", "augment", "initializer", "activation", "normalization", "optimizer", "schedule", "regularizer",
           "trainer"]
 # What an option or preset needs on synthetic data, or offline.
 EXTRA = {
-    ("model", "backbone"): ["model.weights=null", "model.arch=MobileNet", "trainer.jit_compile=false"],
-    ("model", "cnn"): ["model.filters=[8,16]"],
-    ("model", "resnet"): ["model.width=4", "model.blocks_per_stage=1"],
+    **{("model", name): families.tiny(name) for name in families.builders() if name != "mlp"},  # mlp: SMALL_MLP
     ("experiment", "transfer_a"): ["data.classes=[0,1]"],
     ("experiment", "transfer_b"): ["data.binary=[2,3]"],
     ("experiment", "transfer_b_on_a"): ["data.binary=[2,3]", "transfer.freeze_epochs=1"],

@@ -7,9 +7,14 @@ import keras
 import numpy as np
 import pytest
 
+from dnn_train.config.validate import validate
 from dnn_train.errors import ConfigError
-from dnn_train.models import blocks, build_model
+from dnn_train.models import families
+from dnn_train.models.blocks import blocks
+from dnn_train.models.network import RUNNER_KEYS, build_model, describe
 from tests.conftest import make_cfg
+
+FAMILIES = sorted(families.builders())
 
 
 def build(*overrides, shape=(16, 16, 3), classes=4):
@@ -18,6 +23,25 @@ def build(*overrides, shape=(16, 16, 3), classes=4):
 
 def convs(model):
     return [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_each_family_has_a_rule_per_key_and_a_tiny_config_that_builds_in_blocks(family):
+    """What a family's module carries (dnn_train/models/families.py): a rule for each key of its
+    YAML, and a tiny config that validates and builds a model whose hidden layers are in blocks."""
+    cfg = make_cfg(f"model={family}", *families.tiny(family))
+    rules = families.module(cfg.model._target_).RULES
+    assert set(rules) == set(cfg.model) - set(RUNNER_KEYS)
+    validate(cfg)
+    model = build_model(cfg, (16, 16, 3), 4, None)
+    assert blocks(model) and "?" not in describe(model)
+
+
+def test_a_key_several_families_share_has_one_rule():
+    seen = {}
+    for target in families.builders().values():
+        for key, (_, expects) in families.module(target).RULES.items():
+            assert seen.setdefault(key, expects) == expects, key
 
 
 def test_cnn_blocks_are_filters_times_convs_per_block():

@@ -25,7 +25,7 @@ from keras.src.utils.dataset_utils import index_directory  # what image_dataset_
 from keras.src.utils.image_dataset_utils import ALLOWLIST_FORMATS
 
 from dnn_train import data
-from dnn_train.config.validate import source_file
+from dnn_train.config.files import source_file
 from dnn_train.errors import ConfigError
 from dnn_train.data import sources
 from dnn_train.errors import DataError

@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import pytest
 
-from dnn_train.models import build_model
+from dnn_train.models.network import build_model
 from tests.conftest import make_cfg
 
 

@@ -360,7 +360,7 @@ def test_logger_mlflow_logs_params_epochs_artifacts_and_the_model(tmp_path):
     mlflow.set_tracking_uri(uri)
     import numpy as np
 
-    import dnn_train.models.backbone  # noqa: F401  registers our layers
+    import dnn_train.saving  # noqa: F401  registers our layers
     x = np.random.default_rng(0).integers(0, 256, (5, 8, 8), dtype=np.uint8)
     import keras
 

@@ -7,7 +7,7 @@ import pytest
 from hydra.utils import instantiate
 
 from dnn_train.config.help import options
-from dnn_train.models import build_model
+from dnn_train.models.network import build_model
 from dnn_train.optim import build_optimizer
 from tests.conftest import make_cfg
 

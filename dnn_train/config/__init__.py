@@ -5,6 +5,7 @@ Which module holds what (import from the module itself; this package re-exports 
 - help.py: each group's options and keys, --help's summaries, did-you-mean;
 - rules.py: RULES, each checked key's test and its words (learning_rate > 0, ...);
 - validate.py: validate(), the composed config refused in one line; check_choices for the command line;
+- files.py: source_file, the model file model.init_from names, checked before anything loads it;
 - network.py: what a URL key may embed;
 - gate.py: the allowlist of callables, checked on every config Hydra composes (install_gate);
 - hydra_errors.py: describe_error, Hydra's and OmegaConf's errors as one line;

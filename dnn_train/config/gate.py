@@ -22,6 +22,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict, read_write
 
 from dnn_train.config.hydra_errors import describe_error, name_unnamed_errors
 from dnn_train.config.rules import show
+from dnn_train.config.schema import CONF_DIR
 from dnn_train.errors import ConfigError
 
 # The one allowlist of what a config may call (the gate, `check_callables`, checks every `_target_`,
@@ -33,7 +34,7 @@ ALLOWED_TARGETS = tuple(f"keras.{m}." for m in (
     "layers", "initializers", "optimizers", "optimizers.schedules", "regularizers", "constraints", "activations",
     "applications", "losses", "metrics")) + (
     "keras.callbacks.ReduceLROnPlateau", "keras.callbacks.EarlyStopping",
-    *(f"dnn_train.models.{family}.build" for family in ("mlp", "cnn", "resnet", "backbone")),
+    *(OmegaConf.load(p)._target_ for p in sorted((CONF_DIR / "model").glob("*.yaml"))),  # the model families
     "dnn_train.optim.OneCycle", "dnn_train.optim.PowerDecay",
     # the hydra: section: our callbacks, the sweepers and launchers we ship, Optuna's samplers and pruners
     "dnn_train.record.RunDirs", "dnn_train.sweeps.summary.SweepSummary",

@@ -6,9 +6,7 @@ of the command line by conf/; `check_targets` (make.py) checks keys against the 
 from __future__ import annotations
 
 import dataclasses
-import os
 import typing
-import zipfile
 from functools import lru_cache
 from pathlib import Path
 
@@ -18,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from dnn_train.config.help import did_you_mean, options, unknown_option
 from dnn_train.config.network import check_network_keys
 from dnn_train.config.rules import RULES, TOP_LEVEL_RULES, check_value, show
+from dnn_train.config.files import source_file
 from dnn_train.config.schema import BUILDER_KEYS, CONF_DIR, KERAS_GROUPS, RootConf
 from dnn_train.errors import ConfigError
 
@@ -55,7 +54,9 @@ def validate(cfg: DictConfig) -> None:
             if key in RULES:
                 check_value(f"{group}.{key}", node[key], RULES[key])
     _check_plain_group_keys(cfg)
-    for full_key, rule in RULES.items():
+    from dnn_train.models import families  # the model families' keys: each family's module has their rules
+
+    for full_key, rule in {**RULES, **families.rules()}.items():
         parent, _, leaf = full_key.rpartition(".")
         node = OmegaConf.select(cfg, parent) if parent else cfg
         if node is None or (parent in OPTIONAL_KEYS_OF and leaf not in node):  # another family's key, no synthetic
@@ -137,7 +138,7 @@ def check_keys(cfg: DictConfig) -> None:
     walk(cfg, RootConf, "")
     model = cfg.get("model")
     if not isinstance(model, DictConfig) or "_target_" not in model:
-        raise ConfigError("model: no family chosen; use model=mlp|cnn|resnet|backbone")
+        raise ConfigError(f"model: no family chosen; use model={'|'.join(options('model'))}")
 
 
 def _validate_classes(data: DictConfig) -> None:
@@ -176,35 +177,3 @@ def _validate_transfer(cfg: DictConfig) -> None:
     if cfg.transfer.freeze_epochs >= cfg.trainer.epochs and cfg.transfer.finetune_lr is not None:
         raise ConfigError(f"transfer.freeze_epochs={cfg.transfer.freeze_epochs} leaves no fine-tuning epochs "
                           f"of trainer.epochs={cfg.trainer.epochs}; raise trainer.epochs")
-
-
-def source_file(init_from: str, key: str = "model.init_from") -> Path:
-    """The .keras file that `model.init_from` names (a run directory or the file itself), checked to be
-    a readable zip archive no larger than memory: Keras' load_model calls anything else "File not found"."""
-    path, where = Path(str(init_from)).expanduser(), f"{key}={init_from}"
-    if not path.exists():
-        raise ConfigError(f"{where}: no such file or directory; give an earlier run's directory or its model.keras")
-    if path.is_dir():
-        if not (path / "model.keras").is_file():
-            raise ConfigError(f"{where}: not a dnn_train run (no model.keras in it; did that run finish?)")
-        path = path / "model.keras"
-    elif not path.is_file():
-        raise ConfigError(f"{where}: not a regular file or a run directory")
-    elif path.suffix != ".keras":
-        raise ConfigError(f"{where}: not a .keras model file")
-    try:
-        with open(path, "rb") as f:
-            is_zip, st = zipfile.is_zipfile(f), os.fstat(f.fileno())
-    except OSError as ex:
-        raise ConfigError(f"{where}: not a readable Keras model (cannot open {path.name}: {ex.strerror})") from None
-    size = f"{st.st_size / 1e9:.1f} GB" if st.st_size >= 1e8 else f"{st.st_size} bytes"
-    if not is_zip:
-        sparse = ", a sparse file: mostly holes" if st.st_blocks * 512 < st.st_size // 2 else ""
-        raise ConfigError(f"{where}: not a readable Keras model ({path.name}: {size}{sparse}, not a zip archive, "
-                          "which a .keras file is)")
-    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    if st.st_size > memory:
-        raise ConfigError(f"{where}: too large to load ({path.name}: {size}, more than this machine's "
-                          f"{memory / 1e9:.1f} GB of memory)")
-    return path
-

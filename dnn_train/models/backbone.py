@@ -3,58 +3,52 @@ pretrained network (the chapter's "reusing pretrained layers", on CNNs).
 
 Inside the model: grey images become RGB, images are resized to `input_size` (at least 32x32),
 and the pixels get the preprocessing the architecture expects (its own `preprocess_input`, in a
-layer of ours: Keras has it only as a function). The backbone is one layer, `block1_backbone`,
-called with training=False, so its batch-norm layers stay in inference mode even when it is
-unfrozen for fine-tuning (Keras' transfer-learning guide); with pretrained weights it is frozen
+layer of ours, models/layers.py: Keras has it only as a function). The backbone is one layer,
+`block1_backbone`, called with training=False, so its batch-norm layers stay in inference mode even
+when it is unfrozen for fine-tuning (Keras' transfer-learning guide); with pretrained weights it is frozen
 for `transfer.freeze_epochs` epochs, then trained at `transfer.finetune_lr`.
 """
 from __future__ import annotations
 
-import importlib
 import re
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
-import keras
-
+from dnn_train.config.help import did_you_mean
+from dnn_train.config.rules import int_list
 from dnn_train.errors import ConfigError
-from dnn_train.models.parts import Knobs
+from dnn_train.models.blocks import layer_name
 
-BACKBONE_LAYER = "block1_backbone"
+if TYPE_CHECKING:
+    from dnn_train.models.parts import Knobs
+
+BACKBONE_LAYER = layer_name(1, "backbone")
+RULES = {"arch": ((lambda v: isinstance(v, str) and v.isidentifier()), "a keras.applications model name"),
+         "weights": ((lambda v: v is None or (isinstance(v, str) and v != "")), "imagenet, null or a file path"),
+         "input_size": int_list(1, 2048, nullable=True), "head_units": int_list(1, 100_000, empty=True)}
+TINY = ("model.weights=null", "model.arch=MobileNet", "trainer.jit_compile=false")
 
 
 def architectures() -> list[str]:
     """Every model constructor of keras.applications (MobileNetV2, ResNet50, EfficientNetB0, ...)."""
+    import keras
+
     return sorted(n for n in dir(keras.applications) if n[:1].isupper() and callable(getattr(keras.applications, n)))
 
 
-def preprocess_function(arch: str):
-    """The architecture's own keras.applications.<module>.preprocess_input."""
-    module = importlib.import_module(getattr(keras.applications, arch).__module__)
-    return module.preprocess_input
-
-
-@keras.saving.register_keras_serializable(package="dnn_train")
-class ArchPreprocess(keras.layers.Layer):
-    """Pixels in [0, 255] -> the input `arch` was trained on (keras.applications' preprocess_input)."""
-
-    def __init__(self, arch: str, **kwargs):
-        super().__init__(**kwargs)
-        self.arch = arch
-        self._fn = preprocess_function(arch)
-
-    def call(self, x):
-        return self._fn(x)
-
-    def get_config(self):
-        return {**super().get_config(), "arch": self.arch}
+def pretrained_layers(model_cfg, model) -> list[str]:
+    """With weights, the backbone arrives trained: frozen first, like reused layers."""
+    has_backbone = any(layer.name == BACKBONE_LAYER for layer in model.layers)
+    return [BACKBONE_LAYER] if model_cfg.get("weights") and has_backbone else []
 
 
 def build(inputs, knobs: Knobs, arch: str = "MobileNetV2", weights: Optional[str] = "imagenet",
           input_size: Optional[Sequence[int]] = None, head_units: Sequence[int] = ()):
-    if arch not in architectures():
-        from dnn_train.config.help import did_you_mean
+    import keras
 
+    from dnn_train.models.layers import ArchPreprocess
+
+    if arch not in architectures():
         raise ConfigError(f"model.arch={arch}: not a keras.applications model{did_you_mean(arch, architectures())}; "
                           f"valid: {', '.join(architectures())}")
     x = keras.layers.Rescaling(1.0, name="rescale")(inputs)  # uint8 -> float, 0..255 as the architectures expect
@@ -74,7 +68,9 @@ def build(inputs, knobs: Knobs, arch: str = "MobileNetV2", weights: Optional[str
     return x
 
 
-def _application(arch: str, weights: Optional[str], shape: tuple) -> keras.Model:
+def _application(arch: str, weights: Optional[str], shape: tuple):
+    import keras
+
     file_weights = weights not in (None, "imagenet")
     try:
         net = getattr(keras.applications, arch)(include_top=False, pooling="avg", input_shape=shape,
@@ -108,7 +104,7 @@ def _is_run(path: str) -> bool:
 
 def _weights_of_run(path: str) -> list:
     """The backbone weights of an earlier backbone run (its directory or model.keras)."""
-    from dnn_train.transfer import load_source
+    from dnn_train.saving import load_source
 
     source = load_source(path, key="model.weights")
     try:

@@ -2,11 +2,8 @@
 normalization, regularizer and augment groups become Keras layers here, and only here, so each
 knob means the same in an MLP, a CNN and a ResNet.
 
-Every family builds its hidden layers in numbered blocks through `Knobs`; a block's layers are
-named `block{i}_{role}` (`block2_conv1`, `block2_bn1`, `block2_act1`, `block2_pool`, `block3_dense`,
-...), which is the one notion of "hidden block" that diagnostics, transfer learning and the log
-read (dnn_train/models/__init__.py: `blocks`). Below block 1 sits the input stack (`rescale`,
-`augment_*`, `standardize`, `flatten`, `bn_input`, `input_dropout`), above the last block `output`.
+Every family builds its hidden layers in numbered blocks through `Knobs`, named by
+`blocks.layer_name` (dnn_train/models/blocks.py: the one notion of "hidden block").
 """
 from __future__ import annotations
 
@@ -17,6 +14,7 @@ import numpy as np
 from hydra.utils import get_class
 
 from dnn_train.config.make import keras_kwargs, make
+from dnn_train.models.blocks import layer_name
 
 # activation=leaky_relu keeps the book's `alpha` name; Keras 3 accepts it as negative_slope.
 warnings.filterwarnings("ignore", message="Argument `alpha` is deprecated", category=UserWarning)
@@ -105,12 +103,12 @@ class Knobs:
         """[BN] -> activation -> [BN] after a kernel layer of `block`; with `skip`, the shortcut is
         added before the activation (residual blocks)."""
         if self.position == "before":
-            x = make(self.norm_kwargs, name=f"block{block}_bn{suffix}")(x)
+            x = make(self.norm_kwargs, name=layer_name(block, f"bn{suffix}"))(x)
         if skip is not None:
-            x = keras.layers.Add(name=f"block{block}_add")([x, skip])
-        x = make(self.cfg.activation, name=f"block{block}_act{suffix}")(x)
+            x = keras.layers.Add(name=layer_name(block, "add"))([x, skip])
+        x = make(self.cfg.activation, name=layer_name(block, f"act{suffix}"))(x)
         if self.position == "after":
-            x = make(self.norm_kwargs, name=f"block{block}_bn{suffix}")(x)
+            x = make(self.norm_kwargs, name=layer_name(block, f"bn{suffix}"))(x)
         return x
 
     def normalize(self, x, name: str):
@@ -121,11 +119,11 @@ class Knobs:
         """Dropout after a hidden block (regularizer.placement=every_hidden); spatial dropout
         (whole feature maps) after a convolutional one."""
         if self.attach == "dropout_layer" and self.placement == "every_hidden":
-            x = self._dropout(x, f"block{block}_dropout", spatial)
+            x = self._dropout(x, layer_name(block, "dropout"), spatial)
         return x
 
     def dense_block(self, x, block: int, units: int):
-        x = self.dense(x, units, f"block{block}_dense")
+        x = self.dense(x, units, layer_name(block, "dense"))
         return self.block_end(self.activate(x, block), block)
 
     def before_output(self, x):

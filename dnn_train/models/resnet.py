@@ -5,14 +5,24 @@ shortcut). A block: conv -> [BN] -> act -> conv -> [BN] -> + shortcut -> act, wi
 normalization and activation knobs; global average pooling at the end."""
 from __future__ import annotations
 
-import keras
+from typing import TYPE_CHECKING
 
-from dnn_train.models.parts import Knobs
+from dnn_train.config.rules import number
+from dnn_train.models.blocks import layer_name
+
+if TYPE_CHECKING:
+    from dnn_train.models.parts import Knobs
+
+RULES = {"stages": number(1, 8, integer=True), "blocks_per_stage": number(1, 100, integer=True),
+         "width": number(1, 4096, integer=True), "kernel_size": number(1, 31, integer=True)}
+TINY = ("model.width=4", "model.blocks_per_stage=1")
 
 
 def build(inputs, knobs: Knobs, stages: int = 3, blocks_per_stage: int = 2, width: int = 16, kernel_size: int = 3):
+    import keras
+
     x = knobs.images(inputs)
-    x = knobs.activate(knobs.conv(x, width, kernel_size, "block1_conv1"), 1, suffix="1")
+    x = knobs.activate(knobs.conv(x, width, kernel_size, layer_name(1, "conv1")), 1, suffix="1")
     block = 1
     for stage in range(stages):
         maps = width * 2 ** stage
@@ -21,9 +31,9 @@ def build(inputs, knobs: Knobs, stages: int = 3, blocks_per_stage: int = 2, widt
             strides = 2 if stage > 0 and b == 0 else 1
             shortcut = x
             if strides != 1 or x.shape[-1] != maps:
-                shortcut = knobs.conv(x, maps, 1, f"block{block}_shortcut", strides=strides)
-                shortcut = knobs.normalize(shortcut, f"block{block}_bn_shortcut")
-            h = knobs.activate(knobs.conv(x, maps, kernel_size, f"block{block}_conv1", strides=strides), block, "1")
-            h = knobs.conv(h, maps, kernel_size, f"block{block}_conv2")
+                shortcut = knobs.conv(x, maps, 1, layer_name(block, "shortcut"), strides=strides)
+                shortcut = knobs.normalize(shortcut, layer_name(block, "bn_shortcut"))
+            h = knobs.activate(knobs.conv(x, maps, kernel_size, layer_name(block, "conv1"), strides=strides), block, "1")
+            h = knobs.conv(h, maps, kernel_size, layer_name(block, "conv2"))
             x = knobs.block_end(knobs.activate(h, block, "2", skip=shortcut), block, spatial=True)
     return keras.layers.GlobalAveragePooling2D(name="global_pool")(x)
