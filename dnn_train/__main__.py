@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 
 from dnn_train import errors, sweep
 from dnn_train.config import CONF_DIR, describe_error, option_summaries
-from dnn_train.record import remove_created_unused
+from dnn_train.rundir.created import remove_created_unused
 from dnn_train.errors import one_line
 
 USAGE = """\
@@ -86,7 +86,7 @@ def _sweep_job(cfg: DictConfig) -> float:
     from hydra.core.hydra_config import HydraConfig
 
     from dnn_train import search
-    from dnn_train.record import REFUSED
+    from dnn_train.rundir.created import REFUSED
     from dnn_train.errors import Refused
     from dnn_train.tasks import run_task
 

@@ -6,7 +6,7 @@ job that failed before writing it; the overrides for a run without either) is eq
 trainer.seed and the keys that do not change a run (NOT_CONFIGURATION).
 
 - summary.csv: one row per run (COLUMNS), in job order, with its status; a run left "running" by a
-  process that is gone shows as "crashed (process gone)" (dnn_train.record.liveness).
+  process that is gone shows as "crashed (process gone)" (dnn_train.rundir.lock.liveness).
 - summary_groups.csv: one row per configuration and metric (GROUP_COLUMNS): n, mean, std, 95%
   confidence interval, and against the baseline configuration the runs paired by seed: pairs, mean
   difference, its 95% interval, the paired t test's p-value, that p-value adjusted for the family of
@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from dnn_train import artifacts, record, stats
+from dnn_train import stats
+from dnn_train.rundir import artifacts, lock
 from dnn_train.errors import BadRun, BaselineError
 
 SUMMARY_CSV = "summary.csv"
@@ -272,7 +273,7 @@ def run_table(runs: list[Run]):
     labels = _configuration_labels(runs)
     rows = [{"job": int(r.dir.name) if r.dir.name.isdigit() else r.dir.name, "configuration": labels[r.key],
              "seed": r.seed, "overrides": _label(r.overrides, varying) or "defaults",
-             "status": record.liveness(r.dir, r.results),
+             "status": lock.liveness(r.dir, r.results),
              **{c: r.results.get(c) for c in ("epochs", *METRICS, "grad_ratio_epoch1")},
              "error": r.results.get("error", ""), "run_dir": str(r.dir), "_key": r.key} for r in runs]
     table = pd.DataFrame(rows, columns=[*COLUMNS, "_key"])

@@ -47,7 +47,7 @@ ALLOWED_TARGETS = tuple(f"keras.{m}." for m in (
     *(f"dnn_train.models.{family}.build" for family in ("mlp", "cnn", "resnet", "backbone")),
     "dnn_train.optim.OneCycle", "dnn_train.optim.PowerDecay",
     # the hydra: section: our callbacks, the sweepers and launchers we ship, Optuna's samplers and pruners
-    "dnn_train.record.RunDirs", "dnn_train.sweep.SweepSummary",
+    "dnn_train.rundir.created.RunDirs", "dnn_train.sweep.SweepSummary",
     "hydra._internal.core_plugins.basic_sweeper.BasicSweeper",
     "hydra_plugins.dnn_train_batched.batched_sweeper.BatchedSweeper",
     "hydra._internal.core_plugins.basic_launcher.BasicLauncher",
@@ -662,7 +662,7 @@ def command_line_allow_targets(cfg: DictConfig, overrides) -> tuple:
 
 def check_hydra_settings(cfg: DictConfig, overrides) -> None:
     """Hydra settings that dnn_train's run directory and presets rely on, refused in one line before
-    Hydra makes any directory: .hydra/ is written by the run itself (record.py), a search path names
+    Hydra makes any directory: .hydra/ is written by the run itself (rundir/record.py), a search path names
     folders that exist, and only the command line sets environment variables for the job's processes
     (a preset's hydra.job.env_set could set LD_PRELOAD)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser

@@ -21,7 +21,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from dnn_train import artifacts
+from dnn_train.rundir import artifacts
 from dnn_train.models import DROPOUT_LAYERS, blocks
 
 log = logging.getLogger("dnn_train")

@@ -14,7 +14,8 @@ import os
 import sys
 from pathlib import Path
 
-from dnn_train import errors, artifacts, compare, rundiff
+from dnn_train import errors, compare, rundiff
+from dnn_train.rundir import artifacts
 from dnn_train.rundiff import DEFAULT_TOLERANCE
 
 PROG = "python -m dnn_train.report"
@@ -176,7 +177,7 @@ def _rerun(args) -> int:
     import time
 
     from dnn_train.config import describe_error
-    from dnn_train.record import note_created
+    from dnn_train.rundir.created import note_created
     from dnn_train.tasks import run_task
 
     try:

@@ -27,7 +27,7 @@ The driver (StudyDriver, in the `-m` process; several may work on one study, see
 The job side (wherever the launcher runs the job: this process, joblib's or Ray's workers):
   * pruning_callbacks(): [optuna_integration.KerasPruningCallback] in a search, else [] (without
     importing Optuna): each epoch reports hydra.sweeper.monitor and raises TrialPruned when the
-    pruner says so; dnn_train's run record then says "pruned" (dnn_train/record.py).
+    pruner says so; dnn_train's run record then says "pruned" (dnn_train/rundir/record.py).
 """
 from __future__ import annotations
 
@@ -168,13 +168,13 @@ def open_storage(url: str):
 def journal_storage(path: Path):
     """Optuna's journal file storage with its O_EXCL lock file (JournalFileOpenLock: NFS v3 or
     later). The file is made or checked here first (Optuna opens it by name): a link, or anything
-    but a plain file with one name, is refused, as the run directory's files are (record.refuse_links)."""
+    but a plain file with one name, is refused, as the run directory's files are (rundir.links.refuse_links)."""
     import stat
 
     optuna = _optuna()
     from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 
-    from dnn_train.artifacts import NOFOLLOW
+    from dnn_train.rundir.artifacts import NOFOLLOW
 
     try:  # O_NONBLOCK: a named pipe would block the open
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | NOFOLLOW, 0o666)
@@ -442,7 +442,7 @@ class StudyDriver:
     def _write_results(self, study, sweep_dir: Path) -> None:
         from optuna.trial import TrialState
 
-        from dnn_train.artifacts import write_text
+        from dnn_train.rundir.artifacts import write_text
 
         results: dict[str, Any] = {"name": "optuna", "study_name": study.study_name, "direction": self.direction,
                                    "storage": storage_url(self.config.hydra), "trials": _counts(study)}

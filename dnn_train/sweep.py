@@ -121,7 +121,7 @@ class SweepSummary(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         """The sweep ends in `ending`; from here to there SIGTERM interrupts it as Ctrl-C does, also
-        between jobs (a job's own handler, dnn_train/record.py, takes over while it runs)."""
+        between jobs (a job's own handler, dnn_train/rundir/signals.py, takes over while it runs)."""
         from dnn_train.errors import Interrupted
 
         self.sweep_dir = Path(str(config.hydra.sweep.dir))
@@ -200,7 +200,7 @@ class SweepSummary(Callback):
                   f"{': ' + row.error if row.error else ''}", flush=True)
         for line in comparison.skipped:
             print(f"dnn_train:   skipped {line}", flush=True)
-        from dnn_train.record import REFUSED
+        from dnn_train.rundir.created import REFUSED
 
         for line in REFUSED:  # their directories hold other runs, left as they were (and summarized as such)
             print(f"dnn_train:   {line.replace(':', ' refused:', 1)}", flush=True)

@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from dnn_train import errors, compare, record, sweep
+from dnn_train import errors, compare, sweep
+from dnn_train.rundir import record
 from tests.conftest import REPO
 
 CONFIG = {"optimizer": {"_target_": "keras.optimizers.SGD", "learning_rate": 0.01},
