@@ -243,8 +243,7 @@ class Run:
                     "last epoch's checkpoint", PREEMPT_SIGNAL.name)
             self.finish("interrupted")
         elif isinstance(ex, Diverged):
-            self.finish("diverged", error=str(ex), diverged_epoch=getattr(ex, "epoch", None),
-                        diverged_step=getattr(ex, "step", None))
+            self.finish("diverged", error=str(ex), diverged_epoch=ex.epoch, diverged_step=ex.step)
         elif is_pruned(ex):  # a search's pruner stopped it: it will never resume
             done = self._epochs_done()
             message = f"pruned by the search's pruner after epoch {done.get('epochs')}"
