@@ -25,7 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from dnn_train.artifacts import read_metrics  # noqa: E402
+from dnn_train.rundir.artifacts import read_metrics  # noqa: E402
 
 TARGETS = {  # preset: the test accuracy and the training time it must reach
     "fashion_mnist_cnn": (0.92, 5 * 60),

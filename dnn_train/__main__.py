@@ -18,10 +18,10 @@ from omegaconf import DictConfig
 from dnn_train import errors
 from dnn_train.config.help import option_summaries
 from dnn_train.config.schema import CONF_DIR
-from dnn_train.sweeps.summary import ending
-from dnn_train.record import remove_created_unused
 from dnn_train.errors import EXIT_BAD_INPUT, one_line
 from dnn_train.failures import explain
+from dnn_train.rundir.created import remove_created_unused
+from dnn_train.sweeps.summary import ending
 
 USAGE = """\
 dnn_train: train a deep neural network from Hydra config groups (Keras 3).
@@ -85,8 +85,8 @@ def _sweep_job(cfg: DictConfig) -> float:
     with the same config (a different config is refused and its directory left alone)."""
     from hydra.core.hydra_config import HydraConfig
 
+    from dnn_train.rundir.created import REFUSED
     from dnn_train.sweeps import search_trial
-    from dnn_train.record import REFUSED
     from dnn_train.errors import Refused
     from dnn_train.tasks import run_task
 

@@ -51,7 +51,7 @@ def run(*overrides: str, run_dir: str | Path | None = None, callbacks=()) -> dic
     callbacks for the fit (e.g. to watch or stop it). One run trains at a time per process: a call
     from a second thread while one runs waits for it, then runs with its own seeds and log."""
     from dnn_train.failures import explain
-    from dnn_train.record import note_created
+    from dnn_train.rundir.created import note_created
     from dnn_train.tasks import run_task
 
     cfg = compose(*overrides)
@@ -113,14 +113,14 @@ class LoadedRun:
     @property
     def metrics(self):
         """metrics.csv as a pandas DataFrame, one row per epoch."""
-        from dnn_train.artifacts import read_metrics
+        from dnn_train.rundir.artifacts import read_metrics
 
         return read_metrics(self.dir / "metrics.csv")
 
     @property
     def diagnostics(self):
         """diagnostics.csv as a DataFrame (None if the run had trainer.diagnostics=false)."""
-        from dnn_train.artifacts import read_metrics
+        from dnn_train.rundir.artifacts import read_metrics
 
         path = self.dir / "diagnostics.csv"
         return read_metrics(path) if path.is_file() else None

@@ -1,8 +1,9 @@
 """Keras callbacks for what Keras' own do not cover: the learning rate and epoch time in the logs,
 a metrics.csv with 1-based epochs and fixed columns written as whole rows, the progress display
 (Keras' CSVLogger and progress bar cover neither the columns nor the log file, nor fused steps),
-randomness that is a function of the epoch (for exact resume), and stopping on a diverging loss with a record of where
-(Keras' TerminateOnNaN only sets stop_training, after which the run would evaluate and save garbage).
+randomness that is a function of the epoch (for exact resume), stopping on a diverging loss with a record of where
+(Keras' TerminateOnNaN only sets stop_training, after which the run would evaluate and save garbage), and stopping on
+a signal whose exception TensorFlow swallowed.
 """
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ import numpy as np
 
 from dnn_train.errors import Diverged
 from dnn_train.optim import current_learning_rate
-from dnn_train.artifacts import METRIC_COLUMNS, nofollow
+from dnn_train.rundir.artifacts import METRIC_COLUMNS, nofollow
+from dnn_train.rundir.signals import raise_if_signalled
 
 log = logging.getLogger("dnn_train")
 
@@ -223,6 +225,17 @@ def seed_state(seed: int, layer: int, epoch: int) -> list[int]:
     return [int(np.random.SeedSequence([seed, layer]).generate_state(1, np.uint32)[0]) >> 1, epoch << 20]
 
 
+class StopOnSignal(keras.callbacks.Callback):
+    """Ends the run at a step's or an epoch's end when a Ctrl-C or SIGTERM arrived whose exception
+    TensorFlow swallowed (rundir.signals.raise_if_signalled)."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        raise_if_signalled()
+
+    def on_epoch_end(self, epoch, logs=None):
+        raise_if_signalled()
+
+
 class StopOnDivergence(keras.callbacks.Callback):
     """Raises Diverged as soon as the training loss is not finite. Batch-end callbacks fire once per
     graph call (trainer.fuse_steps steps, or steps_per_execution with fuse_steps=1): the loss is
@@ -232,14 +245,6 @@ class StopOnDivergence(keras.callbacks.Callback):
         self.epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
-        from dnn_train.record import raise_if_signalled
-
-        raise_if_signalled()  # a Ctrl-C or SIGTERM whose exception TensorFlow swallowed stops the run here
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
             raise Diverged(self.epoch + 1, int(self.model.optimizer.iterations), float(loss))
-
-    def on_epoch_end(self, epoch, logs=None):
-        from dnn_train.record import raise_if_signalled
-
-        raise_if_signalled()

@@ -19,7 +19,7 @@ from typing import Optional
 import keras
 import numpy as np
 
-from dnn_train import artifacts
+from dnn_train.rundir import artifacts
 
 log = logging.getLogger("dnn_train")
 
@@ -34,7 +34,7 @@ TRAINED = "trained"  # state.json's stage once every epoch is done: a resume goe
 
 def prepare(run_dir: Path, resuming: bool):
     """Before training: None to start afresh, or the checkpoint state to go on from (the run's
-    record, dnn_train/record.py, has already judged that resuming is right). Rows written to
+    record, dnn_train/rundir/record.py, has already judged that resuming is right). Rows written to
     metrics.csv and diagnostics.csv after the checkpoint are dropped: those epochs run again."""
     run_dir = Path(run_dir)
     if not resuming:

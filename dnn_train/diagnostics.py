@@ -21,9 +21,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from dnn_train import artifacts
 from dnn_train.models.blocks import blocks
 from dnn_train.models.parts import DROPOUT_LAYERS
+from dnn_train.rundir import artifacts
 
 log = logging.getLogger("dnn_train")
 

@@ -7,7 +7,7 @@ averaged across the devices, so a step is the step one device takes on the whole
 keras.distribution.list_devices() (null: all of them).
 
 The checks are in three places, each as early as it can be: the config's values before anything
-loads (config.py: the batch divides by a listed device count); the backend and the devices once
+loads (config/validate.py: the batch divides by a listed device count); the backend and the devices once
 Keras has loaded (`check`); and, once the data is loaded, every batch's size, the last one's of
 each split included (`check_batches`): JAX shards a batch only in equal parts, and Keras passes
 the last, shorter batch as it is.

@@ -15,9 +15,9 @@ import keras
 import numpy as np
 from keras import ops
 
-from dnn_train import artifacts
 from dnn_train.models.network import loss_name
-from dnn_train.record import Run
+from dnn_train.rundir import artifacts
+from dnn_train.rundir.record import Run
 from dnn_train.train import setup, training_batches
 
 log = logging.getLogger("dnn_train")

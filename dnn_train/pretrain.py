@@ -9,9 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from dnn_train import artifacts, data
-from dnn_train.record import Run
+from dnn_train import data
 from dnn_train.callbacks import showing
+from dnn_train.rundir import artifacts
+from dnn_train.rundir.record import Run
 from dnn_train.train import _callbacks, save_model, setup
 
 log = logging.getLogger("dnn_train")

@@ -1,4 +1,4 @@
-"""Where a run came from: results.json's `provenance`, written when the run begins (record.Run.begin).
+"""Where a run came from: results.json's `provenance`, written when the run begins (rundir.record.Run.begin).
 
 - command: sys.argv and the overrides as typed;
 - code: the git commit of the checkout holding the imported dnn_train package and whether its tree
@@ -27,6 +27,8 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Optional
+
+from dnn_train.rundir import artifacts
 
 log = logging.getLogger("dnn_train")
 
@@ -70,8 +72,6 @@ def code(run_dir: Optional[Path], where: Optional[Path] = None) -> dict:
     out = {"git": True, "repository": str(top), "commit": commit, "dirty": bool(status)}
     if status and run_dir is not None:
         patch, skipped = _patch(top, run_dir)
-        from dnn_train import artifacts
-
         artifacts.write_text(Path(run_dir) / PATCH_FILE, patch)
         out.update(patch=PATCH_FILE, patch_sha256=hashlib.sha256(patch.encode(errors="surrogateescape")).hexdigest())
         if skipped:
@@ -234,20 +234,17 @@ def data(run_dir: Optional[Path]) -> Optional[dict]:
         manifest = "".join(f"{h}  {name}\n" for name, h in relative.items())
         out["manifest"], out["manifest_sha256"] = DATA_MANIFEST, hashlib.sha256(manifest.encode()).hexdigest()
         if run_dir is not None:
-            from dnn_train import artifacts
-
             artifacts.write_text(Path(run_dir) / DATA_MANIFEST, manifest)
     return out
 
 
 # ---------------------------------------------------------------- all of it
 def collect(run) -> dict:
-    """results.json's `provenance` for this run (record.Run): never fails the run; a part that cannot
+    """results.json's `provenance` for this run (rundir.record.Run): never fails the run; a part that cannot
     be found says why."""
     out: dict = {"command": list(sys.argv), "overrides": list(run.overrides)}
-    threads = (run.cfg.get("trainer") or {}).get("threads")
     for name, part in (("code", lambda: code(run.dir)), ("versions", versions),
-                       ("device", lambda: device(_threads(threads))), ("data", lambda: data(run.dir))):
+                       ("device", lambda: device(run.threads)), ("data", lambda: data(run.dir))):
         try:
             out[name] = part()
         except Exception as ex:  # noqa: BLE001 - provenance never fails a run
@@ -256,24 +253,13 @@ def collect(run) -> dict:
     return out
 
 
-def _threads(setting):
-    try:
-        from dnn_train.tasks import job_threads
-
-        return job_threads(setting) if setting is not None else None
-    except Exception:  # noqa: BLE001
-        return None
-
-
 def environment(provenance: dict) -> dict:
     """The flat {key: value} of what a run's numbers may depend on besides its config: the code,
     the versions, the device and the data (not the command line, which the config already says)."""
-    from dnn_train.record import _flatten
-
     if not isinstance(provenance, dict):  # none recorded (an older run), or not what dnn_train writes
         return {}
     keep = {k: v for k, v in provenance.items() if k in ("code", "versions", "device", "data")}
-    flat = _flatten(keep)
+    flat = artifacts.flatten(keep)
     for key in ("code.repository", "data.folder", "code.patch"):  # where, not what: the hashes say what
         flat.pop(key, None)
     return flat

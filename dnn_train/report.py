@@ -16,7 +16,8 @@ import os
 import sys
 from pathlib import Path
 
-from dnn_train import artifacts, errors
+from dnn_train import errors
+from dnn_train.rundir import artifacts
 from dnn_train.sweeps import rundiff
 from dnn_train.sweeps.read import find_runs
 from dnn_train.sweeps.render import CURVES_PLOT, GROUPS_CSV, METRIC_PLOT, SUMMARY_CSV, SUMMARY_MD, markdown, write
@@ -180,7 +181,7 @@ def _rerun(args) -> int:
     import time
 
     from dnn_train.config.hydra_errors import describe_error
-    from dnn_train.record import note_created
+    from dnn_train.rundir.created import note_created
     from dnn_train.tasks import run_task
 
     try:

@@ -1,4 +1,4 @@
-"""What a job does: validate the config, take the run directory (dnn_train/record.py), load
+"""What a job does: validate the config, take the run directory (dnn_train/rundir/record.py), load
 TensorFlow, and run the task it names (`task=`): train, find_lr or pretrain_autoencoder."""
 from __future__ import annotations
 
@@ -14,12 +14,13 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from dnn_train.config.hydra_errors import describe_error
+from dnn_train import tracking
 from dnn_train.config.make import check_targets
 from dnn_train.config.validate import check_choices, validate
 from dnn_train.errors import ConfigError
-from dnn_train.record import Run, remove_created
-from dnn_train.errors import one_line
+from dnn_train.failures import explain
+from dnn_train.rundir.created import remove_created
+from dnn_train.rundir.record import Run, on_finish
 
 log = logging.getLogger("dnn_train")
 
@@ -55,15 +56,16 @@ def _run_task(cfg: DictConfig, run_dir, overrides, hydra_cfg, sweep_job: bool, c
         except ConfigError:
             raise
         except Exception as ex:  # noqa: BLE001 - a config validate did not foresee is still bad input
-            raise ConfigError(describe_error(ex) or one_line(ex)) from ex
+            raise ConfigError(explain(ex).message) from ex
     except ConfigError as ex:
         if not sweep_job:
             remove_created(Path(run_dir))
             raise
         bad_input = ex
     resume = sweep_job or bool((cfg.get("trainer") or {}).get("resume"))
-    with _warnings_to_log_files(), \
-            Run(run_dir, cfg, overrides or [], hydra_cfg, resume=resume, record_bad_input=sweep_job) as run:
+    on_finish(tracking.finished)  # TensorBoard HParams, and the MLflow run (logger=mlflow)
+    with _warnings_to_log_files(), Run(run_dir, cfg, overrides or [], hydra_cfg, resume=resume,
+                                       record_bad_input=sweep_job, threads=_given_threads(cfg)) as run:
         if bad_input is not None:
             raise bad_input
         if run.state == "completed":
@@ -213,6 +215,15 @@ def job_threads(threads) -> int | None:
     n_jobs = launcher.get("n_jobs") or -1
     parallel = cores if n_jobs < 0 else min(n_jobs, cores)
     return max(1, cores // parallel)
+
+
+def _given_threads(cfg) -> int | None:
+    """The threads this job is given, for its provenance (None: every core, or a config that cannot say)."""
+    setting = (cfg.get("trainer") or {}).get("threads")
+    try:
+        return job_threads(setting) if setting is not None else None
+    except Exception:  # noqa: BLE001 - bad input is recorded as such; the provenance just says "all"
+        return None
 
 
 def _set_threads(threads) -> None:

@@ -26,6 +26,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from dnn_train.errors import ConfigError
+from dnn_train.rundir import artifacts
 
 log = logging.getLogger("dnn_train")
 
@@ -62,7 +63,8 @@ def callbacks(cfg, run) -> list:
 
 
 def finished(run) -> None:
-    """The run has its final record (dnn_train/record.py): write its HParams and close its MLflow run."""
+    """The run has its final record (an observer of dnn_train/rundir/record.py, registered by tasks.py):
+    write its HParams and close its MLflow run."""
     for step in (write_hparams, _mlflow_finish):
         try:
             step(run)
@@ -126,8 +128,6 @@ def write_hparams(run) -> None:
     except ImportError as ex:
         log.info("TensorBoard HParams not written: the tensorboard package cannot be imported (%s)", ex)
         return
-    from dnn_train import artifacts
-
     board = artifacts.make_dir(Path(run.dir) / BOARD_DIR)
     for old in board.glob(f"events.out.tfevents.*{HPARAMS_SUFFIX}"):
         old.unlink()  # the run ended before (and was resumed): its last ending is the one shown
@@ -186,8 +186,6 @@ def _mlflow_run(cfg, run):
     run), else a new one with the resolved config as its params."""
     from mlflow.entities import Param, RunStatus
 
-    from dnn_train.record import _flatten
-
     client, experiment_id = _client(cfg)
     path = str(run.dir).replace("'", "\\'")
     found = client.search_runs([experiment_id], filter_string=f"tags.`{RUN_DIR_TAG}` = '{path}'", max_results=1)
@@ -201,7 +199,7 @@ def _mlflow_run(cfg, run):
         created = client.create_run(experiment_id, run_name=name,
                                     tags={RUN_DIR_TAG: str(run.dir), "dnn_train.overrides": overrides or "defaults"})
         run_id = created.info.run_id
-        config = _flatten(OmegaConf.to_container(run.cfg, resolve=True))
+        config = artifacts.flatten(OmegaConf.to_container(run.cfg, resolve=True))
         params = [Param(k, str(v)[:6000]) for k, v in config.items()]
         for i in range(0, len(params), 100):  # MLflow takes at most 100 params a call
             client.log_batch(run_id, params=params[i:i + 100])

@@ -1,6 +1,6 @@
 """The experiment: load data, build and compile the model, fit with validation, evaluate on the
 test set, and write the run's artifacts (see README, "Outputs"). The run's record (results.json,
-its status, the lock) is dnn_train/record.py's; this module only says what the run measured."""
+its status, the lock) is dnn_train/rundir/record.py's; this module only says what the run measured."""
 from __future__ import annotations
 
 import logging
@@ -14,16 +14,18 @@ import numpy as np
 from hydra.errors import InstantiationException
 from omegaconf import OmegaConf
 
-from dnn_train import (artifacts, checkpoint, compiled, data, diagnostics, distribute, fused, saving, tracking,
+from dnn_train import (checkpoint, compiled, data, diagnostics, distribute, fused, saving, tracking,
                        transfer)
-from dnn_train.callbacks import EpochSeeds, EpochStats, MetricsCSV, Progress, StopOnDivergence, showing
+from dnn_train.callbacks import (EpochSeeds, EpochStats, MetricsCSV, Progress, StopOnDivergence, StopOnSignal,
+                                  showing)
 from dnn_train.config.advice import chapter_warnings
 from dnn_train.config.files import source_file
 from dnn_train.errors import ConfigError
 from dnn_train.models import network
 from dnn_train.evaluate import mc_dropout_predict, mc_metrics
 from dnn_train.optim import build_optimizer, current_learning_rate
-from dnn_train.record import Run
+from dnn_train.rundir import artifacts
+from dnn_train.rundir.record import Run
 from dnn_train.sweeps.search_trial import pruning_callbacks
 
 log = logging.getLogger("dnn_train")
@@ -157,7 +159,7 @@ def train(cfg, run: Run, extra_callbacks=()) -> dict:
             callbacks = [*schedule_callbacks, *_callbacks(cfg, run_dir, phase.name, run, s.steps_per_epoch),
                          *stopping]
             callbacks += _watch(cfg, run_dir, splits) + list(extra_callbacks) + reporting
-            callbacks += [epoch_seeds, StopOnDivergence(),
+            callbacks += [epoch_seeds, StopOnSignal(), StopOnDivergence(),
                           checkpoint.Checkpoint(run_dir, i, start, list(callbacks), resume)]  # last: sees all the others
             with showing(callbacks):
                 history = model.fit(train_data, validation_data=valid_data, initial_epoch=done, epochs=end,

@@ -68,7 +68,8 @@ def test_extra_callbacks_see_the_fit(tmp_path):
 def test_a_full_disk_still_gets_its_final_record(tmp_path, monkeypatch):
     """The run keeps a reserve file while it goes; when the disk fills up, the reserve is given back
     and the final record (status failed, no space left) still fits."""
-    from dnn_train import artifacts, record, train
+    from dnn_train import train
+    from dnn_train.rundir import artifacts, record
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "run" / "model.keras"))
@@ -147,7 +148,7 @@ def test_a_signal_whose_exception_tensorflow_swallowed_still_interrupts_the_run(
     """A Ctrl-C or SIGTERM landing in TensorFlow's C code can come out as a printed SystemError while
     training goes on (seen in a sweep: the job completed, the signal lost). The handler notes the signal
     (record.SIGNALLED); the next step boundary raises it, and the run is recorded as interrupted."""
-    from dnn_train import record
+    from dnn_train.rundir import record
 
     class LoseASignal(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):

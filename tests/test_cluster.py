@@ -1,6 +1,6 @@
 """On a cluster: a preempted SLURM job (submitit) records its run, is requeued and resumes it without
 a flag; the run lock holds across hosts by its heartbeat where `flock` does not reach
-(dnn_train/record.py). The requeue goes end to end through submitit's local executor; the second
+(dnn_train/rundir/lock.py). The requeue goes end to end through submitit's local executor; the second
 host is simulated (its host name, a filesystem without flock)."""
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ import time
 import pandas as pd
 import pytest
 
-from dnn_train import errors, record
+from dnn_train import errors
+from dnn_train.rundir import lock as run_lock, record
 from tests.conftest import SMALL, make_cfg, read_results
 from tests.test_reliability import SLOW, popen_cli
 
@@ -56,7 +57,7 @@ def test_the_preemption_signal_records_the_run_before_the_schedulers_handler_req
 
     def schedulers_handler(signum, frame):  # submitit: pickle the job, requeue it, exit
         seen["status"] = read_results(tmp_path / "run")["status"]
-        seen["lock"] = (tmp_path / "run" / record.LOCK_FILE).read_text()
+        seen["lock"] = (tmp_path / "run" / run_lock.LOCK_FILE).read_text()
         raise SystemExit(144)
 
     previous = signal.signal(signal.SIGUSR2, schedulers_handler)
@@ -92,7 +93,7 @@ def test_a_requeued_job_continues_its_own_run_without_a_flag_and_another_job_is_
 def claim(run_dir, host="node-b", age=0.0, pid=12345, job=None):
     """A lock file as a run on another host leaves it, its heartbeat `age` seconds old."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / record.LOCK_FILE).write_text(json.dumps(
+    (run_dir / run_lock.LOCK_FILE).write_text(json.dumps(
         {"pid": pid, "host": host, "job": job, "started": "2026-01-01 00:00:00", "command": "python -m dnn_train",
          "heartbeat": time.time() - age}))
 
@@ -100,17 +101,17 @@ def claim(run_dir, host="node-b", age=0.0, pid=12345, job=None):
 def test_a_live_run_on_another_host_is_never_taken_over_and_a_dead_one_is(tmp_path):
     claim(tmp_path / "live", age=5)
     with pytest.raises(errors.RunBusy, match=r"in use by pid 12345 on node-b .*heartbeat [567] s ago"):
-        record.RunLock(tmp_path / "live").acquire()
-    assert record.is_alive(tmp_path / "live") is True
-    assert record.liveness(tmp_path / "live", {"status": "running"}) == "running"
+        run_lock.RunLock(tmp_path / "live").acquire()
+    assert run_lock.is_alive(tmp_path / "live") is True
+    assert run_lock.liveness(tmp_path / "live", {"status": "running"}) == "running"
 
     claim(tmp_path / "dead", age=3600)  # an hour without a heartbeat (STALE_AFTER_S: 5 minutes)
-    assert record.is_alive(tmp_path / "dead") is False
-    assert record.liveness(tmp_path / "dead", {"status": "running"}) == "crashed (process gone)"
-    lock = record.RunLock(tmp_path / "dead")
+    assert run_lock.is_alive(tmp_path / "dead") is False
+    assert run_lock.liveness(tmp_path / "dead", {"status": "running"}) == "crashed (process gone)"
+    lock = run_lock.RunLock(tmp_path / "dead")
     lock.acquire()
     lock.announce()
-    assert json.loads((tmp_path / "dead" / record.LOCK_FILE).read_text())["host"] == socket.gethostname()
+    assert json.loads((tmp_path / "dead" / run_lock.LOCK_FILE).read_text())["host"] == socket.gethostname()
     lock.release()
 
 
@@ -120,9 +121,9 @@ def test_the_same_job_requeued_on_another_host_takes_its_lock_over_and_another_j
         monkeypatch.delenv(name, raising=False)
     claim(tmp_path / "other", age=1, job="slurm:76.batch/0")  # another job, alive on node-b
     with pytest.raises(errors.RunBusy):
-        record.RunLock(tmp_path / "other").acquire()
+        run_lock.RunLock(tmp_path / "other").acquire()
     claim(tmp_path / "run", age=1, job="slurm:77.batch/0")  # this job, preempted on node-b a second ago
-    lock = record.RunLock(tmp_path / "run")
+    lock = run_lock.RunLock(tmp_path / "run")
     lock.acquire()
     lock.release()
 
@@ -134,42 +135,42 @@ def no_flock(fd, how):
 def test_the_heartbeat_keeps_a_run_on_a_filesystem_without_flock_and_its_end_frees_it(tmp_path, monkeypatch):
     """Host A runs; host B (another host name, and flock that fails as on such a mount) is refused
     while A's heartbeat is fresh, and takes the directory once A stops beating."""
-    monkeypatch.setattr(record, "HEARTBEAT_S", 0.05, raising=False)
-    monkeypatch.setattr(record, "STALE_AFTER_S", 1.0, raising=False)
-    a = record.RunLock(tmp_path)
+    monkeypatch.setattr(run_lock, "HEARTBEAT_S", 0.05, raising=False)
+    monkeypatch.setattr(run_lock, "STALE_AFTER_S", 1.0, raising=False)
+    a = run_lock.RunLock(tmp_path)
     a.acquire()
     a.announce()
     beats = []
     for _ in range(3):
         time.sleep(0.3)
-        beats.append(json.loads((tmp_path / record.LOCK_FILE).read_text())["heartbeat"])
+        beats.append(json.loads((tmp_path / run_lock.LOCK_FILE).read_text())["heartbeat"])
     assert beats[0] < beats[1] < beats[2]  # refreshed while the run lives
     time.sleep(1.0)  # longer than STALE_AFTER_S: only the heartbeat keeps it held
 
-    monkeypatch.setattr(record.fcntl, "flock", no_flock)
-    monkeypatch.setattr(record.socket, "gethostname", lambda: "node-b")
+    monkeypatch.setattr(run_lock.fcntl, "flock", no_flock)
+    monkeypatch.setattr(run_lock.socket, "gethostname", lambda: "node-b")
     with pytest.raises(errors.RunBusy, match="in use by pid"):
-        record.RunLock(tmp_path).acquire()
-    assert record.is_alive(tmp_path) is True
+        run_lock.RunLock(tmp_path).acquire()
+    assert run_lock.is_alive(tmp_path) is True
     a._stop.set()  # host A dies without a word: no more heartbeats, the file still names it
     time.sleep(1.2)
-    assert record.is_alive(tmp_path) is False
-    b = record.RunLock(tmp_path)
+    assert run_lock.is_alive(tmp_path) is False
+    b = run_lock.RunLock(tmp_path)
     b.acquire()
     b.announce()
-    assert json.loads((tmp_path / record.LOCK_FILE).read_text())["host"] == "node-b"
+    assert json.loads((tmp_path / run_lock.LOCK_FILE).read_text())["host"] == "node-b"
     b.release()
     a._fd and os.close(a._fd)
 
 
 def test_without_flock_on_this_host_the_holders_pid_decides(tmp_path, monkeypatch):
-    monkeypatch.setattr(record.fcntl, "flock", no_flock)
+    monkeypatch.setattr(run_lock.fcntl, "flock", no_flock)
     claim(tmp_path / "live", host=socket.gethostname(), pid=os.getppid())
     with pytest.raises(errors.RunBusy):
-        record.RunLock(tmp_path / "live").acquire()
+        run_lock.RunLock(tmp_path / "live").acquire()
     dead = _a_dead_pid()
     claim(tmp_path / "dead", host=socket.gethostname(), pid=dead)
-    record.RunLock(tmp_path / "dead").acquire()
+    run_lock.RunLock(tmp_path / "dead").acquire()
 
 
 def _a_dead_pid() -> int:

@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from dnn_train import errors, record
+from dnn_train import errors
+from dnn_train.rundir import record
 from dnn_train.sweeps.read import find_runs
 from dnn_train.sweeps.render import CURVES_PLOT, GROUPS_CSV, METRIC_PLOT, SUMMARY_MD, markdown, write
 from dnn_train.sweeps.summary import PLOT_EVERY, SweepSummary, update_summary, verdict_lines

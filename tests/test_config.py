@@ -169,7 +169,7 @@ def test_a_broken_install_without_its_configs_says_so_in_one_line(tmp_path):
 
 # ---------------------------------------------------------------- configs run no foreign code
 @pytest.mark.parametrize("target", ["pandas.read_pickle", "os.system", "numpy.load", "keras.saving.load_model",
-                                    "keras.utils.get_file", "dnn_train.artifacts.write_text"])
+                                    "keras.utils.get_file", "dnn_train.rundir.artifacts.write_text"])
 def test_a_crafted_preset_cannot_name_a_foreign_target(tmp_path, target):
     """A shared preset (from --config-dir) with a nested _target_ is refused before anything runs."""
     presets = tmp_path / "presets" / "experiment"

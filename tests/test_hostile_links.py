@@ -7,7 +7,7 @@ not listed here: they are every file and folder one real run leaves or holds whi
 a callback at each epoch's end, then interrupted and resumed to completion). Each is planted in a
 copy of the interrupted run, and taking the directory again (a resume, and a fresh run into it) is
 refused with one line, nothing outside the sandbox's run directory changed (tests/hostile.py).
-The gate (dnn_train/record.py, refuse_links) is checked in this process; three command lines prove
+The gate (dnn_train/rundir/links.py, refuse_links) is checked in this process; three command lines prove
 it end to end, and the writers' own O_NOFOLLOW is checked for a link planted after the gate.
 """
 from __future__ import annotations
@@ -21,10 +21,11 @@ from pathlib import Path
 import keras
 import pytest
 
-from dnn_train import artifacts, checkpoint
+from dnn_train import checkpoint
 from dnn_train.api import compose, run
 from dnn_train.callbacks import MetricsCSV
-from dnn_train.record import RESERVE_FILE, Run
+from dnn_train.rundir import artifacts
+from dnn_train.rundir.record import RESERVE_FILE, Run
 from dnn_train.errors import Interrupted, Refused, one_line
 from tests.hostile import SMALL_RUN, Sandbox
 

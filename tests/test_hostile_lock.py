@@ -1,5 +1,5 @@
 """Hostile lock files: a `.lock` is anyone's to write (a planted one, a half-written one, a record
-from another version or host), and the run lock must judge it by the rule alone (dnn_train/record.py):
+from another version or host), and the run lock must judge it by the rule alone (dnn_train/rundir/lock.py):
 the directory is refused, in one printable line, only while the file names a live holder (a positive
 pid, a finite heartbeat fresher than STALE_AFTER_S, on another host, or on this one where flock is
 missing and that pid exists); otherwise it is taken over. Nothing else is raised, and the liveness
@@ -18,7 +18,8 @@ import time
 
 import pytest
 
-from dnn_train import errors, record
+from dnn_train import errors
+from dnn_train.rundir import lock as run_lock
 from tests.hostile import SMALL_RUN, Sandbox, snapshot
 
 NOW = object()  # stands for "the current time" in the generated cases
@@ -62,37 +63,37 @@ def test_every_lock_file_is_judged_by_the_rule_alone(tmp_path, monkeypatch, floc
         assert type(pid) is int and pid > 0 and sig == 0, (pid, sig)
         return real_kill(pid, sig)
 
-    monkeypatch.setattr(record.os, "kill", kill)
+    monkeypatch.setattr(run_lock.os, "kill", kill)
     if not flock_works:
-        monkeypatch.setattr(record.fcntl, "flock", no_flock)
+        monkeypatch.setattr(run_lock.fcntl, "flock", no_flock)
     cases = [(payload(*fields), expected_busy(*fields, flock_works), fields)
              for fields in itertools.product(PIDS, BEATS, HOSTS)]
     cases += [(raw, False, raw[:20]) for raw in RAW]
     for i, (content, busy, fields) in enumerate(cases):
         run_dir = tmp_path / str(i)
         run_dir.mkdir()
-        (run_dir / record.LOCK_FILE).write_bytes(content)
-        lock = record.RunLock(run_dir)
+        (run_dir / run_lock.LOCK_FILE).write_bytes(content)
+        lock = run_lock.RunLock(run_dir)
         try:
             lock.acquire(wait=0)
         except errors.RunBusy as ex:
             assert busy, f"refused, but the file names no live holder: {fields}"
             message = str(ex)
             assert message.isprintable() and "\n" not in message, repr(message)
-            assert record.is_alive(run_dir) is True
+            assert run_lock.is_alive(run_dir) is True
             continue
         assert not busy, f"taken over from a live holder: {fields}"
         lock.announce()  # the taker's record replaces the planted one, whole
-        assert json.loads((run_dir / record.LOCK_FILE).read_text())["pid"] == os.getpid()
+        assert json.loads((run_dir / run_lock.LOCK_FILE).read_text())["pid"] == os.getpid()
         lock.release()
-        assert record.is_alive(run_dir) is False
+        assert run_lock.is_alive(run_dir) is False
     assert len(cases) > 250
 
 
 def test_a_planted_claim_of_a_live_run_elsewhere_is_refused_in_one_line_and_nothing_changes(tmp_path):
     sandbox = Sandbox(tmp_path)
     sandbox.run.mkdir()
-    (sandbox.run / record.LOCK_FILE).write_bytes(payload(4242, NOW, OTHER_HOST))
+    (sandbox.run / run_lock.LOCK_FILE).write_bytes(payload(4242, NOW, OTHER_HOST))
     before = snapshot(sandbox.run)
     proc = sandbox.cli(*SMALL_RUN, f"data.root={tmp_path / 'data'}", f"hydra.run.dir={sandbox.run}")
     line = sandbox.check(proc, code=2, prefix="dnn_train: error: ")

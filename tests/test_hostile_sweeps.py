@@ -24,7 +24,8 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from dnn_train import errors, record
+from dnn_train import errors
+from dnn_train.rundir import record
 from dnn_train.sweeps.summary import SweepSummary, ending
 from tests.conftest import REPO
 from tests.hostile import SMALL_RUN, Sandbox
@@ -46,7 +47,7 @@ TF_PRINT = re.compile(r"Traceback \(most recent call last\):\n((  File \"[^\"]*/
 def _without_tensorflows_own_print(proc):
     """A signal landing in TensorFlow's C code while it imports is printed by TensorFlow itself as a
     SystemError traceback (every frame inside tensorflow/), which dnn_train cannot silence; the run is
-    interrupted all the same (record.raise_if_signalled). That print, and only it, is set aside."""
+    interrupted all the same (rundir.signals.raise_if_signalled). That print, and only it, is set aside."""
     proc.stderr = TF_PRINT.sub("", proc.stderr)
     return proc
 

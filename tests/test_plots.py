@@ -1,4 +1,4 @@
-"""The sweep plots (dnn_train/sweeps/render.py) and a run's curves (dnn_train/artifacts.py) with long
+"""The sweep plots (dnn_train/sweeps/render.py) and a run's curves (dnn_train/rundir/artifacts.py) with long
 labels: every text inside the figure, no layout warning, integer epoch ticks, and every
 configuration visible where their points coincide."""
 from __future__ import annotations
@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dnn_train import artifacts
+from dnn_train.rundir import artifacts
 from dnn_train.sweeps.render import plot_curves, plot_metric
 from dnn_train.sweeps.table import build
 from tests.test_compare import fake_run

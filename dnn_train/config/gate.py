@@ -37,7 +37,7 @@ ALLOWED_TARGETS = tuple(f"keras.{m}." for m in (
     *(OmegaConf.load(p)._target_ for p in sorted((CONF_DIR / "model").glob("*.yaml"))),  # the model families
     "dnn_train.optim.OneCycle", "dnn_train.optim.PowerDecay",
     # the hydra: section: our callbacks, the sweepers and launchers we ship, Optuna's samplers and pruners
-    "dnn_train.record.RunDirs", "dnn_train.sweeps.summary.SweepSummary",
+    "dnn_train.rundir.created.RunDirs", "dnn_train.sweeps.summary.SweepSummary",
     "hydra._internal.core_plugins.basic_sweeper.BasicSweeper",
     "hydra_plugins.dnn_train_batched.batched_sweeper.BatchedSweeper",
     "hydra._internal.core_plugins.basic_launcher.BasicLauncher",

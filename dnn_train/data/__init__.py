@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from dnn_train.data.sources import Found
     from dnn_train.data.splits import Splits
 
-# Loaded at first use (with numpy and PIL), not when config.py reads the catalog: --help stays fast.
+# Loaded at first use (with numpy and PIL), not when the config reads the catalog: --help stays fast.
 _LAZY = {"Splits": "splits", "class_indices": "splits", "feature_stats": "splits", "select_classes": "splits",
          "make_dataset": "pipeline", "eval_batch": "pipeline", "EVAL_BATCH": "pipeline",
          "epoch_counter": "pipeline"}

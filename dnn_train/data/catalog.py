@@ -2,7 +2,7 @@
 
 Adding a dataset stored in a format formats.py already reads (IDX, mnist.npz, CIFAR pickles, a
 folder of images) is one entry here (its official `size` bounds every file read: SIZE_FACTOR) plus
-one YAML file conf/data/NAME.yaml (its first comment line is what --help shows). `data.name` is checked against these names (dnn_train/config.py).
+one YAML file conf/data/NAME.yaml (its first comment line is what --help shows). `data.name` is checked against these names (dnn_train/config/rules.py).
 Imports nothing but the standard library: the config module reads it before TensorFlow is loaded.
 """
 from __future__ import annotations

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from dnn_train import artifacts
+from dnn_train.rundir import artifacts
 from dnn_train.errors import BadRun
 
 # The seed makes repeats; resume and progress change how a run is driven, not what it computes

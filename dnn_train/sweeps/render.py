@@ -14,7 +14,7 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-from dnn_train import artifacts
+from dnn_train.rundir import artifacts
 from dnn_train.sweeps import stats
 from dnn_train.sweeps.table import (BASELINE, COLUMNS, COMPLETED, LOWER_IS_BETTER, PRUNED, Comparison, missing,
                                     sort_table)

@@ -100,7 +100,7 @@ def diff_text(a: RunView, b: RunView) -> str:
 
 def plot(a: RunView, b: RunView, path: Path) -> None:
     """Loss and accuracy against epochs, both runs: training dashed, validation solid."""
-    from dnn_train import artifacts
+    from dnn_train.rundir import artifacts
 
     fig, axes = artifacts.row_of_panels(2, (12, 4.5), f"A: {label(a)}   B: {label(b)}")
     for ax, name in zip(axes, ("loss", "accuracy")):

@@ -196,7 +196,7 @@ class StudyDriver:
     def _write_results(self, study, sweep_dir: Path) -> None:
         from optuna.trial import TrialState
 
-        from dnn_train.artifacts import write_text
+        from dnn_train.rundir.artifacts import write_text
 
         results: dict[str, Any] = {"name": "optuna", "study_name": study.study_name, "direction": self.direction,
                                    "storage": storage_url(self.config.hydra), "trials": _counts(study)}

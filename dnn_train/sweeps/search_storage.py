@@ -75,7 +75,7 @@ def journal_storage(path: Path):
     optuna = require_optuna()
     from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
 
-    from dnn_train.artifacts import NOFOLLOW
+    from dnn_train.rundir.artifacts import NOFOLLOW
 
     try:  # O_NONBLOCK: a named pipe would block the open
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK | NOFOLLOW, 0o666)

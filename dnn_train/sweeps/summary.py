@@ -124,7 +124,7 @@ class SweepSummary(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         """The sweep ends in `ending`; from here to there SIGTERM interrupts it as Ctrl-C does, also
-        between jobs (a job's own handler, dnn_train/record.py, takes over while it runs)."""
+        between jobs (a job's own handler, dnn_train/rundir/signals.py, takes over while it runs)."""
         from dnn_train.errors import Interrupted
 
         self.sweep_dir = Path(str(config.hydra.sweep.dir))
@@ -190,7 +190,7 @@ class SweepSummary(Callback):
         job did not complete."""
         if comparison is None:
             return
-        from dnn_train.record import REFUSED
+        from dnn_train.rundir.created import REFUSED
         from dnn_train.sweeps.table import COMPLETED, PRUNED
 
         sweep_dir = self.sweep_dir

@@ -1,7 +1,7 @@
 """The comparison's tables: runs grouped into configurations, each against the baseline paired by seed (Comparison).
 
 - run table (summary.csv): one row per run (COLUMNS), in job order, with its status; a run left
-  "running" by a process that is gone shows as "crashed (process gone)" (dnn_train.record.liveness).
+  "running" by a process that is gone shows as "crashed (process gone)" (dnn_train.rundir.lock.liveness).
 - group table (summary_groups.csv): one row per configuration and metric (GROUP_COLUMNS): n, mean,
   std, 95% confidence interval, and against the baseline configuration the runs paired by seed:
   pairs, mean difference, its 95% interval, the paired t test's p-value, that p-value adjusted for
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from dnn_train import record
+from dnn_train.rundir import lock
 from dnn_train.errors import BaselineError
 from dnn_train.sweeps import stats
 from dnn_train.sweeps.read import NOT_CONFIGURATION, SEED, RunView, load
@@ -97,7 +97,7 @@ def run_table(runs: list[RunView]):
     labels = _configuration_labels(runs)
     rows = [{"job": int(r.dir.name) if r.dir.name.isdigit() else r.dir.name, "configuration": labels[r.key],
              "seed": r.seed, "overrides": _label(r.overrides, varying) or "defaults",
-             "status": record.liveness(r.dir, r.results),
+             "status": lock.liveness(r.dir, r.results),
              **{c: r.results.get(c) for c in ("epochs", *METRICS, "grad_ratio_epoch1")},
              "error": r.results.get("error", ""), "run_dir": str(r.dir), "_key": r.key} for r in runs]
     table = pd.DataFrame(rows, columns=[*COLUMNS, "_key"])

@@ -24,7 +24,7 @@ CONFIG_FILE = "config.yaml"
 METRIC_COLUMNS = ["epoch", "phase", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "epoch_seconds"]
 
 
-NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # not on every OS: record.refuse_links, at the run's start, is the gate
+NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)  # not on every OS: rundir.links.refuse_links, at the run's start, is the gate
 
 
 def nofollow(path, flags: int) -> int:
@@ -76,6 +76,13 @@ def jsonable(value):
     if isinstance(value, np.integer):
         return int(value)
     return value
+
+
+def flatten(node, prefix: str = "") -> dict:
+    """A nested dict as one level, its keys joined with dots: {"a": {"b": 1}} -> {"a.b": 1}."""
+    if not isinstance(node, dict):
+        return {prefix[:-1]: node}
+    return {k: v for key, value in node.items() for k, v in flatten(value, f"{prefix}{key}.").items()}
 
 
 def write_json(path: Path, obj: dict) -> None:
