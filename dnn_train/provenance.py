@@ -44,9 +44,7 @@ DIFF = ("--binary", "--no-ext-diff", "--no-textconv", "--no-color")  # a patch `
 
 def package_dir() -> Path:
     """The folder holding the dnn_train package that runs (a checkout's root, or site-packages)."""
-    import dnn_train
-
-    return Path(dnn_train.__file__).resolve().parent.parent
+    return Path(__file__).resolve().parent.parent
 
 
 # ---------------------------------------------------------------- the code
