@@ -74,39 +74,9 @@ LOG_STREAMS = ("ext://sys.stdout", "ext://sys.stderr")
 LOGGING_SECTIONS = ("job_logging", "hydra_logging")
 
 
-from dnn_train.data.catalog import DATASETS
+from dnn_train.data import dataset
+from dnn_train.data.catalog import DATASETS, DataConf
 from dnn_train.errors import ConfigError
-
-
-@dataclass
-class SyntheticConf:
-    num_classes: int = 4
-    image_shape: List[int] = field(default_factory=lambda: [8, 8])
-    train_examples: int = 2000  # before the validation split
-    test_examples: int = 400
-    noise: float = 3.0  # pixel noise, in units of the prototypes' spread (3: ~85% reachable)
-
-
-@dataclass
-class DataConf:
-    name: str = "fashion_mnist"  # a dataset of dnn_train/data/catalog.py (conf/data/NAME.yaml)
-    root: Optional[str] = None  # folder with the files (or its parent); searched before the Keras cache
-    download: bool = True  # fetch with keras.utils.get_file when no local copy is found
-    url: Optional[str] = None  # base URL to download from (a mirror, a proxy); null: the official one
-    sha256: Any = None  # {FILE: SHA-256} expected of downloads, replacing the official hashes; null: the official ones
-    valid_split: Any = 5000  # held out of the training set for validation: a count, or a fraction (< 1)
-    train_size: Optional[int] = None  # class-balanced slice sizes (null: everything)
-    valid_size: Optional[int] = None
-    test_size: Optional[int] = None
-    split_seed: int = 42  # fixes the held-out splits and the slices
-    standardize: bool = False  # per-feature standardization from the training split
-    classes: Optional[List[Any]] = None  # keep these classes (names or indices), relabelled 0..k-1
-    binary: Optional[List[Any]] = None  # [NEG, POS]: a two-class task (sigmoid output)
-    label_mode: str = "fine"  # cifar100: fine (100 classes) | coarse (20 superclasses)
-    test_split: Any = 0.2  # images without train/ and test/: held out for testing, a count or a fraction (< 1)
-    image_size: Optional[List[int]] = None  # images: [HEIGHT, WIDTH] to resize to; null: their own (equal) size
-    color_mode: str = "rgb"  # images: rgb (H x W x 3) | grayscale (H x W)
-    synthetic: Optional[SyntheticConf] = None
 
 
 @dataclass
@@ -336,18 +306,10 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "lr_find.stop_factor": _number(1, lo_open=True),
     "data.name": _choice(*DATASETS),
     "data.valid_split": _COUNT_OR_FRACTION,
-    "data.test_split": _COUNT_OR_FRACTION,
-    "data.label_mode": _choice("fine", "coarse"),
-    "data.color_mode": _choice("rgb", "grayscale"),
     "data.train_size": _number(1, integer=True, nullable=True),
     "data.valid_size": _number(1, integer=True, nullable=True),
     "data.test_size": _number(1, integer=True, nullable=True),
     "data.split_seed": SEED,
-    "data.synthetic.num_classes": _number(2, 255, integer=True),
-    "data.synthetic.image_shape": _int_list(1, 512),
-    "data.synthetic.train_examples": _number(2, 2_000_000, integer=True),
-    "data.synthetic.test_examples": _number(1, 2_000_000, integer=True),
-    "data.synthetic.noise": _number(0),
     "logger.name": _choice(*sorted(p.stem for p in (CONF_DIR / "logger").glob("*.yaml"))),
     "logger.log_model": BOOL,
     "logger.experiment": ((lambda v: isinstance(v, str) and v.strip() != ""), "a non-empty name"),
@@ -399,10 +361,9 @@ def validate(cfg: DictConfig) -> None:
             continue
         if "." in full_key or full_key in TOP_LEVEL_RULES:
             _check(full_key, OmegaConf.select(cfg, full_key), rule)
-    if cfg.data.name == "synthetic" and cfg.data.get("synthetic") is None:
-        raise ConfigError("data.synthetic: missing; use data=synthetic to get its settings")
     if cfg.trainer.resume and cfg.task != "train":
         raise ConfigError(f"trainer.resume=true: only task=train runs can be resumed (task={cfg.task})")
+    dataset(cfg.data)  # the chosen dataset's own keys (dnn_train/data/catalog.py)
     _validate_classes(cfg.data)
     _validate_transfer(cfg)
     _validate_distribution(cfg.trainer)
@@ -527,7 +488,7 @@ def check_keys(cfg: DictConfig) -> None:
             sub = next((t for t in (hints[key], *typing.get_args(hints[key])) if dataclasses.is_dataclass(t)), None)
             child = node._get_node(key)
             if sub is not None and isinstance(child, DictConfig) and not child._is_none():
-                walk(child, sub, full + ".")
+                walk(child, OmegaConf.get_type(child), full + ".")  # a dataset's keys: its subclass
 
     walk(cfg, RootConf, "")
     model = cfg.get("model")

@@ -9,10 +9,11 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+from omegaconf import OmegaConf
 from PIL import Image
 
 from dnn_train.data.catalog import DATASETS, IDX_FILES
-from dnn_train.data.formats import write_idx
+from dnn_train.data.formats.idx import write_idx
 
 CIFAR10_FILES = DATASETS["cifar10"].layouts[0].files
 
@@ -91,6 +92,30 @@ def tar_gz(path: Path, folder: Path, arcname: str) -> Path:
         tar.add(folder, arcname=arcname)
     path.write_bytes(buffer.getvalue())
     return path
+
+
+def layouts(name: str) -> tuple:
+    """The layouts of dataset `name` of the catalog, its keys at their defaults."""
+    return DATASETS[name].configured(OmegaConf.structured(DATASETS[name].keys)).layouts
+
+
+def write_dataset(name: str, root: Path, layout: int = 0) -> Path:
+    """Dataset `name` of the catalog, tiny, in the files of its `layout` under `root`; returns its data.root."""
+    layout = layouts(name)[layout]
+    folder = root if layout.folders[0] == "." else root / layout.folders[0]
+    return WRITERS[layout.reader](folder)
+
+
+# Every way a dataset of the catalog lies on disk, (name, layout index): each is written and read.
+LAYOUTS = [(name, i) for name, d in DATASETS.items() if not d.generated for i in range(len(layouts(name)))]
+# Each reader of the catalog's layouts: a writer of a tiny set in its format (a test checks none is missing).
+WRITERS = {
+    "idx.read_idx_set": write_fashion,
+    "npz.read_mnist_npz": lambda folder: write_mnist_npz(folder / "mnist.npz").parent,
+    "cifar.read_cifar10": write_cifar,
+    "cifar.read_cifar100": write_cifar100,
+    "images.read_images": lambda folder: write_images(folder, per_class=12),
+}
 
 
 # ---------------------------------------------------------------- bombs: a few MB on disk, GBs decompressed
