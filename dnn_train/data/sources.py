@@ -264,7 +264,7 @@ def download(entry: Dataset, data_cfg) -> Found:
                 log.info("%s: downloading %s", entry.name, origin)
                 path = Path(keras.utils.get_file(  # an archive: kept where Keras' loaders keep it, extracted below
                     f"{spec.extract_to}_archive" if spec.extract_to else fname, origin=origin, file_hash=file_hash,
-                    hash_algorithm="auto", cache_dir=str(keras_home()), cache_subdir=subdir))
+                    hash_algorithm="sha256" if len(file_hash) == 64 else "md5", cache_dir=str(keras_home()), cache_subdir=subdir))
     except Exception as ex:  # noqa: BLE001 - any failure here means: offline, blocked, or not the official file
         for name, stat in _entries(folder).items():  # get_file keeps a file that fails its hash: it must not
             if before.get(name) != stat:  # pass for a local copy; it removes a partial one itself
