@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.io
 from omegaconf import OmegaConf
 from PIL import Image
 
@@ -23,13 +24,13 @@ from dnn_train import data
 from dnn_train.api import compose
 from dnn_train.config import options
 from dnn_train.data import sources
-from dnn_train.data.formats import cifar, idx, images
+from dnn_train.data.formats import cifar, idx, images, svhn
 from dnn_train.errors import DataError, DnnTrainError
 from dnn_train.data.errors import Limit
 from dnn_train.data.catalog import DATASETS, IDX_FILES
 from tests.conftest import REPO, make_cfg, real_data_root
-from tests.datafiles import (LAYOUTS, WRITERS, gzip_bomb, idx_header, layouts, npz_bomb, write_cifar, write_cifar100,
-                             write_dataset, write_fashion, write_images, write_mnist_npz)
+from tests.datafiles import (LAYOUTS, WRITERS, gzip_bomb, idx_header, layouts, mat_bomb, npz_bomb, write_cifar, write_cifar100,
+                             write_dataset, write_fashion, write_images, write_mnist_npz, write_svhn)
 
 
 LIMIT = Limit(1 << 20, "a test")
@@ -134,6 +135,43 @@ def test_mnist_npz_with_bad_labels_is_refused(tmp_path, y_dtype, offset, message
         data.load(make_cfg("data=mnist", f"data.root={tmp_path}", "data.valid_split=10").data)
 
 
+@pytest.mark.parametrize("y_dtype", [np.uint8, np.float64])  # MATLAB's own labels may be doubles
+def test_svhn_in_its_official_mat_files(tmp_path, y_dtype):
+    folder = write_svhn(tmp_path / "svhn", y_dtype=y_dtype)
+    found = sources.Found(folder, layouts("svhn")[0])
+    x_train, y_train, x_test, y_test, classes = svhn.read_svhn(found, None, [str(d) for d in range(10)], Limit(8 << 20, "a test"))
+    assert x_train.shape == (60, 32, 32, 3) and x_train.dtype == np.uint8 and x_test.shape == (20, 32, 32, 3)
+    assert y_train.dtype == np.uint8 and y_train[:11].tolist() == [1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]  # 10 is the digit 0
+    raw = scipy.io.loadmat(folder / "train_32x32.mat")["X"]
+    np.testing.assert_array_equal(x_train[7], raw[:, :, :, 7])  # height x width x channel, image by image
+
+
+def test_svhn_extra_images_join_the_training_set_only_when_asked(tmp_path):
+    write_svhn(tmp_path / "svhn")
+    plain = data.load(make_cfg("data=svhn", f"data.root={tmp_path}", "data.valid_split=10").data)
+    assert (len(plain.y_train), len(plain.y_valid), len(plain.y_test)) == (50, 10, 20) and plain.image_shape == (32, 32, 3)
+    extra = data.load(make_cfg("data=svhn", f"data.root={tmp_path}", "data.valid_split=10", "data.extra=true").data)
+    assert (len(extra.y_train), len(extra.y_test)) == (50 + 30, 20)
+    assert data.last_read()[1][-1] == tmp_path / "svhn" / "extra_32x32.mat"  # its provenance names the file
+    (tmp_path / "svhn" / "extra_32x32.mat").unlink()
+    assert len(data.load(make_cfg("data=svhn", f"data.root={tmp_path}", "data.valid_split=10").data).y_train) == 50
+    with pytest.raises(DataError, match=r"svhn: missing extra_32x32.mat \(of train_32x32.mat, test_32x32.mat, "):
+        data.load(make_cfg("data=svhn", f"data.root={tmp_path}", "data.extra=true").data)
+
+
+def test_svhn_labels_out_of_range_and_other_mat_files_are_refused(tmp_path):
+    folder = write_svhn(tmp_path / "svhn")
+    scipy.io.savemat(folder / "test_32x32.mat", {"X": np.zeros((32, 32, 3, 2), np.uint8), "y": np.array([[1], [11]])})
+    with pytest.raises(DataError, match="test_32x32.mat: label 11 out of range 1-10"):
+        data.load(make_cfg("data=svhn", f"data.root={tmp_path}", "data.valid_split=10").data)
+    scipy.io.savemat(folder / "test_32x32.mat", {"images": np.zeros((28, 28, 2), np.uint8)})
+    with pytest.raises(DataError, match=r"test_32x32.mat: not an SVHN file \(X of 32 x 32 x 3 x N images and y "):
+        data.load(make_cfg("data=svhn", f"data.root={tmp_path}", "data.valid_split=10").data)
+    (folder / "test_32x32.mat").write_bytes(b"not MATLAB at all" * 10)
+    with pytest.raises(DataError, match="test_32x32.mat: not a MATLAB 5 file"):
+        data.load(make_cfg("data=svhn", f"data.root={tmp_path}", "data.valid_split=10").data)
+
+
 # ---------------------------------------------------------------- files claiming more than their dataset holds
 MiB = 1 << 20
 
@@ -175,6 +213,11 @@ def _cifar_pickled_array_claim(tmp):  # a 200-byte pickle whose array claims 10^
     return ["data=cifar10", f"data.root={tmp}"], folder / "data_batch_1"
 
 
+def _mat_header_lie(tmp):  # a 1 KB MATLAB file whose compressed X claims 3 * 10^9 bytes
+    write_svhn(tmp / "svhn")
+    return ["data=svhn", f"data.root={tmp}"], mat_bomb(tmp / "svhn" / "train_32x32.mat", (32, 32, 3, 10**6))
+
+
 def _sparse(tmp, name, layout):  # an honest dataset whose first file is made larger than it may be
     path = write_dataset(name, tmp, layout) / layouts(name)[layout].files[0]
     os.truncate(path, 1 << 30)  # sparse: no disk used; more than any limit here (README: at most 369 MB)
@@ -182,7 +225,8 @@ def _sparse(tmp, name, layout):  # an honest dataset whose first file is made la
 
 
 BOMBS = {f.__name__.lstrip("_"): f for f in (_npz_header_lie, _npz_deflate_bomb, _idx_gzip_bomb,
-                                              _idx_gzip_longer_than_its_header, _cifar_pickled_array_claim)}
+                                              _idx_gzip_longer_than_its_header, _cifar_pickled_array_claim,
+                                              _mat_header_lie)}
 BOMBS.update({f"{name} ({layouts(name)[layout].files[0]}) too large on disk":
               functools.partial(_sparse, name=name, layout=layout)
               for name, layout in LAYOUTS if DATASETS[name].size is not None})

@@ -89,6 +89,11 @@ class ImagesKeys(DataConf):
 
 
 @dataclass
+class SvhnKeys(DataConf):
+    extra: bool = False  # add the 531,131 extra images (extra_32x32.mat, 1.3 GB) to the training set
+
+
+@dataclass
 class SyntheticConf:
     num_classes: int = key(4, _in(2, 255), "an integer >= 2 and <= 255")
     image_shape: List[int] = key([8, 8], lambda v: _sizes(v, hi=512), "a non-empty list of integers >= 1 and <= 512")
@@ -130,7 +135,7 @@ class Download:
     """Where keras.utils.get_file fetches the official files from, and where it puts them."""
 
     url: str  # official base URL; data.url replaces it (a mirror, a proxy)
-    hashes: Mapping[str, str]  # official file name -> SHA-256 (or MD5: get_file tells them by length); data.sha256 replaces entries
+    hashes: Mapping[str, str]  # official file name -> SHA-256 (or MD5, 32 digits); data.sha256 replaces entries
     subdir: str = ""  # plain files go to $KERAS_HOME/datasets/SUBDIR/
     extract_to: Optional[str] = None  # an archive: get_file's fname, the folder Keras' own loader extracts it into
 
@@ -183,7 +188,16 @@ IDX_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
              "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 KERAS_DATASETS_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
 TORONTO_URL = "https://www.cs.toronto.edu/~kriz/"
+SVHN_URL = "http://ufldl.stanford.edu/housenumbers/"
+SVHN_MD5 = {"train_32x32.mat": "e26dedcc434d2e4c54c9b2d4a06d8373", "test_32x32.mat": "eb5a983be6a315427106f1b164d9cef3",
+            "extra_32x32.mat": "a93ce644f1a588dc4d68dda5feec44a7"}  # the official files' MD5s (as torchvision checks them)
 IN_KERAS_CACHE = "the Keras cache, $KERAS_HOME/datasets/ (default ~/.keras/datasets/)"
+
+
+
+def _svhn_files(data_cfg) -> tuple[str, ...]:
+    return tuple(f for f in SVHN_MD5 if data_cfg.extra or f != "extra_32x32.mat")
+
 
 DATASETS: dict[str, Dataset] = {d.name: d for d in (
     Dataset(
@@ -241,6 +255,15 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in (
         root_only=True,
         offline="pass data.root=DIR, a folder of class subfolders (DIR/<class>/*.jpg, .png, .bmp, .gif), "
                 "or of train/ and test/ folders of class subfolders"),
+    Dataset(
+        name="svhn",
+        layouts=lambda data_cfg: (Layout(("svhn",), _svhn_files(data_cfg), "svhn.read_svhn"),),
+        classes=tuple(str(d) for d in range(10)),
+        keys=SvhnKeys,
+        size=lambda data_cfg: Size(73_257 + 26_032 + (531_131 if data_cfg.extra else 0), (32, 32, 3)),
+        download=lambda data_cfg: Download(SVHN_URL, {f: SVHN_MD5[f] for f in _svhn_files(data_cfg)}, subdir="svhn"),
+        offline=f"copy the official train_32x32.mat and test_32x32.mat (and extra_32x32.mat for data.extra=true) "
+                f"from {SVHN_URL} into an svhn/ folder in {IN_KERAS_CACHE}, or into DIR/svhn/ and pass data.root=DIR"),
     Dataset(
         name="synthetic",
         layouts=(Layout((".",), IDX_FILES, "idx.read_idx_set"),),
