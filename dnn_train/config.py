@@ -75,7 +75,7 @@ LOGGING_SECTIONS = ("job_logging", "hydra_logging")
 
 
 from dnn_train.data import dataset
-from dnn_train.data.catalog import DATASETS, DataConf
+from dnn_train.data.catalog import COUNT_OR_FRACTION, DATASETS, DataConf
 from dnn_train.errors import ConfigError
 
 
@@ -209,8 +209,6 @@ def _int_list(lo=1, hi=None, nullable=False, empty=False):
 
 SEED = _number(0, 2 ** 32 - 1, integer=True)
 BOOL = ((lambda v: isinstance(v, bool)), "true or false")
-_COUNT_OR_FRACTION = ((lambda v: _number(1, integer=True)[0](v) or _number(0, 1, lo_open=True, hi_open=True)[0](v)),
-                      "an integer >= 1 (a count) or a number > 0 and < 1 (a fraction)")  # data.*_split
 # Checked wherever the key appears in a Keras-class group, and for the listed full keys. Upper bounds
 # are where a value stops being an experiment and becomes a crash or a week of waiting.
 RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
@@ -305,7 +303,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "lr_find.epochs": _number(0, 1000, lo_open=True),
     "lr_find.stop_factor": _number(1, lo_open=True),
     "data.name": _choice(*DATASETS),
-    "data.valid_split": _COUNT_OR_FRACTION,
+    "data.valid_split": COUNT_OR_FRACTION,
     "data.train_size": _number(1, integer=True, nullable=True),
     "data.valid_size": _number(1, integer=True, nullable=True),
     "data.test_size": _number(1, integer=True, nullable=True),

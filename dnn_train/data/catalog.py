@@ -72,7 +72,7 @@ def _sizes(v, length=None, hi=None) -> bool:
 
 
 COUNT_OR_FRACTION = ((lambda v: (_integer(v) and v >= 1) or (isinstance(v, float) and 0 < v < 1)),
-                     "an integer >= 1 (a count) or a number > 0 and < 1 (a fraction)")
+                     "an integer >= 1 (a count) or a number > 0 and < 1 (a fraction)")  # data.*_split
 
 
 @dataclass
