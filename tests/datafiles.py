@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import math
 import pickle
 import struct
 import tarfile
@@ -9,10 +10,12 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import scipy.io
+from omegaconf import OmegaConf
 from PIL import Image
 
 from dnn_train.data.catalog import DATASETS, IDX_FILES
-from dnn_train.data.formats import write_idx
+from dnn_train.data.formats.idx import write_idx
 
 CIFAR10_FILES = DATASETS["cifar10"].layouts[0].files
 
@@ -91,6 +94,58 @@ def tar_gz(path: Path, folder: Path, arcname: str) -> Path:
         tar.add(folder, arcname=arcname)
     path.write_bytes(buffer.getvalue())
     return path
+
+
+def write_svhn(folder: Path, n_train=60, n_test=20, n_extra=30, seed=0, y_dtype=np.uint8) -> Path:
+    """SVHN's train, test and extra .mat files as the official ones (MATLAB 5, compressed): X of 32 x 32 x 3
+    x N uint8 images, y of N x 1 labels 1..10 (10: the digit 0), cycling through the digits."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, n in (("train_32x32.mat", n_train), ("test_32x32.mat", n_test), ("extra_32x32.mat", n_extra)):
+        scipy.io.savemat(folder / name, {"X": rng.integers(0, 256, (32, 32, 3, n), dtype=np.uint8),
+                                         "y": (np.arange(n) % 10 + 1).reshape(-1, 1).astype(y_dtype)},
+                         do_compression=True)
+    return folder
+
+
+def mat_bomb(path: Path, shape) -> Path:
+    """A MATLAB 5 file whose one compressed variable X claims `shape` (uint8) and holds a few bytes."""
+    def element(kind: int, data: bytes) -> bytes:
+        return struct.pack("<II", kind, len(data)) + data + bytes(-len(data) % 8)
+
+    dims = struct.pack(f"<{len(shape)}i", *shape)
+    body = element(6, struct.pack("<II", 9, 0)) + element(5, dims) + element(1, b"X") + \
+        struct.pack("<II", 2, min(math.prod(shape), 2**32 - 1)) + bytes(64)  # miUINT8 data claiming the shape's bytes
+    compressed = zlib.compress(struct.pack("<II", 14, len(body)) + body)
+    header = b"MATLAB 5.0 MAT-file".ljust(116) + bytes(8) + struct.pack("<H", 0x0100) + b"IM"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(header + struct.pack("<II", 15, len(compressed)) + compressed)
+    return path
+
+
+def layouts(name: str) -> tuple:
+    """The layouts of dataset `name` of the catalog, its keys at their defaults."""
+    return DATASETS[name].configured(OmegaConf.structured(DATASETS[name].keys)).layouts
+
+
+def write_dataset(name: str, root: Path, layout: int = 0) -> Path:
+    """Dataset `name` of the catalog, tiny, in the files of its `layout` under `root`; returns its data.root."""
+    layout = layouts(name)[layout]
+    folder = root if layout.folders[0] == "." else root / layout.folders[0]
+    return WRITERS[layout.reader](folder)
+
+
+# Every way a dataset of the catalog lies on disk, (name, layout index): each is written and read.
+LAYOUTS = [(name, i) for name, d in DATASETS.items() if not d.generated for i in range(len(layouts(name)))]
+# Each reader of the catalog's layouts: a writer of a tiny set in its format (a test checks none is missing).
+WRITERS = {
+    "idx.read_idx_set": write_fashion,
+    "npz.read_mnist_npz": lambda folder: write_mnist_npz(folder / "mnist.npz").parent,
+    "cifar.read_cifar10": write_cifar,
+    "cifar.read_cifar100": write_cifar100,
+    "images.read_images": lambda folder: write_images(folder, per_class=12),
+    "svhn.read_svhn": write_svhn,
+}
 
 
 # ---------------------------------------------------------------- bombs: a few MB on disk, GBs decompressed

@@ -72,7 +72,7 @@ def test_out_of_range_values_name_the_key(override, key):
 BAD_INPUT = [
     # (overrides, text the one line must contain)
     (["optimizer=bogus"], "valid optimizer options: adagrad, adam, adamax, adamw, momentum, nadam, nesterov, rmsprop, sgd"),
-    (["data=nope"], "valid data options: cifar10, cifar100, fashion_mnist, images, mnist, synthetic"),
+    (["data=nope"], f"valid data options: {', '.join(options('data'))}"),
     (["optimizer=nadm"], "optimizer=nadm: unknown option (did you mean nadam or adam?)"),
     (["trainer.epochs=abc"], "trainer.epochs=abc"),
     (["optimizer.lr=0.1"], "optimizer.lr: unknown key (did you mean optimizer.learning_rate?)"),

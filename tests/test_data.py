@@ -16,17 +16,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.io
+from omegaconf import OmegaConf
 from PIL import Image
 
 from dnn_train import data
+from dnn_train.api import compose
 from dnn_train.config.help import options
-from dnn_train.data import formats, sources
-from dnn_train.errors import DataError
+from dnn_train.data import sources
+from dnn_train.data.formats import cifar, idx, images, svhn
+from dnn_train.errors import DataError, DnnTrainError
 from dnn_train.data.errors import Limit
 from dnn_train.data.catalog import DATASETS, IDX_FILES
 from tests.conftest import REPO, make_cfg, real_data_root
-from tests.datafiles import (gzip_bomb, idx_header, npz_bomb, write_cifar, write_cifar100, write_fashion, write_images,
-                             write_mnist_npz)
+from tests.datafiles import (LAYOUTS, WRITERS, gzip_bomb, idx_header, layouts, mat_bomb, npz_bomb, write_cifar, write_cifar100,
+                             write_dataset, write_fashion, write_images, write_mnist_npz, write_svhn)
 
 
 LIMIT = Limit(1 << 20, "a test")
@@ -43,8 +47,8 @@ def isolated_caches(tmp_path, monkeypatch):
 # ---------------------------------------------------------------- formats
 def test_idx_round_trip(tmp_path):
     x = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
-    formats.write_idx(tmp_path / "x.gz", x)
-    np.testing.assert_array_equal(formats.read_idx(tmp_path / "x.gz", LIMIT), x)
+    idx.write_idx(tmp_path / "x.gz", x)
+    np.testing.assert_array_equal(idx.read_idx(tmp_path / "x.gz", LIMIT), x)
 
 
 @pytest.mark.parametrize("payload, message", [
@@ -58,12 +62,13 @@ def test_bad_idx_files_are_refused(tmp_path, payload, message):
     with gzip.open(path, "wb") as f:
         f.write(payload)
     with pytest.raises(DataError, match=message):
-        formats.read_idx(path, LIMIT)
+        idx.read_idx(path, LIMIT)
 
 
 def test_cifar10_batches_in_the_official_format(tmp_path):
     folder = write_cifar(tmp_path / "cifar-10-batches-py")
-    x_train, y_train, x_test, y_test, _ = formats.read_cifar10(folder, None, list(DATASETS["cifar10"].classes), LIMIT)
+    x_train, y_train, x_test, y_test, _ = cifar.read_cifar10(sources.Found(folder, DATASETS["cifar10"].layouts[0]), None,
+                                                           list(DATASETS["cifar10"].classes), LIMIT)
     assert x_train.shape == (100, 32, 32, 3) and x_train.dtype == np.uint8 and x_test.shape == (20, 32, 32, 3)
     assert y_train.dtype == np.uint8 and y_train[:12].tolist() == list(range(10)) + [0, 1]
     raw = pickle.loads((folder / "data_batch_1").read_bytes(), encoding="bytes")[b"data"][0]
@@ -94,7 +99,7 @@ def test_malicious_cifar_pickle_is_refused_without_running(tmp_path, monkeypatch
     path = tmp_path / "data_batch_1"
     path.write_bytes(pickle.dumps({b"data": _Exploit()}, protocol=2))
     with pytest.raises(DataError, match="refusing to load"):
-        formats.read_pickle(path, "CIFAR-10 batch", LIMIT)
+        cifar.read_pickle(path, "CIFAR-10 batch", LIMIT)
     assert not (tmp_path / "PWNED").exists()
 
 
@@ -128,6 +133,43 @@ def test_mnist_npz_with_bad_labels_is_refused(tmp_path, y_dtype, offset, message
     write_mnist_npz(tmp_path / "mnist.npz", y_dtype=y_dtype, y_offset=offset)
     with pytest.raises(DataError, match=message.replace("(", r"\(").replace(")", r"\)")):
         data.load(make_cfg("data=mnist", f"data.root={tmp_path}", "data.valid_split=10").data)
+
+
+@pytest.mark.parametrize("y_dtype", [np.uint8, np.float64])  # MATLAB's own labels may be doubles
+def test_svhn_in_its_official_mat_files(tmp_path, y_dtype):
+    folder = write_svhn(tmp_path / "svhn", y_dtype=y_dtype)
+    found = sources.Found(folder, layouts("svhn")[0])
+    x_train, y_train, x_test, y_test, classes = svhn.read_svhn(found, None, [str(d) for d in range(10)], Limit(8 << 20, "a test"))
+    assert x_train.shape == (60, 32, 32, 3) and x_train.dtype == np.uint8 and x_test.shape == (20, 32, 32, 3)
+    assert y_train.dtype == np.uint8 and y_train[:11].tolist() == [1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1]  # 10 is the digit 0
+    raw = scipy.io.loadmat(folder / "train_32x32.mat")["X"]
+    np.testing.assert_array_equal(x_train[7], raw[:, :, :, 7])  # height x width x channel, image by image
+
+
+def test_svhn_extra_images_join_the_training_set_only_when_asked(tmp_path):
+    write_svhn(tmp_path / "svhn")
+    plain = data.load(make_cfg("data=svhn", f"data.root={tmp_path}", "data.valid_split=10").data)
+    assert (len(plain.y_train), len(plain.y_valid), len(plain.y_test)) == (50, 10, 20) and plain.image_shape == (32, 32, 3)
+    extra = data.load(make_cfg("data=svhn", f"data.root={tmp_path}", "data.valid_split=10", "data.extra=true").data)
+    assert (len(extra.y_train), len(extra.y_test)) == (50 + 30, 20)
+    assert data.last_read()[1][-1] == tmp_path / "svhn" / "extra_32x32.mat"  # its provenance names the file
+    (tmp_path / "svhn" / "extra_32x32.mat").unlink()
+    assert len(data.load(make_cfg("data=svhn", f"data.root={tmp_path}", "data.valid_split=10").data).y_train) == 50
+    with pytest.raises(DataError, match=r"svhn: missing extra_32x32.mat \(of train_32x32.mat, test_32x32.mat, "):
+        data.load(make_cfg("data=svhn", f"data.root={tmp_path}", "data.extra=true").data)
+
+
+def test_svhn_labels_out_of_range_and_other_mat_files_are_refused(tmp_path):
+    folder = write_svhn(tmp_path / "svhn")
+    scipy.io.savemat(folder / "test_32x32.mat", {"X": np.zeros((32, 32, 3, 2), np.uint8), "y": np.array([[1], [11]])})
+    with pytest.raises(DataError, match="test_32x32.mat: label 11 out of range 1-10"):
+        data.load(make_cfg("data=svhn", f"data.root={tmp_path}", "data.valid_split=10").data)
+    scipy.io.savemat(folder / "test_32x32.mat", {"images": np.zeros((28, 28, 2), np.uint8)})
+    with pytest.raises(DataError, match=r"test_32x32.mat: not an SVHN file \(X of 32 x 32 x 3 x N images and y "):
+        data.load(make_cfg("data=svhn", f"data.root={tmp_path}", "data.valid_split=10").data)
+    (folder / "test_32x32.mat").write_bytes(b"not MATLAB at all" * 10)
+    with pytest.raises(DataError, match="test_32x32.mat: not a MATLAB 5 file"):
+        data.load(make_cfg("data=svhn", f"data.root={tmp_path}", "data.valid_split=10").data)
 
 
 # ---------------------------------------------------------------- files claiming more than their dataset holds
@@ -171,21 +213,23 @@ def _cifar_pickled_array_claim(tmp):  # a 200-byte pickle whose array claims 10^
     return ["data=cifar10", f"data.root={tmp}"], folder / "data_batch_1"
 
 
-def _sparse(tmp, name, write, relative):  # an honest dataset whose first file is made larger than it may be
-    write(tmp)
-    path = tmp / relative
+def _mat_header_lie(tmp):  # a 1 KB MATLAB file whose compressed X claims 3 * 10^9 bytes
+    write_svhn(tmp / "svhn")
+    return ["data=svhn", f"data.root={tmp}"], mat_bomb(tmp / "svhn" / "train_32x32.mat", (32, 32, 3, 10**6))
+
+
+def _sparse(tmp, name, layout):  # an honest dataset whose first file is made larger than it may be
+    path = write_dataset(name, tmp, layout) / layouts(name)[layout].files[0]
     os.truncate(path, 1 << 30)  # sparse: no disk used; more than any limit here (README: at most 369 MB)
     return [f"data={name}", f"data.root={tmp}"], path
 
 
 BOMBS = {f.__name__.lstrip("_"): f for f in (_npz_header_lie, _npz_deflate_bomb, _idx_gzip_bomb,
-                                              _idx_gzip_longer_than_its_header, _cifar_pickled_array_claim)}
-BOMBS.update({f"{name} too large on disk": functools.partial(_sparse, name=name, write=write, relative=relative)
-              for name, write, relative in (
-                  ("fashion_mnist", lambda t: write_fashion(t / "fashion-mnist"), f"fashion-mnist/{IDX_FILES[0]}"),
-                  ("mnist", lambda t: write_mnist_npz(t / "mnist.npz"), "mnist.npz"),
-                  ("cifar10", lambda t: write_cifar(t / "cifar-10-batches-py"), "cifar-10-batches-py/data_batch_1"),
-                  ("cifar100", lambda t: write_cifar100(t / "cifar-100-python"), "cifar-100-python/meta"))})
+                                              _idx_gzip_longer_than_its_header, _cifar_pickled_array_claim,
+                                              _mat_header_lie)}
+BOMBS.update({f"{name} ({layouts(name)[layout].files[0]}) too large on disk":
+              functools.partial(_sparse, name=name, layout=layout)
+              for name, layout in LAYOUTS if DATASETS[name].size is not None})
 
 
 @pytest.mark.parametrize("bomb", BOMBS)
@@ -343,8 +387,8 @@ def test_images_are_decoded_once_then_read_from_the_cache(tmp_path, monkeypatch)
     first = data.load(images_cfg(root))
     assert len(cached()) == 1
     decoded = []
-    real_decode = formats.decode_images
-    monkeypatch.setattr(formats, "decode_images", lambda *a: decoded.append(a) or real_decode(*a))
+    real_decode = images.decode_images
+    monkeypatch.setattr(images, "decode_images", lambda *a: decoded.append(a) or real_decode(*a))
     again = data.load(images_cfg(root))
     assert decoded == []  # the same files and settings: read from the cache
     for key in ("x_train", "y_train", "x_valid", "y_valid", "x_test", "y_test"):
@@ -489,15 +533,15 @@ def test_with_nothing_local_preload_starts_no_thread_and_load_downloads(monkeypa
 def test_the_preload_thread_imports_nothing(tmp_path):
     """Importing in a second thread while the main thread imports TensorFlow can deadlock: the thread
     that reads the files (and its decoding pool) must find every module it needs already imported."""
-    write_fashion(tmp_path / "f")
-    write_mnist_npz(tmp_path / "n" / "mnist.npz")
-    write_cifar(tmp_path / "c" / "cifar-10-batches-py")
-    write_cifar100(tmp_path / "c100" / "cifar-100-python")
+    cases = [[f"data={name}", f"data.root={write_dataset(name, tmp_path / f'{name}{i}', i)}"] for name, i in LAYOUTS]
     for fmt in ("png", "jpg", "bmp", "gif"):
         write_images(tmp_path / "i", classes=(f"{fmt}1", f"{fmt}2"), per_class=3, fmt=fmt)
     bad = tmp_path / "bad"
     write_images(bad, per_class=2, fmt="jpg")
     (bad / "cat" / "000.jpg").write_bytes(b"garbage")
+    cases += [["data=images", f"data.root={tmp_path}/i", "data.image_size=[7,7]"],
+              ["data=images", f"data.root={tmp_path}/i", "data.image_size=[7,7]"],  # now cached
+              ["data=images", f"data.root={bad}"], ["data=synthetic", f"data.root={tmp_path}/s"]]
     script = textwrap.dedent(f"""
         import sys, threading
         from dnn_train import data
@@ -505,12 +549,9 @@ def test_the_preload_thread_imports_nothing(tmp_path):
         imports = []
         sys.addaudithook(lambda event, args: event == "import" and threading.current_thread() is not
                          threading.main_thread() and imports.append((threading.current_thread().name, args[0])))
-        for overrides in (["data.root={tmp_path}/f"], ["data=mnist", "data.root={tmp_path}/n"],
-                          ["data=cifar10", "data.root={tmp_path}/c"], ["data=cifar100", "data.root={tmp_path}/c100"],
-                          ["data=images", "data.root={tmp_path}/i", "data.image_size=[7,7]"],
-                          ["data=images", "data.root={tmp_path}/i", "data.image_size=[7,7]"],  # now cached
-                          ["data=images", "data.root={bad}"], ["data=synthetic", "data.root={tmp_path}/s"]):
-            cfg = make_cfg(*overrides, "data.valid_split=2", "data.test_split=2").data
+        for overrides in {cases!r}:
+            images = ["data.test_split=2"] if "data=images" in overrides else []
+            cfg = make_cfg(*overrides, "data.valid_split=2", *images).data
             data.preload(cfg)
             try:
                 data.load(cfg)
@@ -542,10 +583,32 @@ def test_feature_stats_match_numpy():
     np.testing.assert_allclose(var, flat.var(0), atol=1e-12)
 
 
-def test_every_catalog_entry_has_its_conf_file_and_back():
+def test_every_catalog_entry_has_its_conf_file_its_keys_and_a_writer_of_its_files():
     assert sorted(DATASETS) == options("data")
-    for name in DATASETS:
-        assert make_cfg(f"data={name}").data.name == name
+    for name, entry in DATASETS.items():
+        composed = make_cfg(f"data={name}").data
+        assert composed.name == name and OmegaConf.get_type(composed) is entry.keys  # conf/data/NAME.yaml's schema
+        for layout in entry.configured(composed).layouts:
+            assert callable(data.reader(layout)) and layout.reader in WRITERS
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["data.label_mode=coarse"], "data.label_mode: unknown key"),  # cifar100's, not fashion_mnist's
+    (["+data.label_mode=coarse"], "data.label_mode: unknown key"),
+    (["data=cifar100", "data.test_split=3"], "data.test_split: unknown key"),  # the folder of images'
+    (["data.synthetic.noise=1"], "data.synthetic.noise: unknown key"),
+    (["data=cifar100", "data.name=cifar10"], "data.name=cifar10: the data keys are data=cifar100's; choose the "
+                                             "dataset with data=cifar10"),
+    (["data=cifar100", "data.label_mode=all"], "data.label_mode=all: expected one of fine, coarse"),
+    (["data=images", "data.test_split=0"], "data.test_split=0: expected an integer >= 1 (a count) or a number > 0"),
+    (["data=images", "data.color_mode=cmyk"], "data.color_mode=cmyk: expected one of rgb, grayscale"),
+    (["data=synthetic", "data.synthetic.image_shape=[]"], "data.synthetic.image_shape=[]: expected a non-empty list"),
+    (["data=synthetic", "data.synthetic.noise=-1"], "data.synthetic.noise=-1.0: expected a finite number >= 0"),
+])
+def test_a_dataset_takes_its_own_keys_only_with_values_its_rules_accept(overrides, message):
+    with pytest.raises(DnnTrainError) as err:
+        compose(*overrides)
+    assert str(err.value).startswith(message) and err.value.exit_code == 2
 
 
 # ---------------------------------------------------------------- real data (skipped when absent)

@@ -20,7 +20,7 @@ from dnn_train.data import sources
 from dnn_train.errors import DataError
 from dnn_train.data.catalog import IDX_FILES
 from tests.conftest import make_cfg, read_results, run_cli
-from tests.datafiles import tar_gz, write_cifar, write_cifar100, write_fashion, write_mnist_npz
+from tests.datafiles import tar_gz, write_cifar, write_cifar100, write_fashion, write_mnist_npz, write_svhn
 
 FAST = ["trainer.epochs=1", "model.depth=1", "model.units=16", "trainer.diagnostics=false", "trainer.progress=none"]
 
@@ -109,6 +109,20 @@ def test_mnist_npz_and_the_cifar100_archive_land_where_keras_puts_them(tmp_path,
     s = data.load(make_cfg(f"data={name}", f"data.url={server.url}", f"data.sha256={{{served.name}:'{sha256(served)}'}}",
                            "data.valid_split=50").data)
     assert server.requests == [f"/{served.name}"] and s.source == str(where) and len(s.y_train) == 50
+
+
+def test_svhn_is_checked_against_its_official_md5s_and_fetches_extra_only_when_asked(tmp_path, server, isolated):
+    write_svhn(server.folder)  # tiny files: not the official ones, whose MD5s (the catalog's) refuse them
+    with pytest.raises(DataError, match=rf"the download from {server.url}train_32x32.mat failed: .*md5"):
+        data.load(make_cfg("data=svhn", f"data.url={server.url}").data)
+    files = ["train_32x32.mat", "test_32x32.mat"]
+    s = data.load(make_cfg("data=svhn", f"data.url={server.url}", hashes_override(server.folder, files),
+                           "data.valid_split=10").data)
+    assert s.source == str(tmp_path / "keras" / "datasets" / "svhn") and len(s.y_train) == 50
+    assert server.requests == ["/train_32x32.mat"] * 2 + ["/test_32x32.mat"]  # refused once, then fetched
+    s = data.load(make_cfg("data=svhn", "data.extra=true", f"data.url={server.url}",
+                           hashes_override(server.folder, [*files, "extra_32x32.mat"]), "data.valid_split=10").data)
+    assert server.requests[3:] == ["/extra_32x32.mat"] and len(s.y_train) == 50 + 30  # the others are cached
 
 
 def test_nothing_listening_ends_at_once_with_one_line_saying_what_to_do(tmp_path):

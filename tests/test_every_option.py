@@ -6,6 +6,7 @@ trained one step: hence whole runs.) Runs go through the Python API, which compo
 exactly as the command line does, in one process as a sweep would."""
 from __future__ import annotations
 
+import functools
 import json
 
 import keras
@@ -14,6 +15,7 @@ import pytest
 
 from dnn_train import load_run, run
 from dnn_train.config.help import options
+from dnn_train.data.catalog import DATASETS
 from dnn_train.models import families
 from tests import datafiles
 
@@ -38,11 +40,8 @@ EXTRA = {
     ("experiment", "fashion_mnist_cnn"): ["model.filters=[8,16]"],
 }
 # The data options read tiny files written in their official formats (data.root), not synthetic data.
-DATA_FILES = {"fashion_mnist": lambda d: datafiles.write_fashion(d / "fashion-mnist"),
-              "mnist": lambda d: datafiles.write_fashion(d / "mnist"),
-              "cifar10": lambda d: datafiles.write_cifar(d / "cifar-10-batches-py"),
-              "cifar100": lambda d: datafiles.write_cifar100(d / "cifar-100-python"),
-              "images": lambda d: datafiles.write_images(d / "images", per_class=12)}
+DATA_FILES = {name: functools.partial(datafiles.write_dataset, name) for name, entry in DATASETS.items()
+              if not entry.generated}
 CASES = [(g, o) for g in GROUPS for o in options(g)] + [("experiment", o) for o in options("experiment")] \
     + [("hparams_search", o) for o in options("hparams_search")] \
     + [("trainer.precision", p) for p in ("mixed_float16", "mixed_bfloat16")]  # a loss-scaled optimizer to save

@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from dnn_train.data.catalog import IDX_FILES
-from dnn_train.data.formats import write_idx
+from dnn_train.data.formats.idx import write_idx
 from tests.conftest import REPO, SMALL, read_results, run_cli
 from tests.datafiles import write_cifar, write_fashion
 

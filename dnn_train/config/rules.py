@@ -13,7 +13,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from dnn_train.config.help import options
 from dnn_train.config.schema import TASKS
-from dnn_train.data.catalog import DATASETS
+from dnn_train.data.catalog import COUNT_OR_FRACTION, DATASETS
 from dnn_train.errors import ConfigError
 
 
@@ -63,8 +63,6 @@ def int_list(lo=1, hi=None, nullable=False, empty=False):
 
 SEED = number(0, 2 ** 32 - 1, integer=True)
 BOOL = ((lambda v: isinstance(v, bool)), "true or false")
-_COUNT_OR_FRACTION = ((lambda v: number(1, integer=True)[0](v) or number(0, 1, lo_open=True, hi_open=True)[0](v)),
-                      "an integer >= 1 (a count) or a number > 0 and < 1 (a fraction)")  # data.*_split
 RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "learning_rate": number(0, lo_open=True),
     "max_lr": number(0, lo_open=True),
@@ -140,19 +138,11 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "lr_find.epochs": number(0, 1000, lo_open=True),
     "lr_find.stop_factor": number(1, lo_open=True),
     "data.name": choice(*DATASETS),
-    "data.valid_split": _COUNT_OR_FRACTION,
-    "data.test_split": _COUNT_OR_FRACTION,
-    "data.label_mode": choice("fine", "coarse"),
-    "data.color_mode": choice("rgb", "grayscale"),
+    "data.valid_split": COUNT_OR_FRACTION,
     "data.train_size": number(1, integer=True, nullable=True),
     "data.valid_size": number(1, integer=True, nullable=True),
     "data.test_size": number(1, integer=True, nullable=True),
     "data.split_seed": SEED,
-    "data.synthetic.num_classes": number(2, 255, integer=True),
-    "data.synthetic.image_shape": int_list(1, 512),
-    "data.synthetic.train_examples": number(2, 2_000_000, integer=True),
-    "data.synthetic.test_examples": number(1, 2_000_000, integer=True),
-    "data.synthetic.noise": number(0),
     "logger.name": choice(*options("logger")),
     "logger.log_model": BOOL,
     "logger.experiment": ((lambda v: isinstance(v, str) and v.strip() != ""), "a non-empty name"),

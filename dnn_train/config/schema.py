@@ -16,6 +16,8 @@ from typing import Any, List, Optional
 
 from hydra.core.config_store import ConfigStore
 
+from dnn_train.data.catalog import DataConf
+
 # conf/ sits at the top of the repository and ships inside the wheel as dnn_train/conf (pyproject.toml).
 _PACKAGE = Path(__file__).resolve().parent.parent
 CONF_DIR = _PACKAGE / "conf" if (_PACKAGE / "conf").is_dir() else _PACKAGE.parent / "conf"
@@ -28,37 +30,6 @@ BUILDER_KEYS = {
     "regularizer": ("attach", "placement", "on_inputs"),
     "schedule": ("max_momentum", "min_momentum"),
 }
-
-
-@dataclass
-class SyntheticConf:
-    num_classes: int = 4
-    image_shape: List[int] = field(default_factory=lambda: [8, 8])
-    train_examples: int = 2000  # before the validation split
-    test_examples: int = 400
-    noise: float = 3.0  # pixel noise, in units of the prototypes' spread (3: ~85% reachable)
-
-
-@dataclass
-class DataConf:
-    name: str = "fashion_mnist"  # a dataset of dnn_train/data/catalog.py (conf/data/NAME.yaml)
-    root: Optional[str] = None  # folder with the files (or its parent); searched before the Keras cache
-    download: bool = True  # fetch with keras.utils.get_file when no local copy is found
-    url: Optional[str] = None  # base URL to download from (a mirror, a proxy); null: the official one
-    sha256: Any = None  # {FILE: SHA-256} expected of downloads, replacing the official hashes; null: the official ones
-    valid_split: Any = 5000  # held out of the training set for validation: a count, or a fraction (< 1)
-    train_size: Optional[int] = None  # class-balanced slice sizes (null: everything)
-    valid_size: Optional[int] = None
-    test_size: Optional[int] = None
-    split_seed: int = 42  # fixes the held-out splits and the slices
-    standardize: bool = False  # per-feature standardization from the training split
-    classes: Optional[List[Any]] = None  # keep these classes (names or indices), relabelled 0..k-1
-    binary: Optional[List[Any]] = None  # [NEG, POS]: a two-class task (sigmoid output)
-    label_mode: str = "fine"  # cifar100: fine (100 classes) | coarse (20 superclasses)
-    test_split: Any = 0.2  # images without train/ and test/: held out for testing, a count or a fraction (< 1)
-    image_size: Optional[List[int]] = None  # images: [HEIGHT, WIDTH] to resize to; null: their own (equal) size
-    color_mode: str = "rgb"  # images: rgb (H x W x 3) | grayscale (H x W)
-    synthetic: Optional[SyntheticConf] = None
 
 
 @dataclass

@@ -17,6 +17,7 @@ from dnn_train.config.help import did_you_mean, options, unknown_option
 from dnn_train.config.network import check_network_keys
 from dnn_train.config.rules import RULES, TOP_LEVEL_RULES, check_value, show
 from dnn_train.config.files import source_file
+from dnn_train.data import dataset
 from dnn_train.config.schema import BUILDER_KEYS, CONF_DIR, KERAS_GROUPS, RootConf
 from dnn_train.errors import ConfigError
 
@@ -63,10 +64,9 @@ def validate(cfg: DictConfig) -> None:
             continue
         if "." in full_key or full_key in TOP_LEVEL_RULES:
             check_value(full_key, OmegaConf.select(cfg, full_key), rule)
-    if cfg.data.name == "synthetic" and cfg.data.get("synthetic") is None:
-        raise ConfigError("data.synthetic: missing; use data=synthetic to get its settings")
     if cfg.trainer.resume and cfg.task != "train":
         raise ConfigError(f"trainer.resume=true: only task=train runs can be resumed (task={cfg.task})")
+    dataset(cfg.data)  # the chosen dataset's own keys (dnn_train/data/catalog.py)
     _validate_classes(cfg.data)
     _validate_transfer(cfg)
     _validate_distribution(cfg.trainer)
@@ -133,7 +133,7 @@ def check_keys(cfg: DictConfig) -> None:
             sub = next((t for t in (hints[key], *typing.get_args(hints[key])) if dataclasses.is_dataclass(t)), None)
             child = node._get_node(key)
             if sub is not None and isinstance(child, DictConfig) and not child._is_none():
-                walk(child, sub, full + ".")
+                walk(child, OmegaConf.get_type(child), full + ".")  # a dataset's keys: its subclass
 
     walk(cfg, RootConf, "")
     model = cfg.get("model")

@@ -1,8 +1,8 @@
 """The data layer: find a dataset of the catalog, read it, split it, feed it to Keras as uint8.
 
-- catalog.py: one entry per dataset (files, hashes, download, reader, classes, how to provide it)
+- catalog.py: one entry per dataset (files, hashes, download, reader, classes, its own keys, how to provide it)
 - sources.py: where the files are looked for; downloading them with keras.utils.get_file
-- formats.py: the file formats (IDX, mnist.npz, CIFAR pickles, a folder of images)
+- formats/: the file formats, one module each (IDX, mnist.npz, CIFAR pickles, a folder of images)
 - splits.py: held-out test set, class subsets, validation split, slices, feature statistics
 - pipeline.py: the tf.data input pipeline; synthetic.py: data=synthetic
 
@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib
 import re
 import threading
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -25,6 +25,7 @@ from dnn_train.data.errors import Limit
 from dnn_train.errors import DataError
 
 if TYPE_CHECKING:
+    from dnn_train.data.catalog import Layout
     from dnn_train.data.sources import Found
     from dnn_train.data.splits import Splits
 
@@ -42,24 +43,29 @@ def __getattr__(name: str):
 
 
 def dataset(data_cfg) -> Dataset:
-    """The catalog entry of data.name, after checking the settings the schema cannot."""
+    """The catalog entry of data.name configured for data_cfg, after checking the settings the schema
+    cannot: the dataset's own keys (its rules) and data.sha256."""
     entry = DATASETS[data_cfg.name]
-    size = data_cfg.image_size
-    if size is not None and (len(size) != 2 or any(isinstance(v, bool) or not isinstance(v, int) or v < 1
-                                                     for v in size)):
-        raise DataError(f"data.image_size={list(size)}: expected [HEIGHT,WIDTH] (two integers >= 1) or null")
+    entry.check(data_cfg)
+    entry = entry.configured(data_cfg)
     hashes = data_cfg.sha256
     if hashes is not None and (not isinstance(hashes, DictConfig) or not all(
             isinstance(v, str) and re.fullmatch(r"[0-9a-fA-F]{64}", v) for v in hashes.values())):
         shown = OmegaConf.to_container(hashes) if isinstance(hashes, DictConfig) else hashes
         raise DataError(f"data.sha256={shown}: expected {{FILE:'SHA-256',...}} (64 hexadecimal digits each, "
                         "quoted) or null")
-    files = list(entry.download.sha256) if entry.download else []
+    files = list(entry.download.hashes) if entry.download else []
     unknown = [f for f in hashes or {} if f not in files]
     if unknown:
         raise DataError(f"data.sha256: {', '.join(unknown)} is not a file of {entry.name} (its files: "
                         f"{', '.join(files) or 'none, it is not downloaded'})")
     return entry
+
+
+def reader(layout: Layout) -> Callable:
+    """The function that reads a layout's files (its module of dnn_train/data/formats/, imported here)."""
+    module, _, function = layout.reader.rpartition(".")
+    return getattr(importlib.import_module(f"{__name__}.formats.{module}"), function)
 
 
 def locate(data_cfg) -> Optional[Found]:
@@ -73,12 +79,12 @@ def locate(data_cfg) -> Optional[Found]:
     return sources.find_local(entry, data_cfg)
 
 
-def _read(found: Found, data_cfg) -> Splits:
-    from dnn_train.data import formats, splits  # already imported by `preload` when this runs in its thread
+def _read(found: Found, data_cfg, read: Callable) -> Splits:
+    """The splits of `found`'s files, read by `read` (its layout's reader, imported before a thread runs this)."""
+    from dnn_train.data import splits  # already imported by `preload` when this runs in its thread
 
-    entry = DATASETS[data_cfg.name]
-    arrays = formats.READERS[found.layout.reader](found.folder, data_cfg, entry.class_names(data_cfg),
-                                                  Limit.of(entry, data_cfg))
+    entry = dataset(data_cfg)
+    arrays = read(found, data_cfg, entry.class_names(data_cfg), Limit.of(entry, data_cfg))
     return splits.make_splits(arrays, data_cfg, str(found.folder))
 
 
@@ -89,7 +95,7 @@ _last: dict = {}  # (config YAML, files' sizes and times) -> Splits: the last da
 
 def _key(data_cfg, found: Optional[Found]):
     """What identifies a dataset read: its config and, when it has fixed files, their size and
-    modification time (a folder of images has its own decoded cache: formats.py)."""
+    modification time (a folder of images has its own decoded cache: formats/images.py)."""
     files = tuple((str(found.folder / f), *(lambda st: (st.st_size, st.st_mtime_ns))((found.folder / f).stat()))
                   for f in found.layout.files) if found is not None and found.layout.files else None
     return OmegaConf.to_yaml(data_cfg), files
@@ -100,7 +106,7 @@ def preload(data_cfg) -> None:
     imports TensorFlow); `load` with the same config waits for it and returns its result, or raises
     its error. With no local files nothing starts: `load` will download (or, with data.download=false,
     the error is raised now)."""
-    from dnn_train.data import formats, sources, splits  # noqa: F401 - here: the reading thread imports nothing
+    from dnn_train.data import sources, splits  # noqa: F401 - here: the reading thread imports nothing
 
     found = locate(data_cfg)
     if found is not None and found.layout.files and _key(data_cfg, found) in _last:
@@ -109,10 +115,11 @@ def preload(data_cfg) -> None:
         sources.check_downloadable(dataset(data_cfg), data_cfg)
         return
     box: dict = {}
+    read = reader(found.layout)
 
     def work():
         try:
-            box["found"], box["splits"] = found, _read(found, data_cfg)
+            box["found"], box["splits"] = found, _read(found, data_cfg, read)
         except Exception as ex:  # noqa: BLE001 - handed to `load`, which raises it in the main thread
             box["error"] = ex
 
@@ -146,7 +153,7 @@ def load(data_cfg) -> Splits:
 
         found = sources.download(dataset(data_cfg), data_cfg)
         url = (data_cfg.url or dataset(data_cfg).download.url)
-    return _keep(data_cfg, found, _read(found, data_cfg), url)
+    return _keep(data_cfg, found, _read(found, data_cfg, reader(found.layout)), url)
 
 
 def _keep(data_cfg, found: Found, result: Splits, url: Optional[str] = None) -> Splits:
@@ -165,6 +172,6 @@ def last_read() -> Optional[tuple]:
     (folder, layout), url = _read_from[0]
     if layout.files:
         return folder, [folder / f for f in layout.files], url
-    from dnn_train.data import formats
+    from dnn_train.data.formats.images import image_files
 
-    return folder, formats.image_files(folder), url
+    return folder, image_files(folder), url

@@ -1,15 +1,24 @@
-"""The datasets dnn_train knows: one `Dataset` entry each, in DATASETS below.
+"""The datasets dnn_train knows: one `Dataset` entry each in DATASETS, with its files, reader and own data.* keys.
 
-Adding a dataset stored in a format formats.py already reads (IDX, mnist.npz, CIFAR pickles, a
-folder of images) is one entry here (its official `size` bounds every file read: SIZE_FACTOR) plus
-one YAML file conf/data/NAME.yaml (its first comment line is what --help shows). `data.name` is checked against these names (dnn_train/config/rules.py).
-Imports nothing but the standard library: the config module reads it before TensorFlow is loaded.
+Adding a dataset is its entry here (files, hashes, download, the reader "MODULE.FUNCTION" of
+dnn_train/data/formats/, its official `size`, which bounds every file read: SIZE_FACTOR, and the
+dataclass of its own keys with their defaults and value rules), one YAML file conf/data/NAME.yaml
+(its first comment line is what --help shows; a dataset with keys of its own names its schema in
+its defaults list: /data_schema/NAME@_here_), and a reader module if its format is new.
+The keys every dataset takes are DataConf's; a dataset's own keys (its subclass of DataConf) are
+refused with another dataset, as Hydra refuses any key a schema lacks.
+Imports no numpy and no reader: the config reads it before TensorFlow is loaded.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Callable, Mapping, Optional, Union
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from typing import Any, Callable, List, Mapping, Optional, Union
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from dnn_train.errors import DataError
 
 # No file of a dataset may hold or claim more than this many times its official images' bytes, plus
 # SLACK_BYTES (room for the formats' own bytes: headers, labels, a pickle's names): the readers refuse
@@ -18,13 +27,107 @@ SIZE_FACTOR = 2
 SLACK_BYTES = 1 << 20
 
 
+@dataclass
+class DataConf:
+    """The keys of every dataset (the `data` group's schema; a dataset's own keys: a subclass)."""
+
+    name: str = "fashion_mnist"  # a dataset of dnn_train/data/catalog.py (conf/data/NAME.yaml)
+    root: Optional[str] = None  # folder with the files (or its parent); searched before the Keras cache
+    download: bool = True  # fetch with keras.utils.get_file when no local copy is found
+    url: Optional[str] = None  # base URL to download from (a mirror, a proxy); null: the official one
+    sha256: Any = None  # {FILE: SHA-256} expected of downloads, replacing the official hashes; null: the official ones
+    valid_split: Any = 5000  # held out of the training set for validation: a count, or a fraction (< 1)
+    train_size: Optional[int] = None  # class-balanced slice sizes (null: everything)
+    valid_size: Optional[int] = None
+    test_size: Optional[int] = None
+    split_seed: int = 42  # fixes the held-out splits and the slices
+    standardize: bool = False  # per-feature standardization from the training split
+    classes: Optional[List[Any]] = None  # keep these classes (names or indices), relabelled 0..k-1
+    binary: Optional[List[Any]] = None  # [NEG, POS]: a two-class task (sigmoid output)
+
+
+# ---------------------------------------------------------------- value rules of a dataset's own keys
+def key(default, check: Callable[[Any], bool], expected: str):
+    """A dataset's own key: its default and its value rule (`check`, and what it `expected`)."""
+    kind = {"default_factory": lambda: list(default)} if isinstance(default, list) else {"default": default}
+    return field(**kind, metadata={"check": check, "expected": expected})
+
+
+def _integer(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _in(lo, hi):
+    return lambda v: _integer(v) and lo <= v <= hi
+
+
+def _one_of(*options) -> tuple:
+    return (lambda v: v in options), "one of " + ", ".join(options)
+
+
+def _sizes(v, length=None, hi=None) -> bool:
+    """A list of integers >= 1 (and <= hi): `length` of them, else 1 to 1000."""
+    return isinstance(v, (list, ListConfig)) and len(v) in ((length,) if length else range(1, 1001)) and \
+        all(_integer(i) and 1 <= i <= (hi or i) for i in v)
+
+
+COUNT_OR_FRACTION = ((lambda v: (_integer(v) and v >= 1) or (isinstance(v, float) and 0 < v < 1)),
+                     "an integer >= 1 (a count) or a number > 0 and < 1 (a fraction)")  # data.*_split
+
+
+@dataclass
+class Cifar100Keys(DataConf):
+    label_mode: str = key("fine", *_one_of("fine", "coarse"))  # fine (100 classes) | coarse (20 superclasses)
+
+
+@dataclass
+class ImagesKeys(DataConf):
+    test_split: Any = key(0.2, *COUNT_OR_FRACTION)  # without train/ and test/: held out for testing
+    image_size: Optional[List[int]] = key(None, lambda v: v is None or _sizes(v, length=2),
+                                          "[HEIGHT,WIDTH] (two integers >= 1) or null")  # null: their own size
+    color_mode: str = key("rgb", *_one_of("rgb", "grayscale"))  # rgb (H x W x 3) | grayscale (H x W)
+
+
+@dataclass
+class SvhnKeys(DataConf):
+    extra: bool = False  # add the 531,131 extra images (extra_32x32.mat, 1.3 GB) to the training set
+
+
+@dataclass
+class SyntheticConf:
+    num_classes: int = key(4, _in(2, 255), "an integer >= 2 and <= 255")
+    image_shape: List[int] = key([8, 8], lambda v: _sizes(v, hi=512), "a non-empty list of integers >= 1 and <= 512")
+    train_examples: int = key(2000, _in(2, 2_000_000), "an integer >= 2 and <= 2000000")  # before the valid split
+    test_examples: int = key(400, _in(1, 2_000_000), "an integer >= 1 and <= 2000000")
+    noise: float = key(3.0, lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < math.inf,
+                       "a finite number >= 0")  # in units of the prototypes' spread (3: ~85% reachable)
+
+
+@dataclass
+class SyntheticKeys(DataConf):
+    synthetic: SyntheticConf = field(default_factory=SyntheticConf)
+
+
+def check_keys(node: DictConfig, schema: type, prefix: str = "data.") -> None:
+    """Each of `schema`'s own keys in `node` against its value rule, nested settings included."""
+    for f in fields(schema):
+        value = node[f.name]
+        if isinstance(value, DictConfig) and is_dataclass(OmegaConf.get_type(value)):
+            check_keys(value, OmegaConf.get_type(value), f"{prefix}{f.name}.")
+        elif "check" in f.metadata and (isinstance(value, DictConfig) or not f.metadata["check"](value)):
+            shown = OmegaConf.to_container(value) if isinstance(value, ListConfig) else \
+                "null" if value is None else str(value).lower() if isinstance(value, bool) else value
+            raise DataError(f"{prefix}{f.name}={shown}: expected {f.metadata['expected']}")
+
+
+# ---------------------------------------------------------------- the entries
 @dataclass(frozen=True)
 class Layout:
     """One way the files lie on disk: a folder holding all of `files`, read by `reader`."""
 
     folders: tuple[str, ...]  # searched under each root ("." is the root itself); data.root itself is tried too
-    files: tuple[str, ...]  # required, all of them
-    reader: str  # a key of formats.READERS
+    files: tuple[str, ...]  # required, all of them, in the order the reader takes them
+    reader: str  # "MODULE.FUNCTION" of dnn_train/data/formats/: reader(Found, data_cfg, classes, Limit) -> Arrays
 
 
 @dataclass(frozen=True)
@@ -32,7 +135,7 @@ class Download:
     """Where keras.utils.get_file fetches the official files from, and where it puts them."""
 
     url: str  # official base URL; data.url replaces it (a mirror, a proxy)
-    sha256: Mapping[str, str]  # official file name -> SHA-256; data.sha256 replaces entries
+    hashes: Mapping[str, str]  # official file name -> SHA-256 (or MD5, 32 digits); data.sha256 replaces entries
     subdir: str = ""  # plain files go to $KERAS_HOME/datasets/SUBDIR/
     extract_to: Optional[str] = None  # an archive: get_file's fname, the folder Keras' own loader extracts it into
 
@@ -48,13 +151,19 @@ class Size:
 @dataclass(frozen=True)
 class Dataset:
     name: str  # the value of data.name
-    layouts: tuple[Layout, ...]
-    classes: Union[tuple[str, ...], Callable, None]  # names; a function of data_cfg; None: the files name them
+    layouts: Union[tuple[Layout, ...], Callable]  # or a function of data_cfg (as are classes, size and download)
+    classes: Union[tuple[str, ...], Callable, None]  # names; None: the files name them
     offline: str  # one line: how to provide the files without a network
-    size: Union[Size, Callable, None] = None  # a function of data_cfg; None: not bounded here (images)
-    download: Optional[Download] = None
+    keys: type = DataConf  # the schema of its data.* keys: DataConf, or a subclass adding its own
+    size: Union[Size, Callable, None] = None  # None: not bounded here (images)
+    download: Union[Download, Callable, None] = None
     root_only: bool = False  # only data.root is searched (it must be given)
     generated: bool = False  # written by synthetic.py, never searched or downloaded
+
+    def configured(self, data_cfg) -> Dataset:
+        """This entry for `data_cfg`: each field given as a function of data_cfg replaced by its value."""
+        return replace(self, **{f: getattr(self, f)(data_cfg) for f in ("layouts", "classes", "size", "download")
+                                if callable(getattr(self, f))})
 
     def class_names(self, data_cfg) -> Optional[list[str]]:
         names = self.classes(data_cfg) if callable(self.classes) else self.classes
@@ -65,17 +174,35 @@ class Dataset:
         size = self.size(data_cfg) if callable(self.size) else self.size
         return None if size is None else SIZE_FACTOR * size.examples * math.prod(size.shape) + SLACK_BYTES
 
+    def check(self, data_cfg) -> None:
+        """data_cfg's keys are this dataset's (data=NAME composed them), with values its rules accept."""
+        schema = OmegaConf.get_type(data_cfg)
+        if schema is not self.keys and is_dataclass(schema):
+            owner = next((d.name for d in DATASETS.values() if d.keys is schema), schema.__name__)
+            raise DataError(f"data.name={self.name}: the data keys are data={owner}'s; choose the dataset with "
+                            f"data={self.name}")
+        check_keys(data_cfg, self.keys)
+
 
 IDX_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
              "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 KERAS_DATASETS_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/"
 TORONTO_URL = "https://www.cs.toronto.edu/~kriz/"
+SVHN_URL = "http://ufldl.stanford.edu/housenumbers/"
+SVHN_MD5 = {"train_32x32.mat": "e26dedcc434d2e4c54c9b2d4a06d8373", "test_32x32.mat": "eb5a983be6a315427106f1b164d9cef3",
+            "extra_32x32.mat": "a93ce644f1a588dc4d68dda5feec44a7"}  # the official files' MD5s (as torchvision checks them)
 IN_KERAS_CACHE = "the Keras cache, $KERAS_HOME/datasets/ (default ~/.keras/datasets/)"
+
+
+
+def _svhn_files(data_cfg) -> tuple[str, ...]:
+    return tuple(f for f in SVHN_MD5 if data_cfg.extra or f != "extra_32x32.mat")
+
 
 DATASETS: dict[str, Dataset] = {d.name: d for d in (
     Dataset(
         name="fashion_mnist",
-        layouts=(Layout(("fashion-mnist",), IDX_FILES, "idx"),),
+        layouts=(Layout(("fashion-mnist",), IDX_FILES, "idx.read_idx_set"),),
         classes=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                  "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
         size=Size(70_000, (28, 28)),
@@ -89,7 +216,8 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in (
                 "or into DIR/fashion-mnist/ and pass data.root=DIR, or `apt-get install dataset-fashion-mnist`"),
     Dataset(
         name="mnist",
-        layouts=(Layout(("mnist",), IDX_FILES, "idx"), Layout((".",), ("mnist.npz",), "mnist_npz")),
+        layouts=(Layout(("mnist",), IDX_FILES, "idx.read_idx_set"),
+                 Layout((".",), ("mnist.npz",), "npz.read_mnist_npz")),
         classes=tuple(str(d) for d in range(10)),
         size=Size(70_000, (28, 28)),
         download=Download(KERAS_DATASETS_URL, {
@@ -99,7 +227,7 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in (
     Dataset(
         name="cifar10",
         layouts=(Layout(("cifar-10-batches-py", "cifar-10-batches-py-target/cifar-10-batches-py"),
-                        tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch",), "cifar10"),),
+                        tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch",), "cifar.read_cifar10"),),
         classes=("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
         size=Size(60_000, (32, 32, 3)),
         download=Download(TORONTO_URL, {
@@ -110,8 +238,9 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in (
     Dataset(
         name="cifar100",
         layouts=(Layout(("cifar-100-python", "cifar-100-python-target/cifar-100-python"),
-                        ("train", "test", "meta"), "cifar100"),),
+                        ("train", "test", "meta"), "cifar.read_cifar100"),),
         classes=None,  # in the `meta` file, fine or coarse (data.label_mode)
+        keys=Cifar100Keys,
         size=Size(60_000, (32, 32, 3)),
         download=Download(TORONTO_URL, {
             "cifar-100-python.tar.gz": "85cd44d02ba6437773c5bbd22e183051d648de2e7d6b014e1ef29b855ba677a7"},
@@ -120,17 +249,31 @@ DATASETS: dict[str, Dataset] = {d.name: d for d in (
                 "DIR and pass data.root=DIR (either gives a cifar-100-python/ folder)"),
     Dataset(
         name="images",
-        layouts=(Layout((".",), (), "images"),),
+        layouts=(Layout((".",), (), "images.read_images"),),
         classes=None,  # the class subfolders' names, sorted
+        keys=ImagesKeys,
         root_only=True,
         offline="pass data.root=DIR, a folder of class subfolders (DIR/<class>/*.jpg, .png, .bmp, .gif), "
                 "or of train/ and test/ folders of class subfolders"),
     Dataset(
+        name="svhn",
+        layouts=lambda data_cfg: (Layout(("svhn",), _svhn_files(data_cfg), "svhn.read_svhn"),),
+        classes=tuple(str(d) for d in range(10)),
+        keys=SvhnKeys,
+        size=lambda data_cfg: Size(73_257 + 26_032 + (531_131 if data_cfg.extra else 0), (32, 32, 3)),
+        download=lambda data_cfg: Download(SVHN_URL, {f: SVHN_MD5[f] for f in _svhn_files(data_cfg)}, subdir="svhn"),
+        offline=f"copy the official train_32x32.mat and test_32x32.mat (and extra_32x32.mat for data.extra=true) "
+                f"from {SVHN_URL} into an svhn/ folder in {IN_KERAS_CACHE}, or into DIR/svhn/ and pass data.root=DIR"),
+    Dataset(
         name="synthetic",
-        layouts=(Layout((".",), IDX_FILES, "idx"),),
+        layouts=(Layout((".",), IDX_FILES, "idx.read_idx_set"),),
         classes=lambda data_cfg: [f"class{i}" for i in range(data_cfg.synthetic.num_classes)],
+        keys=SyntheticKeys,
         size=lambda data_cfg: Size(data_cfg.synthetic.train_examples + data_cfg.synthetic.test_examples,
                                    tuple(data_cfg.synthetic.image_shape)),
         generated=True,
         offline="nothing to provide: the files are generated"),
 )}
+
+for _entry in DATASETS.values():  # what conf/data/NAME.yaml names in its defaults list to type its own keys
+    ConfigStore.instance().store(group="data_schema", name=_entry.name, node=_entry.keys)

@@ -1,5 +1,4 @@
-"""Limit: the one
-size check every reader and the archive extraction make before they allocate or write."""
+"""Limit: the one size check every reader and the archive extraction make before they allocate or write."""
 from typing import NamedTuple, Optional
 
 from dnn_train.errors import DataError

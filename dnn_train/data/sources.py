@@ -243,7 +243,7 @@ def _remove_if_empty(folders: list[Path]) -> None:
 
 def download(entry: Dataset, data_cfg) -> Found:
     """Fetch the official files with keras.utils.get_file into the Keras cache, each checked against
-    its SHA-256 (data.sha256, else the official one), archives extracted where Keras' own loaders
+    its hash (data.sha256, else the official SHA-256 or MD5), archives extracted where Keras' own loaders
     extract them, within the dataset's Limit (`extract`). A failed download leaves the cache as it
     was: the file being fetched (partial, or failing its hash) and the folders made for it are removed.
     Imports Keras: call it from the main thread only, once TensorFlow is imported."""
@@ -252,19 +252,19 @@ def download(entry: Dataset, data_cfg) -> Found:
 
     spec = entry.download
     base = (data_cfg.url or spec.url).rstrip("/") + "/"
-    hashes = {**spec.sha256, **(data_cfg.sha256 or {})}
+    hashes = {**spec.hashes, **(data_cfg.sha256 or {})}
     subdir = os.path.join("datasets", spec.subdir) if spec.subdir else "datasets"
     folder = keras_home() / subdir
     made, origin, before = _missing_dirs(folder), None, _entries(folder)
     try:
         with _guarded_downloads():
             keras_home().mkdir(parents=True, exist_ok=True)  # get_file falls back to /tmp/.keras if it does not exist
-            for fname, sha256 in hashes.items():
+            for fname, file_hash in hashes.items():
                 origin, before = base + fname, _entries(folder)
                 log.info("%s: downloading %s", entry.name, origin)
                 path = Path(keras.utils.get_file(  # an archive: kept where Keras' loaders keep it, extracted below
-                    f"{spec.extract_to}_archive" if spec.extract_to else fname, origin=origin, file_hash=sha256,
-                    hash_algorithm="sha256", cache_dir=str(keras_home()), cache_subdir=subdir))
+                    f"{spec.extract_to}_archive" if spec.extract_to else fname, origin=origin, file_hash=file_hash,
+                    hash_algorithm="sha256" if len(file_hash) == 64 else "md5", cache_dir=str(keras_home()), cache_subdir=subdir))
     except Exception as ex:  # noqa: BLE001 - any failure here means: offline, blocked, or not the official file
         for name, stat in _entries(folder).items():  # get_file keeps a file that fails its hash: it must not
             if before.get(name) != stat:  # pass for a local copy; it removes a partial one itself

@@ -8,7 +8,7 @@ from typing import Optional
 
 import numpy as np
 import numpy.ma  # noqa: F401 - numpy loads these at first use (np.unique, default_rng): here, so that
-import numpy.random  # noqa: F401 - the preload thread imports nothing (see dnn_train.data.formats)
+import numpy.random  # noqa: F401 - the preload thread imports nothing (see dnn_train/data/formats/)
 
 from dnn_train.errors import DataError
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from dnn_train.data import sources
 from dnn_train.data.catalog import IDX_FILES
-from dnn_train.data.formats import write_idx
+from dnn_train.data.formats.idx import write_idx
 
 
 def synthetic_arrays(s, seed: int) -> tuple:
