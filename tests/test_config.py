@@ -273,8 +273,8 @@ def test_removing_an_optional_group_is_not_refused():
     ("optimizer.lr=0.1", "optimizer.lr: unknown key (did you mean optimizer.learning_rate?)"),
     ("trainer.epochs=abc", "trainer.epochs=abc: Value 'abc' of type 'str' could not be converted to Integer"),
     ("optimizer=ädam", "optimizer=ädam: unknown option (did you mean adam?)"),
-    ("data.synthetic.num_classes=3", "data.synthetic.num_classes=3: cannot be set, data.synthetic is null in this "
-                                     "config (data.synthetic.* needs data=synthetic)"),
+    ("data.synthetic.num_classes=3", "data.synthetic: unknown key"),  # synthetic's own key, with another dataset
+    ("data.classes.x=1", "data.classes.x=1: cannot be set, data.classes is null in this config"),
 ])
 def test_describe_error_reads_the_exception_not_its_traceback(override, expected):
     """describe_error tells a Hydra or OmegaConf error by its type and message (and its cause's): with

@@ -15,8 +15,8 @@ from dnn_train.rundir import artifacts, record, signals
 from tests.conftest import REPO, SMALL, make_cfg, read_results
 
 # What the run-files layer may import of dnn_train: the bottom (errors), itself, and what a record
-# holds (provenance) or says of a failure (config's one-line error messages).
-BELOW = ("dnn_train.errors", "dnn_train.rundir", "dnn_train.provenance", "dnn_train.config")
+# holds (provenance) or says of a failure (failures.explain, config's one-line error messages).
+BELOW = ("dnn_train.errors", "dnn_train.rundir", "dnn_train.provenance", "dnn_train.config", "dnn_train.failures")
 
 
 def _imports(path: Path) -> set[str]:

@@ -90,9 +90,7 @@ def name_unnamed_errors() -> None:
                 null = _null_parent(override.key_or_group, cfg)
                 if null is None:
                     raise
-                hint = " (data.synthetic.* needs data=synthetic)" if null == "data.synthetic" else ""
-                raise ConfigError(f"{override.input_line}: cannot be set, {null} is null in this config{hint}") \
-                    from None
+                raise ConfigError(f"{override.input_line}: cannot be set, {null} is null in this config") from None
 
     apply_each.dnn_train_named = True
     ConfigLoaderImpl._apply_overrides_to_config = staticmethod(apply_each)
