@@ -126,11 +126,15 @@ def saved_config(run: RunView):
     from omegaconf import OmegaConf
 
     from dnn_train.config.schema import RootConf
+    from dnn_train.data.catalog import DATASETS
 
     path = run.dir / "config.yaml"
     if not path.is_file():
         raise NotARun(f"{run.dir}: no config.yaml to run again")
-    cfg = OmegaConf.merge(OmegaConf.structured(RootConf), OmegaConf.load(path))
+    saved = OmegaConf.load(path)
+    entry = DATASETS.get(OmegaConf.select(saved, "data.name", default=None))
+    own_keys = {"data": OmegaConf.structured(entry.keys)} if entry is not None else {}  # the dataset's own keys
+    cfg = OmegaConf.merge(OmegaConf.structured(RootConf), own_keys, saved)
     cfg.trainer.resume = False
     return cfg
 
