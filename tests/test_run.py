@@ -33,6 +33,7 @@ def check_run_dir(run_dir, epochs):
     return metrics, results
 
 
+@pytest.mark.slow
 def test_synthetic_run_learns_and_writes_every_output(tmp_path):
     run_dir = tmp_path / "run"
     proc = run_cli(*SMALL, f"data.root={tmp_path / 'data'}", "trainer.epochs=4", "optimizer=nadam",
@@ -60,6 +61,7 @@ def test_synthetic_run_learns_and_writes_every_output(tmp_path):
         out.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_sweep_jobs_do_not_leak_state(tmp_path):
     sweep = tmp_path / "sweep"
     proc = run_cli("-m", *SMALL, f"data.root={tmp_path / 'data'}", "trainer.epochs=2", "trainer.seed=3,3",
@@ -71,6 +73,7 @@ def test_sweep_jobs_do_not_leak_state(tmp_path):
     assert r0["test_accuracy"] == r1["test_accuracy"]
 
 
+@pytest.mark.slow
 @pytest.mark.realdata
 @pytest.mark.parametrize("dataset, better_than", [("fashion_mnist", 0.3), ("cifar10", 0.12)])
 def test_smoke_run_on_a_real_slice(tmp_path, dataset, better_than):
@@ -125,6 +128,7 @@ def test_fused_steps_train_exactly_like_ordinary_steps(tmp_path):
     assert type(saved) is keras.Model or type(saved).__name__ == "Functional"  # loads without dnn_train
 
 
+@pytest.mark.slow
 def test_the_backend_import_is_frozen_out_of_garbage_collection():
     """Keras' clear_session() at every job's start runs a full collection: tasks.import_backend
     freezes what TensorFlow's and Keras' import made, so that collection skips ~470,000 objects."""
@@ -136,6 +140,7 @@ def test_the_backend_import_is_frozen_out_of_garbage_collection():
     assert before == 0 and after > 100_000, out.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_a_job_differing_only_in_seed_or_rate_reuses_the_traced_step_with_a_fresh_builds_numbers(tmp_path):
     """trainer.share_compiled: the next seed (or constant rate) trains the last job's model object
     (traced and XLA-compiled already), reset to its own initial values, and gets what a fresh build
