@@ -223,6 +223,7 @@ def test_a_preset_key_that_does_not_fit_the_users_option_says_so_in_one_line(tmp
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("overrides, message", [
     (["schedule=exponential", "schedule.decay_epochs=0.0001"], "schedule.decay_epochs=0.0001: 0 steps at 57 steps per "
                                                                "epoch; durations must come to at least one step"),

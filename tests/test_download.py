@@ -66,6 +66,7 @@ def isolated(tmp_path, monkeypatch):
         monkeypatch.setenv(key, value)
 
 
+@pytest.mark.slow
 def test_fashion_mnist_is_downloaded_checked_cached_and_trained_on_then_read_from_the_cache(tmp_path, server):
     write_fashion(server.folder, n_train=200, n_test=50)
     args = ["data=fashion_mnist", f"data.url={server.url}", hashes_override(server.folder, IDX_FILES),
@@ -83,6 +84,7 @@ def test_fashion_mnist_is_downloaded_checked_cached_and_trained_on_then_read_fro
     assert f"data: fashion_mnist from {cached}:" in (tmp_path / "run2" / "dnn_train.log").read_text()
 
 
+@pytest.mark.slow
 def test_cifar10_archive_is_downloaded_and_extracted_as_keras_does(tmp_path, server):
     batches = write_cifar(tmp_path / "made" / "cifar-10-batches-py", per_batch=30)
     archive = tar_gz(server.folder / "cifar-10-python.tar.gz", batches, "cifar-10-batches-py")
@@ -111,6 +113,7 @@ def test_mnist_npz_and_the_cifar100_archive_land_where_keras_puts_them(tmp_path,
     assert server.requests == [f"/{served.name}"] and s.source == str(where) and len(s.y_train) == 50
 
 
+@pytest.mark.slow
 def test_nothing_listening_ends_at_once_with_one_line_saying_what_to_do(tmp_path):
     """Nothing on disk and no network: the run must get to the download (no start-up deadlock) and
     end quickly with exit code 2 and one line."""

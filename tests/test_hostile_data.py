@@ -105,6 +105,7 @@ def test_image_folder_shapes_follow_keras_or_are_refused_in_one_line(sandbox, n_
     sandbox.check(None)  # refused before decoding: no cache entry
 
 
+@pytest.mark.slow
 def test_cli_one_class_beside_a_dot_folder_is_bad_input_before_training(sandbox):
     """The issue's case: cat/ beside .ipynb_checkpoints/ trained a two-class model to 0.0 accuracy."""
     root = sandbox.root / "pictures"
