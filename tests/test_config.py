@@ -211,6 +211,7 @@ def test_a_key_the_keras_class_does_not_take_is_named_with_its_parameters():
         check_targets(make_cfg("experiment=transfer_a", "model=cnn"))
 
 
+@pytest.mark.slow
 def test_a_preset_key_that_does_not_fit_the_users_option_says_so_in_one_line(tmp_path):
     proc = run_cli("experiment=vanishing_gradients", "initializer=lecun_normal", "data=synthetic",
                    f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)

@@ -223,6 +223,7 @@ def test_a_slow_but_steady_download_completes(sandbox, hostile_server, monkeypat
         data.load(make_cfg("data=fashion_mnist", f"data.url={hostile_server.url}").data)
 
 
+@pytest.mark.slow
 def test_cli_truncated_download_prints_one_line_and_no_progress_bar(sandbox, hostile_server):
     """Keras' progress bar (escapes, carriage returns, no final newline) used to precede the error line."""
     hostile_server.plan = SERVERS["truncate"][0]

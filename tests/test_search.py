@@ -359,6 +359,7 @@ def test_logger_mlflow_logs_params_epochs_artifacts_and_the_model(tmp_path):
     assert np.allclose(logged.predict(x, verbose=0), saved.predict(x, verbose=0), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_logger_mlflow_without_mlflow_is_refused_in_one_line(tmp_path):
     fake = tmp_path / "no_mlflow" / "mlflow"
     fake.mkdir(parents=True)

@@ -187,6 +187,7 @@ def test_the_grid_is_drawn_lazily_in_hydras_order():
     assert time.perf_counter() - tic < 5 and not huge.is_done()
 
 
+@pytest.mark.slow
 def test_a_huge_sweep_starts_its_first_job_at_once(tmp_path):
     """`-m trainer.seed=range(0,100000)`: Hydra's basic sweeper composed all 100,000 configs (minutes)
     before the first job; the first job's record now appears within a job's own start-up."""
