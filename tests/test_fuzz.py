@@ -32,10 +32,7 @@ import json
 import os
 import random
 import re
-import select
-import signal
 import subprocess
-import sys
 import typing
 import zipfile
 from functools import lru_cache
@@ -46,7 +43,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from dnn_train.config import CONF_DIR, RootConf, options
-from tests.conftest import REPO, make_cfg
+from tests.conftest import ForkedCli, make_cfg
 
 CI_SEED, CI_CASES = 0, 50
 FUZZ_SEED = int(os.environ.get("DNN_TRAIN_FUZZ_SEED", "1"))
@@ -275,70 +272,7 @@ def check_files(run_dir: Path) -> None:
                 assert z.testzip() is None, f"{path}: corrupt member"
 
 
-# ---------------------------------------------------------------- the command, in a forked process
-SERVER = """
-import json, os, runpy, sys
-from dnn_train.tasks import import_backend
-import_backend()  # what the command imports once a config is valid
-requests, replies = os.fdopen(0), os.fdopen(os.dup(1), "w")
-for line in requests:
-    case = json.loads(line)
-    pid = os.fork()
-    if pid == 0:  # the case: `python -m dnn_train ARGS` in its folder, its output in its files
-        os.chdir(case["cwd"])
-        os.environ.update(case["env"])
-        for fd, path in ((0, os.devnull), (1, case["stdout"]), (2, case["stderr"])):
-            os.dup2(os.open(path, os.O_RDWR | os.O_CREAT), fd)
-        sys.argv = ["dnn_train", *case["args"]]
-        runpy.run_module("dnn_train", run_name="__main__", alter_sys=True)
-        sys.exit(0)
-    print(pid, file=replies, flush=True)
-    print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), file=replies, flush=True)
-"""
-
-
-class Command:
-    """`python -m dnn_train ARGS`, each call a process forked from one that imported TensorFlow already."""
-
-    def __init__(self, env: dict):
-        full_env = {**os.environ, "PYTHONPATH": str(REPO), **env}
-        for name in ("DNN_TRAIN_DEBUG", "HYDRA_FULL_ERROR"):
-            full_env.pop(name, None)
-        self.server = subprocess.Popen([sys.executable, "-c", SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                       env=full_env, bufsize=0)
-
-    def _reply(self, timeout: float | None = None) -> int | None:
-        """The server's next line (a number), or None if none came within `timeout` seconds."""
-        line = b""
-        while not line.endswith(b"\n"):
-            if not select.select([self.server.stdout], [], [], timeout)[0]:
-                return None
-            chunk = os.read(self.server.stdout.fileno(), 1)
-            assert chunk, "the fork server ended"
-            line += chunk
-        return int(line)
-
-    def __call__(self, args: list[str], cwd: Path, env: dict, timeout: float) -> subprocess.CompletedProcess:
-        out, err = cwd / ".stdout", cwd / ".stderr"
-        self.server.stdin.write(json.dumps({"args": args, "cwd": str(cwd), "env": env, "stdout": str(out),
-                                            "stderr": str(err)}).encode() + b"\n")
-        pid = self._reply()
-        code = self._reply(timeout)
-        if code is None:
-            os.kill(pid, signal.SIGKILL)
-            self._reply()
-            raise subprocess.TimeoutExpired(args, timeout)
-        texts = [path.read_text(errors="replace") for path in (out, err)]
-        out.unlink()
-        err.unlink()
-        return subprocess.CompletedProcess(args, code, *texts)
-
-    def close(self):
-        self.server.stdin.close()
-        self.server.wait(timeout=60)
-
-
-def check_contract(overrides: list[str], tmp_path: Path, cli: Command) -> None:
+def check_contract(overrides: list[str], tmp_path: Path, cli: ForkedCli) -> None:
     run_dir = tmp_path / "run"
     args = [*command(overrides), f"hydra.run.dir={run_dir}"]
     try:
@@ -382,14 +316,10 @@ def check_contract(overrides: list[str], tmp_path: Path, cli: Command) -> None:
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    """Synthetic data, once for all the cases; an empty Keras cache (no real dataset is found)."""
-    return tmp_path_factory.mktemp("fuzz_cache")
-
-
-@pytest.fixture(scope="module")
-def cli(cache):
-    command = Command({"XDG_CACHE_HOME": str(cache), "KERAS_HOME": str(cache / "keras"),
+def cli(tmp_path_factory):
+    """The command, forked; synthetic data once for all the cases, an empty Keras cache (no real dataset is found)."""
+    cache = tmp_path_factory.mktemp("fuzz_cache")
+    command = ForkedCli({"XDG_CACHE_HOME": str(cache), "KERAS_HOME": str(cache / "keras"),
                        "DNN_TRAIN_SYSTEM_DATA_DIRS": "", "MPLBACKEND": "Agg"})
     yield command
     command.close()
