@@ -111,6 +111,7 @@ def test_a_mixed_precision_run_leaves_the_processs_dtype_policy_as_it_was(tmp_pa
     assert keras.config.dtype_policy().name == "float32"
 
 
+@pytest.mark.slow
 def test_concurrent_runs_take_turns_and_keep_their_own_numbers_and_logs(tmp_path):
     """Two threads calling run() at once (issue: one failed with "GlobalHydra is already initialized";
     started apart, both trained on each other's Keras state and shared a log): one trains at a time, and

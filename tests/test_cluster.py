@@ -22,6 +22,7 @@ from tests.test_reliability import SLOW, popen_cli
 
 
 # ---------------------------------------------------------------- preemption and requeue
+@pytest.mark.slow
 @pytest.mark.plugins
 def test_a_submitit_job_preempted_mid_run_is_requeued_and_completes_each_epoch_once(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
@@ -51,6 +52,7 @@ def test_a_submitit_job_preempted_mid_run_is_requeued_and_completes_each_epoch_o
     assert "Job not requeued" not in submitit_log
 
 
+@pytest.mark.slow
 def test_the_preemption_signal_records_the_run_before_the_schedulers_handler_requeues_it(tmp_path):
     """submitit's own handler (here a stand-in) must run after the run is recorded and let go."""
     seen = {}

@@ -97,6 +97,7 @@ def test_summary_rows_show_only_the_varying_overrides_and_sort_by_the_metric(tmp
         assert (tmp_path / png).read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow
 def test_report_command_compares_runs_from_different_places(tmp_path):
     a = fake_run(tmp_path / "monday" / "run", ["optimizer=sgd"], val=(0.5, 0.7), test=0.69)
     fake_run(tmp_path / "tuesday" / "0", ["optimizer=adam"], val=(0.6, 0.8), test=0.60)

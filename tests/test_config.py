@@ -213,6 +213,7 @@ def test_a_key_the_keras_class_does_not_take_is_named_with_its_parameters():
         check_targets(make_cfg("experiment=transfer_a", "model=cnn"))
 
 
+@pytest.mark.slow
 def test_a_preset_key_that_does_not_fit_the_users_option_says_so_in_one_line(tmp_path):
     proc = run_cli("experiment=vanishing_gradients", "initializer=lecun_normal", "data=synthetic",
                    f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
@@ -225,6 +226,7 @@ def test_a_preset_key_that_does_not_fit_the_users_option_says_so_in_one_line(tmp
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("overrides, message", [
     (["schedule=exponential", "schedule.decay_epochs=0.0001"], "schedule.decay_epochs=0.0001: 0 steps at 57 steps per "
                                                                "epoch; durations must come to at least one step"),

@@ -82,6 +82,7 @@ print("OK", one["test_accuracy"], two["test_accuracy"])
 """
 
 
+@pytest.mark.slow
 @needs_jax
 def test_two_devices_train_as_one_and_resume_on_one(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO), "KERAS_BACKEND": "jax", "MPLBACKEND": "Agg",
@@ -92,6 +93,7 @@ def test_two_devices_train_as_one_and_resume_on_one(tmp_path):
     assert proc.returncode == 0 and "OK" in proc.stdout, proc.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_tensorflow_refuses_data_parallel_naming_jax(tmp_path):
     """The command on TensorFlow (the default backend): one line naming the JAX path, exit 2, no run."""
     run_dir = tmp_path / "run"

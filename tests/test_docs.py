@@ -10,6 +10,7 @@ import re
 import shlex
 import typing
 
+import pytest
 import yaml
 
 from tests.conftest import REPO, run_cli
@@ -166,6 +167,7 @@ def _shrunk(args: list[str], tmp_path) -> list[str]:
     return kept + ["data=synthetic", f"data.root={tmp_path / 'data'}", "trainer.epochs=1", "trainer.progress=none"]
 
 
+@pytest.mark.slow
 def test_every_readme_command_runs_shrunk(tmp_path):
     """Each command in the README, as typed, on synthetic data for one epoch: the single runs in this
     process through the API (the command line's own path, without another TensorFlow import each), the

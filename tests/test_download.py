@@ -66,6 +66,7 @@ def isolated(tmp_path, monkeypatch):
         monkeypatch.setenv(key, value)
 
 
+@pytest.mark.slow
 def test_fashion_mnist_is_downloaded_checked_cached_and_trained_on_then_read_from_the_cache(tmp_path, server):
     write_fashion(server.folder, n_train=200, n_test=50)
     args = ["data=fashion_mnist", f"data.url={server.url}", hashes_override(server.folder, IDX_FILES),
@@ -83,6 +84,7 @@ def test_fashion_mnist_is_downloaded_checked_cached_and_trained_on_then_read_fro
     assert f"data: fashion_mnist from {cached}:" in (tmp_path / "run2" / "dnn_train.log").read_text()
 
 
+@pytest.mark.slow
 def test_cifar10_archive_is_downloaded_and_extracted_as_keras_does(tmp_path, server):
     batches = write_cifar(tmp_path / "made" / "cifar-10-batches-py", per_batch=30)
     archive = tar_gz(server.folder / "cifar-10-python.tar.gz", batches, "cifar-10-batches-py")
@@ -125,6 +127,7 @@ def test_svhn_is_checked_against_its_official_md5s_and_fetches_extra_only_when_a
     assert server.requests[3:] == ["/extra_32x32.mat"] and len(s.y_train) == 50 + 30  # the others are cached
 
 
+@pytest.mark.slow
 def test_nothing_listening_ends_at_once_with_one_line_saying_what_to_do(tmp_path):
     """Nothing on disk and no network: the run must get to the download (no start-up deadlock) and
     end quickly with exit code 2 and one line."""

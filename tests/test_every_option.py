@@ -73,7 +73,11 @@ def source_runs(tmp_path_factory):
     return folder
 
 
-@pytest.mark.parametrize("group, option", CASES, ids=[f"{g}={o}" for g, o in CASES])
+FAST = {("trainer", "default")}  # the defaults' whole run in the fast check (-m "not slow"); the matrix is slow
+
+
+@pytest.mark.parametrize("group, option", [pytest.param(g, o, id=f"{g}={o}", marks=() if (g, o) in FAST else
+                                                        pytest.mark.slow) for g, o in CASES])
 def test_interrupted_resumed_saved_and_reloaded(tmp_path, group, option, request):
     overrides = [*TINY, f"{group}={option}", *EXTRA.get((group, option), [])]
     if group == "data" and option in DATA_FILES:

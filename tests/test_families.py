@@ -117,6 +117,7 @@ def test_resnet_adds_shortcuts_and_normalizes_them_with_bn():
     assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in plain.layers)
 
 
+@pytest.mark.slow
 def test_backbone_loads_its_weights_from_an_earlier_runs_file(tmp_path):
     """model.weights=PATH: the backbone of a saved run (its directory or model.keras) arrives in the
     new model weight for weight, whatever the head, and gives the same features."""

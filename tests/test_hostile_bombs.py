@@ -90,6 +90,7 @@ def _tar_gz_bomb(box, server):
 BOMBS = {f.__name__.lstrip("_"): f for f in (_npz_header_lie, _npz_deflate_bomb, _idx_gzip_bomb, _tar_gz_bomb)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bomb", BOMBS)
 def test_a_bomb_is_refused_in_one_line_within_memory_and_leaves_nothing(tmp_path, server, tensorflow_rss, bomb):
     box = Sandbox(tmp_path / "box")

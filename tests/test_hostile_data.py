@@ -105,6 +105,7 @@ def test_image_folder_shapes_follow_keras_or_are_refused_in_one_line(sandbox, n_
     sandbox.check(None)  # refused before decoding: no cache entry
 
 
+@pytest.mark.slow
 def test_cli_one_class_beside_a_dot_folder_is_bad_input_before_training(sandbox):
     """The issue's case: cat/ beside .ipynb_checkpoints/ trained a two-class model to 0.0 accuracy."""
     root = sandbox.root / "pictures"
@@ -222,6 +223,7 @@ def test_a_slow_but_steady_download_completes(sandbox, hostile_server, monkeypat
         data.load(make_cfg("data=fashion_mnist", f"data.url={hostile_server.url}").data)
 
 
+@pytest.mark.slow
 def test_cli_truncated_download_prints_one_line_and_no_progress_bar(sandbox, hostile_server):
     """Keras' progress bar (escapes, carriage returns, no final newline) used to precede the error line."""
     hostile_server.plan = SERVERS["truncate"][0]

@@ -45,6 +45,7 @@ def fill(mount, free_kb: int) -> None:
             pass
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("free_kb", FREE_KB)
 def test_a_full_disk_leaves_a_truthful_record_or_nothing(free_kb, small_disk, tmp_path):
     box = Sandbox(tmp_path / "box")

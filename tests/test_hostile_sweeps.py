@@ -100,6 +100,7 @@ def _on_disk(sweep) -> dict:
     return {int(d.name): _status(d) for d in sweep.iterdir() if d.name.isdigit() and (d / "results.json").exists()}
 
 
+@pytest.mark.slow
 def test_an_interrupted_sweep_lists_every_started_job_and_says_how_to_continue(tmp_path):
     sandbox = Sandbox(tmp_path)
     sweep = sandbox.run / "sweep"

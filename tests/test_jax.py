@@ -14,8 +14,9 @@ import pytest
 
 from tests.conftest import REPO
 
-pytestmark = pytest.mark.skipif(importlib.util.find_spec("jax") is None,
-                                reason="jax is not installed (pip install -e '.[test]' brings it)")
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(importlib.util.find_spec("jax") is None,
+                                 reason="jax is not installed (pip install -e '.[test]' brings it)")]
 WITHOUT_TF = str(REPO / "tests" / "without_tensorflow.py")
 TINY = ["data=synthetic", "data.synthetic.train_examples=400", "data.valid_split=100",
         "data.synthetic.test_examples=100", "trainer.progress=none", "model.depth=2", "model.units=16"]

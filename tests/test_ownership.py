@@ -25,6 +25,7 @@ def snapshot(folder: Path) -> dict:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow
 def test_two_processes_on_one_directory_the_second_is_refused_and_the_first_untouched(tmp_path):
     args = [*SLOW, f"data.root={tmp_path / 'data'}", f"hydra.run.dir={tmp_path / 'run'}"]
     first = popen_cli(*args, cwd=tmp_path)
@@ -42,6 +43,7 @@ def test_two_processes_on_one_directory_the_second_is_refused_and_the_first_unto
     assert results["status"] == "completed" and results["epochs"] == 6
 
 
+@pytest.mark.slow
 def test_a_finished_run_is_never_rewritten_by_a_refused_or_no_op_invocation(tmp_path):
     run_dir = tmp_path / "run"
     args = [*SMALL, "trainer.epochs=2", f"data.root={tmp_path / 'data'}", f"hydra.run.dir={run_dir}"]
@@ -90,6 +92,7 @@ def test_bad_input_removes_only_the_directories_it_made(tmp_path):
     assert (tmp_path / "keep").is_dir() and not (tmp_path / "keep" / "new").exists()
 
 
+@pytest.mark.slow
 def test_a_sweep_rerun_with_different_overrides_refuses_and_keeps_every_record(tmp_path):
     sweep = tmp_path / "sweep"
     common = ["-m", *SMALL, "trainer.epochs=1", f"data.root={tmp_path / 'data'}", f"hydra.sweep.dir={sweep}"]
@@ -103,6 +106,7 @@ def test_a_sweep_rerun_with_different_overrides_refuses_and_keeps_every_record(t
     assert summary["overrides"].tolist() == ["optimizer=sgd", "optimizer=adam"]  # still labelled truly
 
 
+@pytest.mark.slow
 def test_sigterm_during_setup_is_recorded_as_interrupted(tmp_path):
     run_dir = tmp_path / "run"
     proc = popen_cli(*SMALL, f"data.root={tmp_path / 'data'}", f"hydra.run.dir={run_dir}", cwd=tmp_path)
@@ -121,6 +125,7 @@ def test_sigterm_during_setup_is_recorded_as_interrupted(tmp_path):
     assert read_results(run_dir)["status"] == "completed"
 
 
+@pytest.mark.slow
 def test_two_interrupts_in_a_row_leave_a_whole_record(tmp_path):
     run_dir = tmp_path / "run"
     proc = popen_cli(*SLOW, f"data.root={tmp_path / 'data'}", f"hydra.run.dir={run_dir}", cwd=tmp_path)
@@ -148,6 +153,7 @@ train.save_model = save_model
 """
 
 
+@pytest.mark.slow
 def test_a_run_killed_while_saving_resumes_to_early_stoppings_best_weights(tmp_path):
     """Early stopping restores the best epoch's weights at the end of training; killed while the
     model was being saved, the resumed run must evaluate and save those, not the last epoch's."""
@@ -189,6 +195,7 @@ SCENARIOS = {
 COMPARED = ["test_accuracy", "test_loss", "best_val_accuracy", "best_epoch", "restored_epoch", "epochs"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
 def test_killed_at_random_moments_then_resumed_gives_the_uninterrupted_numbers(tmp_path, scenario):
     """SIGKILL at seeded random moments (during start-up, an epoch, the test, the save), resuming

@@ -15,6 +15,7 @@ import sys
 import time
 
 import pandas as pd
+import pytest
 
 from tests.conftest import REPO
 
@@ -74,6 +75,7 @@ def screen(raw: str) -> list[str]:
     return lines
 
 
+@pytest.mark.slow
 def test_a_terminal_shows_one_true_bar_per_epoch_then_one_line(tmp_path):
     # two jobs in one process: Keras' loop with 10 steps a call (its bar overshot: 60/57) and the fused
     # loop with groups of 16 steps (its bar counted groups: 4/4)
@@ -101,6 +103,7 @@ def test_a_terminal_shows_one_true_bar_per_epoch_then_one_line(tmp_path):
         assert len([line for line in shown if LOG in line and phase in line]) == 2, phase
 
 
+@pytest.mark.slow
 def test_run_in_a_notebook_like_process_shows_one_line_per_epoch_and_no_tensorflow_lines(tmp_path):
     script = (
         "import sys\n"

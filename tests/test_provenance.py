@@ -123,6 +123,7 @@ def test_code_clean_dirty_and_outside_git(tmp_path):
     assert provenance.code(tmp_path / "x", where=outside) == {"git": False, "version": provenance.installed_version()}
 
 
+@pytest.mark.slow
 def test_a_run_from_a_dirty_git_checkout_records_its_commit_and_patch(tmp_path):
     """The package imported from another checkout (PYTHONPATH): its commit, dirty, source.patch beside the run."""
     repo = _package_repo(tmp_path)

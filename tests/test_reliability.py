@@ -49,6 +49,7 @@ def wait_for_rows(metrics_path, rows, proc, timeout=240):
     raise AssertionError("the run did not reach the epoch in time")
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_continues_and_matches_an_uninterrupted_run(tmp_path):
     args = [*SLOW, f"data.root={tmp_path / 'data'}"]
     whole = tmp_path / "whole"
@@ -82,6 +83,7 @@ def test_sigkill_mid_epoch_then_resume_continues_and_matches_an_uninterrupted_ru
     assert not (killed / "checkpoint").exists()  # removed once the run completed
 
 
+@pytest.mark.slow
 def test_sigterm_stops_cleanly_with_status_interrupted(tmp_path):
     run_dir = tmp_path / "run"
     proc = popen_cli(*SLOW, f"data.root={tmp_path / 'data'}", "trainer.epochs=50", f"hydra.run.dir={run_dir}",
@@ -97,6 +99,7 @@ def test_sigterm_stops_cleanly_with_status_interrupted(tmp_path):
     assert (run_dir / "checkpoint" / "state.json").exists()
 
 
+@pytest.mark.slow
 def test_a_diverging_loss_stops_the_run_with_status_diverged(tmp_path):
     run_dir = tmp_path / "run"
     proc = run_cli(*SMALL, f"data.root={tmp_path / 'data'}", "optimizer.learning_rate=1e12", "trainer.epochs=20",
@@ -170,6 +173,7 @@ BAD_INPUT = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(BAD_INPUT))
 def test_bad_input(tmp_path, case):
     overrides, expected = BAD_INPUT[case]

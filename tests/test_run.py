@@ -33,6 +33,7 @@ def check_run_dir(run_dir, epochs):
     return metrics, results
 
 
+@pytest.mark.slow
 def test_synthetic_run_learns_and_writes_every_output(tmp_path):
     run_dir = tmp_path / "run"
     proc = run_cli(*SMALL, f"data.root={tmp_path / 'data'}", "trainer.epochs=4", "optimizer=nadam",
@@ -51,14 +52,16 @@ def test_synthetic_run_learns_and_writes_every_output(tmp_path):
     assert lr[1] > lr[0] and lr[-1] < lr[0] / 100
     log = (run_dir / "dnn_train.log").read_text()
     assert "epoch 4/4" in log and "test accuracy" in log
-    load = "import keras, sys; m = keras.saving.load_model(sys.argv[1]{}); print(m.count_params(), type(getattr(m, 'optimizer', None)).__name__)"
-    for code, expected in ((load.format(", compile=False"), f"{results['params']} NoneType"),
-                           ("import dnn_train.optim; " + load.format(""), f"{results['params']} Nadam")):
-        out = subprocess.run([sys.executable, "-c", code, str(run_dir / "model.keras")], capture_output=True,
-                             text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
-        assert out.stdout.strip().endswith(expected), out.stderr[-2000:]
+    # in a fresh process: loads without dnn_train (no optimizer), then with our optimizers registered
+    load = "m = keras.saving.load_model(sys.argv[1]{}); print(m.count_params(), type(getattr(m, 'optimizer', None)).__name__)"
+    code = "; ".join(["import keras, sys", load.format(", compile=False"), "import dnn_train.optim", load.format("")])
+    out = subprocess.run([sys.executable, "-c", code, str(run_dir / "model.keras")], capture_output=True,
+                         text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert out.stdout.strip().splitlines()[-2:] == [f"{results['params']} NoneType", f"{results['params']} Nadam"], \
+        out.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_sweep_jobs_do_not_leak_state(tmp_path):
     sweep = tmp_path / "sweep"
     proc = run_cli("-m", *SMALL, f"data.root={tmp_path / 'data'}", "trainer.epochs=2", "trainer.seed=3,3",
@@ -70,6 +73,7 @@ def test_sweep_jobs_do_not_leak_state(tmp_path):
     assert r0["test_accuracy"] == r1["test_accuracy"]
 
 
+@pytest.mark.slow
 @pytest.mark.realdata
 @pytest.mark.parametrize("dataset, better_than", [("fashion_mnist", 0.3), ("cifar10", 0.12)])
 def test_smoke_run_on_a_real_slice(tmp_path, dataset, better_than):
@@ -85,10 +89,11 @@ def test_smoke_run_on_a_real_slice(tmp_path, dataset, better_than):
 
 
 def test_find_lr_task_writes_the_range_test_and_a_suggestion(tmp_path):
+    from dnn_train import run
+
     run_dir = tmp_path / "lr"
-    proc = run_cli(*SMALL, f"data.root={tmp_path / 'data'}", "task=find_lr", "lr_find.epochs=2",
-                   f"hydra.run.dir={run_dir}", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert run(*SMALL, f"data.root={tmp_path / 'data'}", "task=find_lr", "lr_find.epochs=2",
+               run_dir=run_dir)["status"] == "completed"
     table = pd.read_csv(run_dir / "lr_find.csv")
     assert list(table.columns) == ["step", "learning_rate", "loss", "smoothed_loss"]
     rates = table["learning_rate"].to_numpy()
@@ -123,6 +128,7 @@ def test_fused_steps_train_exactly_like_ordinary_steps(tmp_path):
     assert type(saved) is keras.Model or type(saved).__name__ == "Functional"  # loads without dnn_train
 
 
+@pytest.mark.slow
 def test_the_backend_import_is_frozen_out_of_garbage_collection():
     """Keras' clear_session() at every job's start runs a full collection: tasks.import_backend
     freezes what TensorFlow's and Keras' import made, so that collection skips ~470,000 objects."""
@@ -134,6 +140,7 @@ def test_the_backend_import_is_frozen_out_of_garbage_collection():
     assert before == 0 and after > 100_000, out.stderr[-2000:]
 
 
+@pytest.mark.slow
 def test_a_job_differing_only_in_seed_or_rate_reuses_the_traced_step_with_a_fresh_builds_numbers(tmp_path):
     """trainer.share_compiled: the next seed (or constant rate) trains the last job's model object
     (traced and XLA-compiled already), reset to its own initial values, and gets what a fresh build

@@ -106,6 +106,7 @@ def test_the_search_space_keeps_other_overrides_for_every_trial():
 
 
 # ---------------------------------------------------------------- pruning
+@pytest.mark.slow
 @pytest.mark.plugins
 def test_a_hopeless_trial_is_pruned_recorded_as_pruned_and_the_search_exits_0(tmp_path):
     optuna = _optuna()
@@ -145,6 +146,7 @@ def test_a_hopeless_trial_is_pruned_recorded_as_pruned_and_the_search_exits_0(tm
     assert optuna.__version__ and isinstance(study.pruner, optuna.pruners.BasePruner)
 
 
+@pytest.mark.slow
 @pytest.mark.plugins
 def test_a_killed_search_resumes_from_its_sqlite_study(tmp_path):
     _optuna()
@@ -187,6 +189,7 @@ def _journal_study(path: Path, name: str = "tiny"):
     return optuna.load_study(study_name=name, storage=optuna.storages.JournalStorage(JournalFileBackend(str(path))))
 
 
+@pytest.mark.slow
 @pytest.mark.plugins
 def test_two_workers_on_one_journal_run_each_trial_once_and_complete_the_study(tmp_path):
     """Two processes run the same command on one journal study: each claims a trial when it frees up;
@@ -296,6 +299,7 @@ def _hparams_record(board: Path):
     return hparams, metrics
 
 
+@pytest.mark.slow
 def test_every_run_writes_its_hparams_and_final_metrics_for_tensorboard(tmp_path):
     run_dir = tmp_path / "run"
     proc = run_cli(*SMALL, f"data.root={tmp_path / 'data'}", "trainer.epochs=2", "optimizer=nadam",
@@ -332,6 +336,7 @@ tracking.write_hparams(run)
 
 
 # ---------------------------------------------------------------- MLflow
+@pytest.mark.slow
 def test_logger_mlflow_logs_params_epochs_artifacts_and_the_model(tmp_path):
     mlflow = pytest.importorskip("mlflow", reason="needs the mlflow extra: pip install -e '.[mlflow]'")
     from mlflow.tracking import MlflowClient
@@ -369,6 +374,7 @@ def test_logger_mlflow_logs_params_epochs_artifacts_and_the_model(tmp_path):
     assert np.allclose(logged.predict(x, verbose=0), saved.predict(x, verbose=0), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_logger_mlflow_without_mlflow_is_refused_in_one_line(tmp_path):
     fake = tmp_path / "no_mlflow" / "mlflow"
     fake.mkdir(parents=True)

@@ -32,6 +32,7 @@ def test_objective_is_what_the_sweeper_optimizes():
 BASELINE_OVERRIDE = 'hydra.callbacks.summary.baseline="optimizer=adam"'
 
 
+@pytest.mark.slow
 def test_seeds_are_repeats_and_the_baseline_is_chosen_on_the_command_line(tmp_path):
     sweep = tmp_path / "sweep"
     proc = run_cli("-m", *TINY, f"data.root={tmp_path / 'data'}", "optimizer=sgd,adam", "trainer.seed=range(2)",
@@ -57,6 +58,7 @@ def test_seeds_are_repeats_and_the_baseline_is_chosen_on_the_command_line(tmp_pa
     assert "'" + BASELINE_OVERRIDE + "'" in " ".join(helptext.split())
 
 
+@pytest.mark.slow
 def test_a_diverging_job_is_recorded_and_the_others_finish(tmp_path):
     sweep = tmp_path / "sweep"
     proc = run_cli("-m", *TINY, f"data.root={tmp_path / 'data'}", "optimizer.learning_rate=0.01,1e9,0.02",
@@ -70,6 +72,7 @@ def test_a_diverging_job_is_recorded_and_the_others_finish(tmp_path):
     assert (sweep / "sweep_curves.png").exists() and (sweep / "sweep_metric.png").exists()
 
 
+@pytest.mark.slow
 def test_a_bad_value_in_one_job_is_recorded_too(tmp_path):
     sweep = tmp_path / "sweep"
     proc = run_cli("-m", *TINY, f"data.root={tmp_path / 'data'}", "regularizer=dropout", "regularizer.rate=0.1,1.5",
@@ -80,6 +83,7 @@ def test_a_bad_value_in_one_job_is_recorded_too(tmp_path):
     assert table["error"][1] == "regularizer.rate=1.5: expected a finite number >= 0 and < 1"
 
 
+@pytest.mark.slow
 def test_a_killed_sweep_reruns_only_its_missing_jobs(tmp_path):
     sweep = tmp_path / "sweep"
     args = ["-m", *TINY, f"data.root={tmp_path / 'data'}", "trainer.seed=1,2,3", f"hydra.sweep.dir={sweep}"]
@@ -100,6 +104,7 @@ def test_a_killed_sweep_reruns_only_its_missing_jobs(tmp_path):
     assert table["job"].tolist() == [0, 1, 2] and set(table["status"]) == {"completed"}
 
 
+@pytest.mark.slow
 def test_two_sweeps_started_together_get_their_own_directories(tmp_path):
     procs = [popen_cli("-m", *SMALL, f"data.root={tmp_path / 'data'}", "trainer.epochs=1", cwd=tmp_path)
              for _ in range(2)]
@@ -118,6 +123,7 @@ def launcher_rows(tmp_path, *launcher):
     return pd.read_csv(sweep / "summary.csv")[ROW_KEYS], sweep
 
 
+@pytest.mark.slow
 @pytest.mark.plugins
 def test_the_parallel_launcher_gives_the_same_rows_as_the_basic_one(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_joblib_launcher", reason="needs the sweeps extra")
@@ -127,6 +133,7 @@ def test_the_parallel_launcher_gives_the_same_rows_as_the_basic_one(tmp_path):
     assert "TensorFlow threads per job: 1" in (sweep / "0" / "dnn_train.log").read_text()  # the cores shared out
 
 
+@pytest.mark.slow
 @pytest.mark.plugins
 def test_the_ray_launcher_gives_the_same_rows_as_the_basic_one(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_ray_launcher", reason="needs the ray extra: pip install -e '.[ray]'")
@@ -135,6 +142,7 @@ def test_the_ray_launcher_gives_the_same_rows_as_the_basic_one(tmp_path):
     pd.testing.assert_frame_equal(basic, ray)
 
 
+@pytest.mark.slow
 @pytest.mark.plugins
 def test_the_fashion_mnist_search_runs_its_trials_and_writes_the_best_parameters(tmp_path):
     pytest.importorskip("optuna", minversion="4", reason="needs the sweeps extra (optuna>=4)")
@@ -179,6 +187,7 @@ def test_the_grid_is_drawn_lazily_in_hydras_order():
     assert time.perf_counter() - tic < 5 and not huge.is_done()
 
 
+@pytest.mark.slow
 def test_a_huge_sweep_starts_its_first_job_at_once(tmp_path):
     """`-m trainer.seed=range(0,100000)`: Hydra's basic sweeper composed all 100,000 configs (minutes)
     before the first job; the first job's record now appears within a job's own start-up."""
