@@ -275,7 +275,7 @@ def test_removing_an_optional_group_is_not_refused():
     ("optimizer.lr=0.1", "optimizer.lr: unknown key (did you mean optimizer.learning_rate?)"),
     ("trainer.epochs=abc", "trainer.epochs=abc: Value 'abc' of type 'str' could not be converted to Integer"),
     ("optimizer=ädam", "optimizer=ädam: unknown option (did you mean adam?)"),
-    ("data.synthetic.num_classes=3", "data.synthetic: unknown key"),  # synthetic's own key, with another dataset
+    ("data.synthetic.num_classes=3", "data.synthetic.num_classes: unknown key"),  # synthetic's own, another dataset
     ("data.classes.x=1", "data.classes.x=1: cannot be set, data.classes is null in this config"),
 ])
 def test_describe_error_reads_the_exception_not_its_traceback(override, expected):

@@ -40,7 +40,8 @@ def describe_error(ex: BaseException) -> Optional[str]:
         return _unlexable(ex.override)
     if isinstance(ex, ConfigCompositionException) and str(ex).startswith("Could not override ") \
             and isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and cause.full_key:
-        return _unknown_key(cause.full_key)  # a key the composed config does not have
+        overridden = re.match(r"Could not override '([^']+)'", str(ex))  # the key as given, not the first missing
+        return _unknown_key(overridden.group(1) if overridden else cause.full_key)  # one: a key the config lacks
     if isinstance(ex, ConfigCompositionException) and str(ex).startswith("Error merging override ") \
             and isinstance(cause, ValidationError):  # a value the schema's type does not take
         return f"{str(ex).removeprefix('Error merging override ')}: {(_lines(cause) or [type(cause).__name__])[0]}"
