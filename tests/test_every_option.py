@@ -12,9 +12,11 @@ import json
 import keras
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 
 from dnn_train import compose, load_run, run
 from dnn_train.config.help import options
+from dnn_train.config.schema import CONF_DIR
 from dnn_train.data.catalog import DATASETS
 from dnn_train.models import families
 from tests import datafiles
@@ -76,6 +78,10 @@ def source_runs(tmp_path_factory):
 # Presets of the MLP family whose runs no other run reuses (the transfer presets' sources keep their size).
 MLP_PRESETS = {o for o in options("experiment") if not o.startswith("transfer")
                and compose(f"experiment={o}", *EXTRA.get(("experiment", o), [])).model.get("units") is not None}
+# Presets of a dataset that is only ever a folder given with data.root (backbone_finetune: images), and its keys.
+ROOT_ONLY_PRESETS = {o: d["override /data"] for o in options("experiment")
+                     for d in OmegaConf.load(CONF_DIR / "experiment" / f"{o}.yaml").get("defaults", [])
+                     if "override /data" in d and DATASETS[d["override /data"]].root_only}
 FAST = {("trainer", "default")}  # the defaults' whole run in the fast check (-m "not slow"); the matrix is slow
 
 
@@ -83,8 +89,9 @@ FAST = {("trainer", "default")}  # the defaults' whole run in the fast check (-m
                                                         pytest.mark.slow) for g, o in CASES])
 def test_interrupted_resumed_saved_and_reloaded(tmp_path, group, option, request):
     overrides = [*TINY, f"{group}={option}", *EXTRA.get((group, option), [])]
-    if group == "data" and option in DATA_FILES:
-        folder = DATA_FILES[option](tmp_path / "files")
+    dataset = option if group == "data" else ROOT_ONLY_PRESETS.get(option)  # a preset for your own images: them
+    if dataset in DATA_FILES:
+        folder = DATA_FILES[dataset](tmp_path / "files")
         overrides = [o for o in overrides if o not in SYNTHETIC] + [f"data.root={folder}", "data.valid_split=0.2"]
     if (group != "experiment" and (group != "model" or option == "mlp")) or option in MLP_PRESETS:
         overrides += SMALL_MLP  # a preset's own depth and width (up to 20 x 100) is not what the contract needs
