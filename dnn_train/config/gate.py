@@ -22,8 +22,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict, read_write
 
 from dnn_train.config.hydra_errors import describe_error, name_unnamed_errors
 from dnn_train.config.rules import show
-from dnn_train.config.schema import CONF_DIR
 from dnn_train.errors import ConfigError
+from dnn_train.models.families import builders
 
 # The one allowlist of what a config may call (the gate, `check_callables`, checks every `_target_`,
 # nested and in the hydra: section, and every logging `()` and `class` against it before anything is
@@ -34,7 +34,7 @@ ALLOWED_TARGETS = tuple(f"keras.{m}." for m in (
     "layers", "initializers", "optimizers", "optimizers.schedules", "regularizers", "constraints", "activations",
     "applications", "losses", "metrics")) + (
     "keras.callbacks.ReduceLROnPlateau", "keras.callbacks.EarlyStopping",
-    *(OmegaConf.load(p)._target_ for p in sorted((CONF_DIR / "model").glob("*.yaml"))),  # the model families
+    *builders().values(),  # the model families (conf/model/NAME.yaml: read once, shared with validate)
     "dnn_train.optim.OneCycle", "dnn_train.optim.PowerDecay",
     # the hydra: section: our callbacks, the sweepers and launchers we ship, Optuna's samplers and pruners
     "dnn_train.rundir.created.RunDirs", "dnn_train.sweeps.summary.SweepSummary",
@@ -180,7 +180,7 @@ def command_line_allow_targets(cfg: DictConfig, overrides) -> tuple:
 
 def check_hydra_settings(cfg: DictConfig, overrides) -> None:
     """Hydra settings that dnn_train's run directory and presets rely on, refused in one line before
-    Hydra makes any directory: .hydra/ is written by the run itself (record.py), a search path names
+    Hydra makes any directory: .hydra/ is written by the run itself (rundir/record.py), a search path names
     folders that exist, and only the command line sets environment variables for the job's processes
     (a preset's hydra.job.env_set could set LD_PRELOAD)."""
     hydra = cfg.get("hydra")

@@ -18,7 +18,6 @@ from hydra.utils import get_method
 from omegaconf import OmegaConf
 
 from dnn_train.config.help import options
-
 from dnn_train.config.schema import CONF_DIR
 
 

@@ -3,7 +3,7 @@
 Wherever the launcher runs the job (this process, joblib's or Ray's workers): pruning_callbacks() is
 [optuna_integration.KerasPruningCallback] in a search, else [] (without importing Optuna): each epoch
 reports hydra.sweeper.monitor and raises TrialPruned when the pruner says so; dnn_train's run record
-then says "pruned" (dnn_train/record.py).
+then says "pruned" (dnn_train/rundir/record.py).
 """
 from __future__ import annotations
 
