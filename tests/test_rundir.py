@@ -68,6 +68,11 @@ def test_flatten_joins_keys_with_dots_and_drops_empty_mappings():
     assert artifacts.flatten({}) == {}
 
 
+def test_a_comparisons_flat_view_keeps_an_empty_mapping_as_a_value():
+    """sweeps/read.py's view of a config: an empty section is a value two runs can differ in."""
+    assert artifacts.flatten({"a": {"b": 1}, "f": {}}, keep_empty=True) == {"a.b": 1, "f": {}}
+
+
 def test_a_signal_a_library_swallowed_stops_training_at_the_next_step_or_epoch(monkeypatch):
     monkeypatch.setattr(signals, "SIGNALLED", [])
     callback = StopOnSignal()

@@ -78,11 +78,12 @@ def jsonable(value):
     return value
 
 
-def flatten(node, prefix: str = "") -> dict:
-    """A nested dict as one level, its keys joined with dots: {"a": {"b": 1}} -> {"a.b": 1}."""
-    if not isinstance(node, dict):
+def flatten(node, prefix: str = "", keep_empty: bool = False) -> dict:
+    """A nested dict as one level, its keys joined with dots: {"a": {"b": 1}} -> {"a.b": 1}; an empty
+    mapping is dropped, or kept as a value ({"a": {}} -> {"a": {}}) with `keep_empty` (a comparison's view)."""
+    if not isinstance(node, dict) or (keep_empty and not node):
         return {prefix[:-1]: node}
-    return {k: v for key, value in node.items() for k, v in flatten(value, f"{prefix}{key}.").items()}
+    return {k: v for key, value in node.items() for k, v in flatten(value, f"{prefix}{key}.", keep_empty).items()}
 
 
 def write_json(path: Path, obj: dict) -> None:

@@ -87,12 +87,6 @@ def _first_line(ex: BaseException) -> str:
     return (str(ex).strip().splitlines() or [type(ex).__name__])[0]
 
 
-def _flatten(node, prefix: str = "") -> dict:
-    if isinstance(node, dict) and node:
-        return {k: v for key, value in node.items() for k, v in _flatten(value, f"{prefix}{key}.").items()}
-    return {prefix[:-1]: node}
-
-
 def _config(run_dir: Path) -> Optional[dict]:
     """The flat resolved config: config.yaml, else Hydra's .hydra/config.yaml (resolved), else None."""
     if (run_dir / artifacts.CONFIG_FILE).is_file():
@@ -110,7 +104,7 @@ def _config(run_dir: Path) -> Optional[dict]:
         return None
     if not isinstance(config, dict):
         raise BadRun("config.yaml is not a mapping")
-    return _flatten(config)
+    return artifacts.flatten(config, keep_empty=True)
 
 
 def _results(run_dir: Path) -> dict:
