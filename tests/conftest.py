@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import select
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +12,7 @@ from hydra import compose, initialize_config_dir
 
 from dnn_train.config.schema import CONF_DIR
 from dnn_train.data import locate
+from tests import cli
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "datasets"
@@ -46,76 +45,19 @@ def cfg_factory(tmp_path):
     return lambda *o: make_cfg(*SMALL, f"data.root={tmp_path / 'data'}", *o)
 
 
-def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
-    """`python -m dnn_train ARGS` in `cwd`, as a user would type it."""
+def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: int = 300,
+            fresh: bool = False) -> subprocess.CompletedProcess:
+    """`python -m dnn_train ARGS` in `cwd`, as a user would type it: a process of its own (its exit code,
+    stdout, stderr), forked from a server that imported what a job imports (tests/cli.py), or with
+    `fresh=True` a new interpreter, where its start-up is the point (TensorFlow imported beside the
+    start-up's data thread)."""
     full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
-    full_env.pop("DNN_TRAIN_DEBUG", None)
-    full_env.pop("HYDRA_FULL_ERROR", None)
+    for name in ("DNN_TRAIN_DEBUG", "HYDRA_FULL_ERROR"):
+        full_env.pop(name, None)
+    if not fresh:
+        return cli.forked(list(args), cwd=cwd, env=full_env, timeout=timeout)
     return subprocess.run([sys.executable, "-m", "dnn_train", *args], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
-
-
-_FORK_SERVER = """
-import json, os, runpy, sys
-from dnn_train.tasks import import_backend
-import_backend()  # what the command imports once a config is valid
-requests, replies = os.fdopen(0), os.fdopen(os.dup(1), "w")
-for line in requests:
-    case = json.loads(line)
-    pid = os.fork()
-    if pid == 0:  # the case: `python -m dnn_train ARGS` in its folder, its output in its files
-        os.chdir(case["cwd"])
-        os.environ.update(case["env"])
-        for fd, path in ((0, os.devnull), (1, case["stdout"]), (2, case["stderr"])):
-            os.dup2(os.open(path, os.O_RDWR | os.O_CREAT), fd)
-        sys.argv = ["dnn_train", *case["args"]]
-        runpy.run_module("dnn_train", run_name="__main__", alter_sys=True)
-        sys.exit(0)
-    print(pid, file=replies, flush=True)
-    print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), file=replies, flush=True)
-"""
-
-
-class ForkedCli:
-    """`python -m dnn_train ARGS`, each call a process of its own (its exit code, stdout, stderr) forked from
-    one server process that imported what a job imports: no TensorFlow import per call."""
-
-    def __init__(self, env: dict):
-        full_env = {**os.environ, "PYTHONPATH": str(REPO), **env}
-        for name in ("DNN_TRAIN_DEBUG", "HYDRA_FULL_ERROR"):
-            full_env.pop(name, None)
-        self.server = subprocess.Popen([sys.executable, "-c", _FORK_SERVER], stdin=subprocess.PIPE,
-                                       stdout=subprocess.PIPE, env=full_env, bufsize=0)
-
-    def _reply(self, timeout: float | None = None) -> int | None:
-        """The server's next line (a number), or None if none came within `timeout` seconds."""
-        line = b""
-        while not line.endswith(b"\n"):
-            if not select.select([self.server.stdout], [], [], timeout)[0]:
-                return None
-            chunk = os.read(self.server.stdout.fileno(), 1)
-            assert chunk, "the fork server ended"
-            line += chunk
-        return int(line)
-
-    def __call__(self, args: list[str], cwd: Path, env: dict, timeout: float) -> subprocess.CompletedProcess:
-        out, err = cwd / ".stdout", cwd / ".stderr"
-        self.server.stdin.write(json.dumps({"args": args, "cwd": str(cwd), "env": env, "stdout": str(out),
-                                            "stderr": str(err)}).encode() + b"\n")
-        pid = self._reply()
-        code = self._reply(timeout)
-        if code is None:
-            os.kill(pid, signal.SIGKILL)
-            self._reply()
-            raise subprocess.TimeoutExpired(args, timeout)
-        texts = [path.read_text(errors="replace") for path in (out, err)]
-        out.unlink()
-        err.unlink()
-        return subprocess.CompletedProcess(args, code, *texts)
-
-    def close(self):
-        self.server.stdin.close()
-        self.server.wait(timeout=60)
 
 
 def read_results(run_dir: Path) -> dict:

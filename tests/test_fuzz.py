@@ -15,10 +15,9 @@ composed option, so a new option or key is fuzzed without editing this file. Val
 `+newkey=1`, `+group.key=1`, `~group`, `~group.key`, and nearby valid values (so that some cases
 train). Each case is 1 to 3 such overrides on top of a small, fast synthetic run.
 
-Each case is a process of its own, as the command is: forked from one server process per test module that
-has imported what a job imports (dnn_train and TensorFlow), so a case pays no import; its exit code, stdout and
-stderr are the forked process's own (tests/test_config.py and the others hold a fresh interpreter's start-up to
-the same one-line contract).
+Each case is a process of its own, as the command is: forked from a server process that has imported what a
+job imports (tests/cli.py, as every test's command line), so a case pays no import; its exit code, stdout and
+stderr are the forked process's own.
 
 CI runs a fixed, seeded set of CI_CASES cases (test_cli_contract). A larger set is marked `fuzz`
 (deselected by default): `python -m pytest tests/test_fuzz.py -m fuzz`, its size and seed from the
@@ -44,7 +43,7 @@ from omegaconf import OmegaConf
 
 from dnn_train.config.help import options
 from dnn_train.config.schema import CONF_DIR, RootConf
-from tests.conftest import ForkedCli, make_cfg
+from tests.conftest import make_cfg, run_cli
 
 CI_SEED, CI_CASES = 0, 50
 FUZZ_SEED = int(os.environ.get("DNN_TRAIN_FUZZ_SEED", "1"))
@@ -273,12 +272,12 @@ def check_files(run_dir: Path) -> None:
                 assert z.testzip() is None, f"{path}: corrupt member"
 
 
-def check_contract(overrides: list[str], tmp_path: Path, cli: ForkedCli) -> None:
+def check_contract(overrides: list[str], tmp_path: Path, cache_env: dict) -> None:
     run_dir = tmp_path / "run"
     args = [*command(overrides), f"hydra.run.dir={run_dir}"]
     try:
-        proc = cli(args, cwd=tmp_path, env={"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"},
-                   timeout=TIMEOUT)
+        proc = run_cli(*args, cwd=tmp_path, env={**cache_env, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"},
+                       timeout=TIMEOUT)
     except subprocess.TimeoutExpired:
         pytest.fail(f"hang: no exit within {TIMEOUT} s: {' '.join(args)}")
     if os.environ.get("DNN_TRAIN_FUZZ_LOG"):  # a record of the outcomes, for counting them
@@ -317,13 +316,10 @@ def check_contract(overrides: list[str], tmp_path: Path, cli: ForkedCli) -> None
 
 
 @pytest.fixture(scope="module")
-def cli(tmp_path_factory):
-    """The command, forked; synthetic data once for all the cases, an empty Keras cache (no real dataset is found)."""
+def cache_env(tmp_path_factory) -> dict:
+    """Synthetic data once for all the cases, an empty Keras cache (no real dataset is found)."""
     cache = tmp_path_factory.mktemp("fuzz_cache")
-    command = ForkedCli({"XDG_CACHE_HOME": str(cache), "KERAS_HOME": str(cache / "keras"),
-                       "DNN_TRAIN_SYSTEM_DATA_DIRS": "", "MPLBACKEND": "Agg"})
-    yield command
-    command.close()
+    return {"XDG_CACHE_HOME": str(cache), "KERAS_HOME": str(cache / "keras"), "DNN_TRAIN_SYSTEM_DATA_DIRS": ""}
 
 
 CI = cases(CI_SEED, CI_CASES)
@@ -331,8 +327,8 @@ CI = cases(CI_SEED, CI_CASES)
 
 @pytest.mark.slow
 @pytest.mark.parametrize("overrides", CI, ids=[case_id(i, c) for i, c in enumerate(CI)])
-def test_cli_contract(overrides, tmp_path, cli):
-    check_contract(overrides, tmp_path, cli)
+def test_cli_contract(overrides, tmp_path, cache_env):
+    check_contract(overrides, tmp_path, cache_env)
 
 
 LARGE = cases(FUZZ_SEED, FUZZ_CASES)
@@ -341,8 +337,8 @@ LARGE = cases(FUZZ_SEED, FUZZ_CASES)
 @pytest.mark.slow
 @pytest.mark.fuzz
 @pytest.mark.parametrize("overrides", LARGE, ids=[case_id(i, c) for i, c in enumerate(LARGE)])
-def test_cli_contract_large(overrides, tmp_path, cli):
-    check_contract(overrides, tmp_path, cli)
+def test_cli_contract_large(overrides, tmp_path, cache_env):
+    check_contract(overrides, tmp_path, cache_env)
 
 
 def test_the_cases_cover_the_config():

@@ -1,0 +1,108 @@
+"""The command, forked: `python -m dnn_train ARGS`, each call a process of its own (its pid, exit code,
+stdout and stderr, its environment and folder) forked from a server process that has imported what a
+job imports (dnn_train, Hydra, TensorFlow), so that a call pays no import (about 4.5 CPU-seconds).
+
+What the fork cannot give is a fresh interpreter's start-up: what is read when a library is imported.
+A server is therefore kept per value of the variables read then (IMPORT_TIME: the Keras backend,
+TensorFlow's and Python's own); every other variable is set in the child before the command starts,
+as the command reads them (dnn_train reads its environment when it runs). What the server printed
+while importing is put in front of each child's stderr, as a fresh process would print it. Tests
+whose point is the start-up itself use `run_cli(..., fresh=True)`."""
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+IMPORT_TIME = ("KERAS_BACKEND", "TF_", "XLA_", "CUDA", "PYTHON", "MPL", "DNN_TRAIN_DEBUG", "LD_")
+
+_SERVER = """
+import json, os, runpy, sys
+from dnn_train.tasks import import_backend
+import_backend()  # what the command imports once a config is valid
+requests, replies = os.fdopen(0), os.fdopen(os.dup(1), "w")
+for line in requests:
+    case = json.loads(line)
+    pid = os.fork()
+    if pid == 0:  # the case: `python -m dnn_train ARGS` in its folder, its environment, its output in its files
+        os.chdir(case["cwd"])
+        if case["env"] is not None:
+            os.environ.clear()
+            os.environ.update(case["env"])
+        for fd, path in ((0, os.devnull), (1, case["stdout"]), (2, case["stderr"])):
+            os.dup2(os.open(path, os.O_RDWR | os.O_CREAT), fd)
+        sys.argv = ["dnn_train", *case["args"]]
+        runpy.run_module("dnn_train", run_name="__main__", alter_sys=True)
+        sys.exit(0)
+    print(pid, file=replies, flush=True)
+    print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), file=replies, flush=True)
+"""
+
+
+def _import_time(env: dict) -> tuple:
+    return tuple(sorted((k, v) for k, v in env.items() if k.startswith(IMPORT_TIME)))
+
+
+class ForkedCli:
+    """One server; each call a child forked from it. `env`: the server's environment (what a child
+    inherits unless the call gives its whole environment)."""
+
+    def __init__(self, env: dict):
+        self.env = env
+        self.started_with = tempfile.TemporaryFile()  # what the server printed on stderr at its start-up
+        self.server = subprocess.Popen([sys.executable, "-c", _SERVER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                       stderr=self.started_with, env=env, bufsize=0)
+
+    def _reply(self, timeout: float | None = None) -> int | None:
+        """The server's next line (a number), or None if none came within `timeout` seconds."""
+        line = b""
+        while not line.endswith(b"\n"):
+            if not select.select([self.server.stdout], [], [], timeout)[0]:
+                return None
+            chunk = os.read(self.server.stdout.fileno(), 1)
+            assert chunk, "the fork server ended"
+            line += chunk
+        return int(line)
+
+    def __call__(self, args: list[str], cwd: Path, env: dict | None, timeout: float) -> subprocess.CompletedProcess:
+        """The command in `cwd`; `env`: the child's whole environment (None: the server's, with nothing added)."""
+        out, err = Path(cwd) / ".stdout", Path(cwd) / ".stderr"
+        self.server.stdin.write(json.dumps({"args": args, "cwd": str(cwd), "env": env, "stdout": str(out),
+                                            "stderr": str(err)}).encode() + b"\n")
+        pid = self._reply()
+        code = self._reply(timeout)
+        if code is None:
+            os.kill(pid, signal.SIGKILL)
+            self._reply()
+            raise subprocess.TimeoutExpired(args, timeout)
+        self.started_with.seek(0)
+        start = self.started_with.read().decode(errors="replace")
+        texts = [path.read_text(errors="replace") for path in (out, err)]
+        out.unlink()
+        err.unlink()
+        return subprocess.CompletedProcess(args, code, texts[0], start + texts[1])
+
+    def close(self):
+        self.server.stdin.close()
+        self.server.wait(timeout=60)
+        self.started_with.close()
+
+
+_servers: dict[tuple, ForkedCli] = {}
+
+
+def forked(args: list[str], cwd: Path, env: dict, timeout: float) -> subprocess.CompletedProcess:
+    """The command with environment `env`, forked from this process's server for env's import-time values."""
+    key = _import_time(env)
+    if key not in _servers:
+        if not _servers:
+            atexit.register(lambda: [server.close() for server in _servers.values()])
+        _servers[key] = ForkedCli({k: v for k, v in os.environ.items() if not k.startswith(IMPORT_TIME)}
+                                  | dict(key))
+    return _servers[key](args, cwd=cwd, env=env, timeout=timeout)
