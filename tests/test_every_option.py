@@ -25,8 +25,11 @@ SYNTHETIC = ["data=synthetic", "data.synthetic.train_examples=400", "data.valid_
              "data.synthetic.test_examples=100"]
 TINY = [*SYNTHETIC, "trainer.epochs=2", "trainer.progress=none"]
 SMALL_MLP = families.tiny("mlp")
-GROUPS = ["data", "model", "augment", "initializer", "activation", "normalization", "optimizer", "schedule", "regularizer",
-          "trainer"]
+# Groups whose options are each a run of their own: a dataset's files, a model family's shape, the defaults.
+ALONE = ["data", "model", "trainer"]
+# The knob groups act on one network side by side: their options share runs (knob_rows).
+KNOBS = ["augment", "initializer", "activation", "normalization", "optimizer", "schedule", "regularizer",
+         "trainer.precision"]
 # What an option or preset needs on synthetic data, or offline.
 EXTRA = {
     **{("model", name): families.tiny(name) for name in families.builders() if name != "mlp"},  # mlp: SMALL_MLP
@@ -44,9 +47,25 @@ EXTRA = {
 # The data options read tiny files written in their official formats (data.root), not synthetic data.
 DATA_FILES = {name: functools.partial(datafiles.write_dataset, name) for name, entry in DATASETS.items()
               if not entry.generated}
-CASES = [(g, o) for g in GROUPS for o in options(g)] + [("experiment", o) for o in options("experiment")] \
-    + [("hparams_search", o) for o in options("hparams_search")] \
-    + [("trainer.precision", p) for p in ("mixed_float16", "mixed_bfloat16")]  # a loss-scaled optimizer to save
+
+
+def knob_options(group: str) -> list[str]:
+    return ["float32", "mixed_float16", "mixed_bfloat16"] if group == "trainer.precision" else options(group)
+
+
+def knob_rows() -> list[list[str]]:
+    """Every option of every knob group in a whole run, with the other groups' options beside it: run i
+    takes each group's option i, cycling through the shorter groups (9 runs hold the 50 options, and
+    each option meets other groups' options, as a user's run does). mixed_float16: a loss-scaled
+    optimizer to save."""
+    return [[f"{g}={knob_options(g)[i % len(knob_options(g))]}" for g in KNOBS]
+            for i in range(max(len(knob_options(g)) for g in KNOBS))]
+
+
+# (id, group, option, overrides): a run per option of ALONE's groups and per preset, the knob rows.
+CASES = [(f"{g}={o}", g, o, [f"{g}={o}"]) for g in ALONE for o in options(g)] \
+    + [("+".join(o.split("=")[1] for o in row), "knobs", None, row) for row in knob_rows()] \
+    + [(f"{g}={o}", g, o, [f"{g}={o}"]) for g in ("experiment", "hparams_search") for o in options(g)]
 
 
 class InterruptAtEpoch2(keras.callbacks.Callback):
@@ -75,9 +94,13 @@ def source_runs(tmp_path_factory):
     return folder
 
 
-# Presets of the MLP family whose runs no other run reuses (the transfer presets' sources keep their size).
-MLP_PRESETS = {o for o in options("experiment") if not o.startswith("transfer")
-               and compose(f"experiment={o}", *EXTRA.get(("experiment", o), [])).model.get("units") is not None}
+@functools.cache
+def mlp_preset(option: str) -> bool:
+    """A preset of the MLP family whose run no other run reuses (the transfer presets' sources keep their size)."""
+    return not option.startswith("transfer") and \
+        compose(f"experiment={option}", *EXTRA.get(("experiment", option), [])).model.get("units") is not None
+
+
 # Presets of a dataset that is only ever a folder given with data.root (backbone_finetune: images), and its keys.
 ROOT_ONLY_PRESETS = {o: d["override /data"] for o in options("experiment")
                      for d in OmegaConf.load(CONF_DIR / "experiment" / f"{o}.yaml").get("defaults", [])
@@ -85,17 +108,17 @@ ROOT_ONLY_PRESETS = {o: d["override /data"] for o in options("experiment")
 FAST = {("trainer", "default")}  # the defaults' whole run in the fast check (-m "not slow"); the matrix is slow
 
 
-@pytest.mark.parametrize("group, option", [pytest.param(g, o, id=f"{g}={o}", marks=() if (g, o) in FAST else
-                                                        pytest.mark.slow) for g, o in CASES])
-def test_interrupted_resumed_saved_and_reloaded(tmp_path, group, option, request):
-    overrides = [*TINY, f"{group}={option}", *EXTRA.get((group, option), [])]
+@pytest.mark.parametrize("group, option, chosen", [
+    pytest.param(g, o, c, id=i, marks=() if (g, o) in FAST else pytest.mark.slow) for i, g, o, c in CASES])
+def test_interrupted_resumed_saved_and_reloaded(tmp_path, group, option, chosen, request):
+    overrides = [*TINY, *chosen, *EXTRA.get((group, option), [])]
     dataset = option if group == "data" else ROOT_ONLY_PRESETS.get(option)  # a preset for your own images: them
     if dataset in DATA_FILES:
         folder = DATA_FILES[dataset](tmp_path / "files")
         overrides = [o for o in overrides if o not in SYNTHETIC] + [f"data.root={folder}", "data.valid_split=0.2"]
-    if (group != "experiment" and (group != "model" or option == "mlp")) or option in MLP_PRESETS:
+    if group in ("data", "trainer", "knobs") or option == "mlp" or group == "experiment" and mlp_preset(option):
         overrides += SMALL_MLP  # a preset's own depth and width (up to 20 x 100) is not what the contract needs
-    if option.endswith("_b_on_a"):
+    if group == "experiment" and option.endswith("_b_on_a"):
         overrides.append(f"model.init_from={request.getfixturevalue('source_runs') / option.replace('_b_on_a', '_a')}")
     run_dir = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
@@ -111,3 +134,9 @@ def test_interrupted_resumed_saved_and_reloaded(tmp_path, group, option, request
     saved = done.model().predict(predictions.probe, verbose=0)  # safe mode, a fresh load
     np.testing.assert_allclose(saved, predictions.value, atol=1e-6)
     assert not (run_dir / "checkpoint").exists()
+
+
+def test_the_knob_rows_hold_every_option_of_every_knob_group():
+    held = {tuple(o.split("=")) for row in knob_rows() for o in row}
+    assert held == {(g, o) for g in KNOBS for o in knob_options(g)}
+    assert len(knob_rows()) == max(len(knob_options(g)) for g in KNOBS)  # no more runs than the longest group
