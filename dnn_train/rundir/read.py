@@ -1,9 +1,10 @@
 """The one reader of a run directory's files: results.json, config.yaml (or Hydra's record), metrics.csv.
 
-Each reader says what a missing file gives. The comparison's readers (results, flat_config, curve,
-overrides, choices) raise BadRun naming the file and why when one is there but cannot be read: a
-comparison skips that run, `report --tag` counts it untagged, a search's trial trains it again. The
-API's readers (saved_config, table) let the library's own error through, as a notebook wants.
+Each reader says what a missing file gives. results, flat_config, curve and overrides raise BadRun
+(a ValueError) naming the file and why when one is there but cannot be read: a comparison skips
+that run, `report --tag` counts it untagged, a search's trial trains it again, the API's
+LoadedRun.results passes it on. saved_config and table (the API's config, metrics, diagnostics)
+let OmegaConf's or pandas' own error through.
 Readers: the API (load_run), the report, the comparison (sweeps/read.py), --diff and --rerun
 (sweeps/rundiff.py), a search's trial. Not here: a run's reads of its own files while it runs (the
 record deciding whether to resume, its checkpoint, the metrics it just wrote), which stay with their writers.
