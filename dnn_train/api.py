@@ -94,36 +94,35 @@ def _console_log():
 
 @dataclass
 class LoadedRun:
-    """A run directory read back: its results, config, per-epoch metrics and model."""
+    """A run directory read back (dnn_train/rundir/read.py): its results, config, per-epoch metrics and model."""
 
     dir: Path
 
     @property
     def results(self) -> dict:
-        import json
+        from dnn_train.rundir import read
 
-        return json.loads((self.dir / "results.json").read_text())
+        return read.results(self.dir)
 
     @property
     def config(self):
-        from omegaconf import OmegaConf
+        from dnn_train.rundir import read
 
-        return OmegaConf.load(self.dir / "config.yaml")
+        return read.saved_config(self.dir)
 
     @property
     def metrics(self):
         """metrics.csv as a pandas DataFrame, one row per epoch."""
-        from dnn_train.rundir.artifacts import read_metrics
+        from dnn_train.rundir import read
 
-        return read_metrics(self.dir / "metrics.csv")
+        return read.table(self.dir)
 
     @property
     def diagnostics(self):
         """diagnostics.csv as a DataFrame (None if the run had trainer.diagnostics=false)."""
-        from dnn_train.rundir.artifacts import read_metrics
+        from dnn_train.rundir import read
 
-        path = self.dir / "diagnostics.csv"
-        return read_metrics(path) if path.is_file() else None
+        return read.table(self.dir, "diagnostics.csv", optional=True)
 
     def model(self, compile: bool = False):
         """The saved model (safe mode). It takes raw uint8 images: model.predict(x_uint8)."""
@@ -134,7 +133,9 @@ class LoadedRun:
 
 def load_run(run_dir: str | Path) -> LoadedRun:
     """Read back a finished (or unfinished) run directory."""
+    from dnn_train.rundir import artifacts
+
     path = Path(run_dir)
-    if not (path / "results.json").is_file():
+    if not (path / artifacts.RESULTS_FILE).is_file():
         raise DnnTrainError(f"{run_dir}: not a dnn_train run directory (no results.json)", 2)
     return LoadedRun(path)

@@ -11,13 +11,12 @@ A run directory whose files cannot be read is named on stderr, with why, and ski
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
 
 from dnn_train import errors
-from dnn_train.rundir import artifacts
+from dnn_train.rundir import artifacts, read
 from dnn_train.sweeps import rundiff
 from dnn_train.sweeps.read import find_runs
 from dnn_train.sweeps.render import CURVES_PLOT, GROUPS_CSV, METRIC_PLOT, SUMMARY_CSV, SUMMARY_MD, markdown, write
@@ -106,7 +105,7 @@ def _report(args) -> int:
     if not runs:
         return _error(f"no runs under {' '.join(args.paths)} (a run directory holds results.json)", 2)
     if args.tag:
-        runs = [r for r in runs if set(args.tag) <= set(_tags(r))]
+        runs = [r for r in runs if set(args.tag) <= set(read.tags(r))]
         if not runs:
             return _error(f"no runs tagged {' and '.join(args.tag)} under {' '.join(args.paths)}", 2)
     ascending = None if args.sort is None else args.sort == "asc"
@@ -140,21 +139,13 @@ TAGS_CSV = "summary_tags.csv"
 UNTAGGED = "(untagged)"
 
 
-def _tags(run_dir: Path) -> list:
-    try:
-        tags = json.loads((Path(run_dir) / "results.json").read_text()).get("tags")
-    except (OSError, ValueError, AttributeError):
-        return []
-    return [str(t) for t in tags] if isinstance(tags, list) else []
-
-
 def _by_tag(comparison, metric: str):
     """One row per tag: its runs, completed ones, and the metric's mean, std, min, max over those."""
     import pandas as pd
 
     rows = []
     for r in comparison.runs.itertuples():
-        for tag in _tags(r.run_dir) or [UNTAGGED]:
+        for tag in read.tags(r.run_dir) or [UNTAGGED]:
             rows.append({"tag": tag, "status": r.status, metric: getattr(r, metric)})
     table = pd.DataFrame(rows, columns=["tag", "status", metric])
     done = table[table["status"] == COMPLETED]

@@ -21,7 +21,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict, read_write
 
 from dnn_train.config.hydra_errors import describe_error, name_unnamed_errors
-from dnn_train.config.rules import show
+from dnn_train.config.rule_builders import show
 from dnn_train.errors import ConfigError
 from dnn_train.models.families import builders
 

@@ -15,7 +15,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from dnn_train.config.help import did_you_mean, options, unknown_option
 from dnn_train.config.network import check_network_keys
-from dnn_train.config.rules import RULES, TOP_LEVEL_RULES, check_value, show
+from dnn_train.config.rule_builders import check_value, show
+from dnn_train.config.rules import RULES, TOP_LEVEL_RULES
 from dnn_train.config.files import source_file
 from dnn_train.data import dataset
 from dnn_train.config.schema import BUILDER_KEYS, CONF_DIR, KERAS_GROUPS, RootConf

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field, fields, is_dataclass, replace
 from typing import Any, Callable, List, Mapping, Optional, Union
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
+from dnn_train.config.rule_builders import COUNT_OR_FRACTION, check_value, choice, int_list, number
 from dnn_train.errors import DataError
 
 # No file of a dataset may hold or claim more than this many times its official images' bytes, plus
@@ -47,45 +48,23 @@ class DataConf:
 
 
 # ---------------------------------------------------------------- value rules of a dataset's own keys
-def key(default, check: Callable[[Any], bool], expected: str):
-    """A dataset's own key: its default and its value rule (`check`, and what it `expected`)."""
+def key(default, rule):
+    """A dataset's own key: its default and its value rule (test, words: config/rule_builders.py)."""
     kind = {"default_factory": lambda: list(default)} if isinstance(default, list) else {"default": default}
-    return field(**kind, metadata={"check": check, "expected": expected})
-
-
-def _integer(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _in(lo, hi):
-    return lambda v: _integer(v) and lo <= v <= hi
-
-
-def _one_of(*options) -> tuple:
-    return (lambda v: v in options), "one of " + ", ".join(options)
-
-
-def _sizes(v, length=None, hi=None) -> bool:
-    """A list of integers >= 1 (and <= hi): `length` of them, else 1 to 1000."""
-    return isinstance(v, (list, ListConfig)) and len(v) in ((length,) if length else range(1, 1001)) and \
-        all(_integer(i) and 1 <= i <= (hi or i) for i in v)
-
-
-COUNT_OR_FRACTION = ((lambda v: (_integer(v) and v >= 1) or (isinstance(v, float) and 0 < v < 1)),
-                     "an integer >= 1 (a count) or a number > 0 and < 1 (a fraction)")  # data.*_split
+    return field(**kind, metadata={"rule": rule})
 
 
 @dataclass
 class Cifar100Keys(DataConf):
-    label_mode: str = key("fine", *_one_of("fine", "coarse"))  # fine (100 classes) | coarse (20 superclasses)
+    label_mode: str = key("fine", choice("fine", "coarse"))  # fine (100 classes) | coarse (20 superclasses)
 
 
 @dataclass
 class ImagesKeys(DataConf):
-    test_split: Any = key(0.2, *COUNT_OR_FRACTION)  # without train/ and test/: held out for testing
-    image_size: Optional[List[int]] = key(None, lambda v: v is None or _sizes(v, length=2),
-                                          "[HEIGHT,WIDTH] (two integers >= 1) or null")  # null: their own size
-    color_mode: str = key("rgb", *_one_of("rgb", "grayscale"))  # rgb (H x W x 3) | grayscale (H x W)
+    test_split: Any = key(0.2, COUNT_OR_FRACTION)  # without train/ and test/: held out for testing
+    image_size: Optional[List[int]] = key(None, (lambda v: v is None or (int_list()[0](v) and len(v) == 2),
+                                                 "[HEIGHT,WIDTH] (two integers >= 1) or null"))  # null: their own size
+    color_mode: str = key("rgb", choice("rgb", "grayscale"))  # rgb (H x W x 3) | grayscale (H x W)
 
 
 @dataclass
@@ -95,12 +74,11 @@ class SvhnKeys(DataConf):
 
 @dataclass
 class SyntheticConf:
-    num_classes: int = key(4, _in(2, 255), "an integer >= 2 and <= 255")
-    image_shape: List[int] = key([8, 8], lambda v: _sizes(v, hi=512), "a non-empty list of integers >= 1 and <= 512")
-    train_examples: int = key(2000, _in(2, 2_000_000), "an integer >= 2 and <= 2000000")  # before the valid split
-    test_examples: int = key(400, _in(1, 2_000_000), "an integer >= 1 and <= 2000000")
-    noise: float = key(3.0, lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < math.inf,
-                       "a finite number >= 0")  # in units of the prototypes' spread (3: ~85% reachable)
+    num_classes: int = key(4, number(2, 255, integer=True))
+    image_shape: List[int] = key([8, 8], int_list(1, 512))
+    train_examples: int = key(2000, number(2, 2_000_000, integer=True))  # before the valid split
+    test_examples: int = key(400, number(1, 2_000_000, integer=True))
+    noise: float = key(3.0, number(0))  # in units of the prototypes' spread (3: ~85% reachable)
 
 
 @dataclass
@@ -114,10 +92,8 @@ def check_keys(node: DictConfig, schema: type, prefix: str = "data.") -> None:
         value = node[f.name]
         if isinstance(value, DictConfig) and is_dataclass(OmegaConf.get_type(value)):
             check_keys(value, OmegaConf.get_type(value), f"{prefix}{f.name}.")
-        elif "check" in f.metadata and (isinstance(value, DictConfig) or not f.metadata["check"](value)):
-            shown = OmegaConf.to_container(value) if isinstance(value, ListConfig) else \
-                "null" if value is None else str(value).lower() if isinstance(value, bool) else value
-            raise DataError(f"{prefix}{f.name}={shown}: expected {f.metadata['expected']}")
+        elif "rule" in f.metadata:
+            check_value(f"{prefix}{f.name}", value, f.metadata["rule"], DataError)
 
 
 # ---------------------------------------------------------------- the entries

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional, Sequence
 
 from dnn_train.config.help import did_you_mean
-from dnn_train.config.rules import int_list
+from dnn_train.config.rule_builders import int_list
 from dnn_train.errors import ConfigError
 from dnn_train.models.blocks import layer_name
 

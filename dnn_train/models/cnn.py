@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Sequence
 
-from dnn_train.config.rules import choice, int_list, number
+from dnn_train.config.rule_builders import choice, int_list, number
 from dnn_train.errors import ConfigError
 from dnn_train.models.blocks import layer_name
 

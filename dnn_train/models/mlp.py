@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Optional, Sequence
 
-from dnn_train.config.rules import int_list, number
+from dnn_train.config.rule_builders import int_list, number
 
 if TYPE_CHECKING:
     from dnn_train.models.parts import Knobs

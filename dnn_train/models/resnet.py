@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from dnn_train.config.rules import number
+from dnn_train.config.rule_builders import number
 from dnn_train.models.blocks import layer_name
 
 if TYPE_CHECKING:

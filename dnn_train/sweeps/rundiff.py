@@ -16,6 +16,8 @@ from typing import Optional
 
 from dnn_train.errors import BadRun, NotARun
 from dnn_train.provenance import environment
+from dnn_train.rundir import artifacts
+from dnn_train.rundir import read as rundir_read
 from dnn_train.sweeps.read import RunView, read_run
 
 NOT_NUMBERS = {"pid", "wall_seconds", "rss_mb", "saved_model_max_diff"}  # timings and this process's, not results
@@ -26,7 +28,7 @@ MISSING = "(not recorded)"
 
 def read(path) -> RunView:
     path = Path(path)
-    if not (path / "results.json").is_file():
+    if not (path / artifacts.RESULTS_FILE).is_file():
         raise NotARun(f"{path}: not a dnn_train run directory (no results.json)")
     try:
         return read_run(path)
@@ -100,8 +102,6 @@ def diff_text(a: RunView, b: RunView) -> str:
 
 def plot(a: RunView, b: RunView, path: Path) -> None:
     """Loss and accuracy against epochs, both runs: training dashed, validation solid."""
-    from dnn_train.rundir import artifacts
-
     fig, axes = artifacts.row_of_panels(2, (12, 4.5), f"A: {label(a)}   B: {label(b)}")
     for ax, name in zip(axes, ("loss", "accuracy")):
         for run, which, color in ((a, "A", "tab:blue"), (b, "B", "tab:orange")):
@@ -128,10 +128,9 @@ def saved_config(run: RunView):
     from dnn_train.config.schema import RootConf
     from dnn_train.data.catalog import DATASETS
 
-    path = run.dir / "config.yaml"
-    if not path.is_file():
+    if not (run.dir / artifacts.CONFIG_FILE).is_file():
         raise NotARun(f"{run.dir}: no config.yaml to run again")
-    saved = OmegaConf.load(path)
+    saved = rundir_read.saved_config(run.dir)
     entry = DATASETS.get(OmegaConf.select(saved, "data.name", default=None))
     own_keys = {"data": OmegaConf.structured(entry.keys)} if entry is not None else {}  # the dataset's own keys
     cfg = OmegaConf.merge(OmegaConf.structured(RootConf), own_keys, saved)

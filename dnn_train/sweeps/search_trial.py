@@ -73,13 +73,14 @@ def note_failure(message: str) -> None:
 def raise_if_pruned(run_dir: Path) -> None:
     """A trial whose job directory already says "pruned" (the search was killed before it was told)
     is pruned again rather than trained from scratch."""
-    import json
-
     if _search_config() is None:
         return
+    from dnn_train.errors import BadRun
+    from dnn_train.rundir import read
+
     try:
-        results = json.loads((Path(run_dir) / "results.json").read_text())
-    except (OSError, ValueError):
+        results = read.results(Path(run_dir))
+    except BadRun:  # unreadable: trained again
         return
     if results.get("status") == "pruned":
         raise require_optuna().TrialPruned(results.get("error") or "pruned in an earlier run")
