@@ -69,7 +69,7 @@ def test_flatten_joins_keys_with_dots_and_drops_empty_mappings():
 
 
 def test_a_comparisons_flat_view_keeps_an_empty_mapping_as_a_value():
-    """sweeps/read.py's view of a config: an empty section is a value two runs can differ in."""
+    """The reader's flat view of a config (rundir/read.py flat_config): an empty section is a value two runs can differ in."""
     assert artifacts.flatten({"a": {"b": 1}, "f": {}}, keep_empty=True) == {"a.b": 1, "f": {}}
 
 
