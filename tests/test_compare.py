@@ -3,22 +3,25 @@ per-run table, grouping by everything but the seed, pairing by seed, the baselin
 skipped in one line, and runs whose process is gone."""
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import subprocess
-import sys
+import warnings
+from unittest import mock
 
 import pandas as pd
 import pytest
 import yaml
 
 from dnn_train import errors
+from dnn_train.report import main as report_main
 from dnn_train.rundir import record
 from dnn_train.sweeps.read import find_runs
 from dnn_train.sweeps.render import CURVES_PLOT, GROUPS_CSV, METRIC_PLOT, SUMMARY_MD, markdown, write
 from dnn_train.sweeps.summary import PLOT_EVERY, SweepSummary, update_summary, verdict_lines
 from dnn_train.sweeps.table import COLUMNS, LOWER_IS_BETTER, build
-from tests.conftest import REPO
 
 CONFIG = {"optimizer": {"_target_": "keras.optimizers.SGD", "learning_rate": 0.01},
           "model": {"depth": 1, "units": 16}, "trainer": {"seed": 42, "resume": False, "progress": "auto"}}
@@ -55,9 +58,17 @@ def seeded_run(folder, optimizer: str, seed: int, val: float, units: int = 16, o
                     test=val, config=config)
 
 
-def report(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "dnn_train.report", *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd, env={"PYTHONPATH": str(REPO), "PATH": os.environ.get("PATH", "")})
+def report(*args, cwd, env=None) -> subprocess.CompletedProcess:
+    """`python -m dnn_train.report ARGS` in `cwd`, in this process: exit code, stdout, stderr (the warnings included)."""
+    out, err, argv = io.StringIO(), io.StringIO(), [str(a) for a in args]
+    with contextlib.chdir(cwd), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
+            mock.patch.dict(os.environ, env or {}), warnings.catch_warnings(record=True) as warned:
+        os.environ.pop("DNN_TRAIN_DEBUG", None)
+        warnings.simplefilter("default")  # as a fresh interpreter: each shown once, deprecations (ours aside) not
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"(?!dnn_train\.)")
+        code = report_main(argv)
+    err.writelines(warnings.formatwarning(w.message, w.category, w.filename, w.lineno) for w in warned)
+    return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
 
 
 def groups_of(comparison, metric="best_val_accuracy"):

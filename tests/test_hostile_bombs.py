@@ -55,7 +55,7 @@ def server(tmp_path):
     served.mkdir()
     handler = type("Quiet", (SimpleHTTPRequestHandler,), {"log_message": lambda *a: None})
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(served)))
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()  # shut down in 0.05 s, not 0.5
     httpd.folder, httpd.url = served, f"http://127.0.0.1:{httpd.server_port}/"
     yield httpd
     httpd.shutdown()

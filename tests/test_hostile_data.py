@@ -174,7 +174,7 @@ def hostile_server():
             pass
 
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True).start()  # shut down in 0.05 s, not 0.5
     httpd.url = f"http://127.0.0.1:{httpd.server_port}/"
     yield httpd
     stop.set()

@@ -9,6 +9,7 @@ import sys
 
 from tests.conftest import REPO
 from tests.hostile import Sandbox
+from tests.test_compare import report
 
 # Every JSON type where dnn_train writes an object, a list or a string.
 WRONG = [None, 0, 1.5, True, "text", [], [1, "a"], {}, {"versions": "x", "code": [1], "data": {"sha256": 3}}]
@@ -38,8 +39,9 @@ def test_report_tag_and_diff_read_any_results_json(tmp_path):
     runs = _runs(box)
     proc = _report(box, str(box.run), "--tag", "x", "--out", str(box.run / "out"))
     assert "no runs tagged x" in box.check(proc, 2, "dnn_train.report: error:")
-    for a, b in zip(runs[::2], runs[1::2] + runs[:1]):  # every value once as A, once as B
-        proc = _report(box, "--diff", a, b, "--out", str(box.run / "diff.png"))
+    for a, b in zip(runs[::2], runs[1::2] + runs[:1]):  # every value once as A, once as B; in this process
+        box.freeze()
+        proc = report("--diff", a, b, "--out", box.run / "diff.png", cwd=box.root, env=box.env)
         box.check(proc, 0)
         assert "environment:" in proc.stdout and "metrics:" in proc.stdout and proc.stderr == ""
 
