@@ -28,8 +28,8 @@ def xla_cache(tmp_path_factory):
     next job of a sweep, a resumed run, a saved model loaded back) skips XLA's compile, what the work here is."""
     return tmp_path_factory.mktemp("xla_cache")
 
-# MobileNet's XLA compile is most of its case; its training work on fewer images is the rest
-BACKBONE_DATA = ["data.synthetic.train_examples=100", "data.valid_split=20", "data.synthetic.test_examples=20"]
+# the conv nets (XLA compiles most of their cases) train on fewer images
+FEW_IMAGES = ["data.synthetic.train_examples=100", "data.valid_split=20", "data.synthetic.test_examples=20"]
 
 
 def run_jax(*args: str, cwd, cache, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -89,8 +89,8 @@ def test_jax_trains_saves_reloads_and_resumes_exactly_without_tensorflow(tmp_pat
 
 
 @pytest.mark.parametrize("extra", [["task=find_lr"], ["task=pretrain_autoencoder"],
-                                   ["model=cnn", "model.filters=[8]", "augment=flip_translate"],
-                                   ["model=backbone", "model.weights=null", "model.arch=MobileNet", *BACKBONE_DATA],
+                                   ["model=cnn", "model.filters=[8]", "augment=flip_translate", *FEW_IMAGES],
+                                   ["model=backbone", "model.weights=null", "model.arch=MobileNet", *FEW_IMAGES],
                                    ["experiment=mc_dropout", "trainer.mc_samples=3", *TINY[5:], "trainer.tensorboard=true"]],
                          ids=["find_lr", "pretrain_autoencoder", "cnn", "backbone", "mc_dropout_tensorboard"])
 def test_every_task_and_family_runs_on_jax_through_the_command(tmp_path, extra, xla_cache):
