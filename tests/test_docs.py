@@ -161,10 +161,11 @@ def test_the_readme_groups_table_names_every_group_its_default_and_only_real_opt
 
 
 def _shrunk(args: list[str], tmp_path) -> list[str]:
-    """A README command's overrides on small synthetic data, one epoch (two seeds where it sweeps five)."""
+    """A README command's overrides on a small synthetic set (400 images), one epoch (two seeds where it sweeps five)."""
     kept = [a.replace("range(5)", "range(2)") for a in args
             if not a.startswith(("data=", "trainer.epochs=", "hydra.run.dir="))]
-    return kept + ["data=synthetic", f"data.root={tmp_path / 'data'}", "trainer.epochs=1", "trainer.progress=none"]
+    return kept + ["data=synthetic", f"data.root={tmp_path / 'data'}", "data.synthetic.train_examples=400",
+                   "data.valid_split=100", "data.synthetic.test_examples=100", "trainer.epochs=1", "trainer.progress=none"]
 
 
 @pytest.mark.slow

@@ -151,9 +151,14 @@ def test_nothing_listening_ends_at_once_with_one_line_saying_what_to_do(tmp_path
     assert not (tmp_path / "run").exists()  # bad input leaves no run directory
     # 4-5 s on a quiet 2-core machine, most of it importing TensorFlow; on a busy one that import alone
     # can take 10 s, so the bound grows with it. A hang (a deadlock, a 20 s socket timeout) fails either way.
+    # (the import is timed only where it matters: a run under 10 s passes either way)
+    assert elapsed < 10.0 or elapsed < 2 * _import_seconds(), f"{elapsed:.1f} s"
+
+
+def _import_seconds() -> float:
     started = time.time()
     subprocess.run([sys.executable, "-c", "import tensorflow, keras"], capture_output=True, check=True)
-    assert elapsed < max(10.0, 2 * (time.time() - started)), f"{elapsed:.1f} s"
+    return time.time() - started
 
 
 def test_a_file_whose_hash_does_not_match_is_refused_and_not_kept(tmp_path, server, isolated):

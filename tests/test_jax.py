@@ -22,8 +22,20 @@ TINY = ["data=synthetic", "data.synthetic.train_examples=400", "data.valid_split
         "data.synthetic.test_examples=100", "trainer.progress=none", "model.depth=2", "model.units=16"]
 
 
-def run_jax(*args: str, cwd, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "KERAS_BACKEND": "jax", "MPLBACKEND": "Agg"}
+@pytest.fixture(scope="module")
+def xla_cache(tmp_path_factory):
+    """One JAX compilation cache for this module's processes: a model traced again to the same program (the
+    next job of a sweep, a resumed run, a saved model loaded back) skips XLA's compile, what the work here is."""
+    return tmp_path_factory.mktemp("xla_cache")
+
+# the conv nets (XLA compiles most of their cases) train on fewer images
+FEW_IMAGES = ["data.synthetic.train_examples=100", "data.valid_split=20", "data.synthetic.test_examples=20"]
+
+
+def run_jax(*args: str, cwd, cache, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "KERAS_BACKEND": "jax", "MPLBACKEND": "Agg",
+           "JAX_COMPILATION_CACHE_DIR": str(cache), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+           "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
     env.pop("DNN_TRAIN_DEBUG", None)
     return subprocess.run([sys.executable, WITHOUT_TF, *args], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=timeout)
@@ -71,20 +83,22 @@ print("OK", whole["test_accuracy"])
 """
 
 
-def test_jax_trains_saves_reloads_and_resumes_exactly_without_tensorflow(tmp_path):
-    proc = run_jax("-c", RESUME, json.dumps(TINY), cwd=tmp_path)
+def test_jax_trains_saves_reloads_and_resumes_exactly_without_tensorflow(tmp_path, xla_cache):
+    proc = run_jax("-c", RESUME, json.dumps(TINY), cwd=tmp_path, cache=xla_cache)
     assert proc.returncode == 0 and "OK" in proc.stdout, proc.stderr[-3000:]
 
 
 @pytest.mark.parametrize("extra", [["task=find_lr"], ["task=pretrain_autoencoder"],
-                                   ["model=cnn", "model.filters=[8]", "augment=flip_translate"],
-                                   ["model=backbone", "model.weights=null", "model.arch=MobileNet"],
+                                   ["model=cnn", "model.filters=[8]", "augment=flip_translate", *FEW_IMAGES],
+                                   ["model=backbone", "model.weights=null", "model.arch=MobileNet", *FEW_IMAGES],
                                    ["experiment=mc_dropout", "trainer.mc_samples=3", *TINY[5:], "trainer.tensorboard=true"]],
                          ids=["find_lr", "pretrain_autoencoder", "cnn", "backbone", "mc_dropout_tensorboard"])
-def test_every_task_and_family_runs_on_jax_through_the_command(tmp_path, extra):
+def test_every_task_and_family_runs_on_jax_through_the_command(tmp_path, extra, xla_cache):
     run_dir = tmp_path / "run"
-    args = [a for a in TINY if not (extra[0].startswith("model=") and a.startswith("model."))]
-    proc = run_jax("-m", "dnn_train", *args, "trainer.epochs=2", *extra, f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    args = [a for a in TINY if not (extra[0].startswith("model=") and a.startswith("model."))
+            and a.split("=")[0] not in {e.split("=")[0] for e in extra}]
+    proc = run_jax("-m", "dnn_train", *args, "trainer.epochs=2", *extra, f"hydra.run.dir={run_dir}", cwd=tmp_path,
+                   cache=xla_cache)
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((run_dir / "results.json").read_text())
     assert results["status"] == "completed"

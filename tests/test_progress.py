@@ -110,7 +110,9 @@ def test_run_in_a_notebook_like_process_shows_one_line_per_epoch_and_no_tensorfl
         "import keras  # the notebook imported Keras first: TensorFlow's C++ logging is set up already\n"
         "print('--- keras imported', file=sys.stderr, flush=True)\n"
         "import dnn_train\n"
-        "dnn_train.run('data=synthetic', 'trainer.epochs=3', run_dir=sys.argv[1])\n")
+        "dnn_train.run('data=synthetic', 'data.synthetic.train_examples=400', 'data.valid_split=100',\n"
+        "              'data.synthetic.test_examples=100', 'model.depth=1', 'model.units=16', 'trainer.epochs=3',\n"
+        "              run_dir=sys.argv[1])\n")
     proc = subprocess.run([sys.executable, "-c", script, str(tmp_path / "run")], cwd=tmp_path, env=clean_env(),
                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=400)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -16,6 +16,7 @@ from tests.conftest import REPO, SMALL, read_results, real_data_root, run_cli
 
 EXPECTED_FILES = {"config.yaml", "metrics.csv", "results.json", "model.keras", "curves.png", "dnn_train.log"}
 METRIC_COLUMNS = ["epoch", "phase", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "epoch_seconds"]
+SMALL_SET = ["data.synthetic.train_examples=400", "data.valid_split=100", "data.synthetic.test_examples=100"]
 RESULT_KEYS = {"test_loss", "test_accuracy", "best_val_accuracy", "best_epoch", "epochs", "params",
                "wall_seconds", "status"}
 
@@ -64,7 +65,7 @@ def test_synthetic_run_learns_and_writes_every_output(tmp_path):
 @pytest.mark.slow
 def test_sweep_jobs_do_not_leak_state(tmp_path):
     sweep = tmp_path / "sweep"
-    proc = run_cli("-m", *SMALL, f"data.root={tmp_path / 'data'}", "trainer.epochs=2", "trainer.seed=3,3",
+    proc = run_cli("-m", *SMALL, f"data.root={tmp_path / 'data'}", *SMALL_SET, "trainer.epochs=2", "trainer.seed=3,3",
                    f"hydra.sweep.dir={sweep}", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs = [check_run_dir(sweep / str(i), epochs=2) for i in (0, 1)]
@@ -152,12 +153,15 @@ def test_a_job_differing_only_in_seed_or_rate_reuses_the_traced_step_with_a_fres
     from dnn_train.tasks import run_task
     from tests.conftest import make_cfg
 
-    common = [*SMALL, f"data.root={tmp_path / 'data'}", "optimizer=nadam", "normalization=batchnorm",
+    common = [*SMALL, f"data.root={tmp_path / 'data'}", *SMALL_SET, "optimizer=nadam", "normalization=batchnorm",
               "regularizer=dropout", "regularizer.rate=0.2", "trainer.epochs=2", "trainer.jit_compile=true"]
     run_task(make_cfg(*common, "trainer.seed=1"), tmp_path / "seed1")
     first = compiled._kept[1]
     shared = run_task(make_cfg(*common, "trainer.seed=2"), tmp_path / "shared")
     assert compiled._kept[1] is first  # one model object trained both jobs
+    # a constant rate is a variable of the optimizer: another rate shares the step too, and gets its own numbers
+    run_task(make_cfg(*common, "optimizer.learning_rate=0.01"), tmp_path / "rate")
+    assert compiled._kept[1] is first
     fresh = run_task(make_cfg(*common, "trainer.seed=2", "trainer.share_compiled=false"), tmp_path / "fresh")
     assert compiled._kept is None
     metrics = [pd.read_csv(tmp_path / run / "metrics.csv").drop(columns="epoch_seconds") for run in ("shared", "fresh")]
@@ -169,12 +173,6 @@ def test_a_job_differing_only_in_seed_or_rate_reuses_the_traced_step_with_a_fres
     predictions = [keras.saving.load_model(tmp_path / run / "model.keras", compile=False).predict(probe, verbose=0)
                    for run in ("shared", "fresh")]
     np.testing.assert_array_equal(*predictions)
-
-    # a constant rate is a variable of the optimizer: another rate shares the step too, and gets its own numbers
-    run_task(make_cfg(*common, "trainer.seed=3"), tmp_path / "seed3")
-    kept = compiled._kept[1]
-    run_task(make_cfg(*common, "optimizer.learning_rate=0.01"), tmp_path / "rate")
-    assert compiled._kept[1] is kept
     run_task(make_cfg(*common, "optimizer.learning_rate=0.01", "trainer.share_compiled=false"), tmp_path / "rate_fresh")
     metrics = [pd.read_csv(tmp_path / run / "metrics.csv").drop(columns="epoch_seconds") for run in ("rate", "rate_fresh")]
     pd.testing.assert_frame_equal(*metrics)

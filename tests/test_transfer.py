@@ -28,18 +28,21 @@ def sha256(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+SMALL_SET = ["data.synthetic.train_examples=400", "data.valid_split=100", "data.synthetic.test_examples=100"]
+
+
 @pytest.fixture(scope="module")
 def source_run(tmp_path_factory):
     """A finished synthetic run (with batch norm, so moving statistics travel too) to reuse."""
     tmp = tmp_path_factory.mktemp("source")
-    cfg = make_cfg("data=synthetic", f"data.root={tmp / 'data'}", "model.depth=2", "model.units=32",
+    cfg = make_cfg("data=synthetic", f"data.root={tmp / 'data'}", *SMALL_SET, "model.depth=2", "model.units=32",
                    "trainer.epochs=3", "normalization=batchnorm")
     run_task(cfg, tmp / "run")
     return tmp
 
 
 def transfer_cfg(source_run, *overrides):
-    return make_cfg("data=synthetic", f"data.root={source_run / 'data'}", "model.depth=2", "model.units=32",
+    return make_cfg("data=synthetic", f"data.root={source_run / 'data'}", *SMALL_SET, "model.depth=2", "model.units=32",
                     "normalization=batchnorm", f"model.init_from={source_run / 'run'}", *overrides)
 
 
