@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import REPO, SMALL, read_results, run_cli
-from tests.test_reliability import SLOW, popen_cli, wait_for_rows
+from tests.test_reliability import SLOW, Started, popen_cli, wait_for_rows
 
 
 def snapshot(folder: Path) -> dict:
@@ -28,13 +28,17 @@ def snapshot(folder: Path) -> dict:
 @pytest.mark.slow
 def test_two_processes_on_one_directory_the_second_is_refused_and_the_first_untouched(tmp_path):
     args = [*SLOW, f"data.root={tmp_path / 'data'}", f"hydra.run.dir={tmp_path / 'run'}"]
-    first = popen_cli(*args, cwd=tmp_path)
+    first = Started(args, tmp_path)
     wait_for_rows(tmp_path / "run" / "metrics.csv", 1, first)
-    for extra in ([], ["trainer.resume=true"]):  # the same command twice; a resume of the live run
-        second = run_cli(*args, *extra, cwd=tmp_path)
-        assert second.returncode == 2, second.stderr
-        lines = second.stderr.strip().splitlines()
-        assert len(lines) == 1 and f"is in use by pid {first.pid} on " in lines[0], lines
+    os.kill(first.pid, signal.SIGSTOP)  # alive, holding its directory, whatever the second commands' speed
+    try:
+        for extra in ([], ["trainer.resume=true"]):  # the same command twice; a resume of the live run
+            second = run_cli(*args, *extra, cwd=tmp_path)
+            assert second.returncode == 2, second.stderr
+            lines = second.stderr.strip().splitlines()
+            assert len(lines) == 1 and f"is in use by pid {first.pid} on " in lines[0], lines
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
     out, err = first.communicate(timeout=300)
     assert first.returncode == 0, err[-2000:]
     metrics = pd.read_csv(tmp_path / "run" / "metrics.csv")
@@ -128,7 +132,7 @@ def test_sigterm_during_setup_is_recorded_as_interrupted(tmp_path):
 @pytest.mark.slow
 def test_two_interrupts_in_a_row_leave_a_whole_record(tmp_path):
     run_dir = tmp_path / "run"
-    proc = popen_cli(*SLOW, f"data.root={tmp_path / 'data'}", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    proc = Started([*SLOW, f"data.root={tmp_path / 'data'}", f"hydra.run.dir={run_dir}"], tmp_path)
     wait_for_rows(run_dir / "metrics.csv", 1, proc)
     proc.send_signal(signal.SIGINT)
     time.sleep(0.005)
@@ -209,16 +213,18 @@ def test_killed_at_random_moments_then_resumed_gives_the_uninterrupted_numbers(t
         assert run_cli(*data_args, "trainer.epochs=2", f"hydra.run.dir={source}", cwd=tmp_path).returncode == 0
         args.append(f"model.init_from={source}")
     whole = tmp_path / "whole"
+    proc = Started([*args, f"hydra.run.dir={whole}"], tmp_path)  # started as the killed runs are below
     started = time.time()
-    assert run_cli(*args, f"hydra.run.dir={whole}", cwd=tmp_path).returncode == 0
+    proc.communicate(timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
     duration = time.time() - started
     expected, expected_metrics = read_results(whole), pd.read_csv(whole / "metrics.csv")
 
     rng = random.Random(f"{scenario}-42")
     run_dir, kills = tmp_path / "killed", 0
     for attempt in range(5):
-        proc = popen_cli(*args, f"hydra.run.dir={run_dir}", "trainer.resume=true", cwd=tmp_path)
-        # a moment within the uninterrupted run's time, which (a cold start) can exceed a rerun's by a third
+        proc = Started([*args, f"hydra.run.dir={run_dir}", "trainer.resume=true"], tmp_path)
+        # a moment within the uninterrupted run's time, which can exceed a rerun's by a third
         time.sleep(rng.uniform(0.1, 0.95) * duration * 0.7)
         if proc.poll() is not None:
             break  # it finished before its moment came
