@@ -14,12 +14,14 @@ import atexit
 import json
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+REPO = Path(__file__).resolve().parent.parent
 IMPORT_TIME = ("KERAS_BACKEND", "TF_", "XLA_", "CUDA", "PYTHON", "MPL", "DNN_TRAIN_DEBUG", "LD_")
 
 _SERVER = """
@@ -43,6 +45,15 @@ for line in requests:
     print(pid, file=replies, flush=True)
     print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), file=replies, flush=True)
 """
+
+
+def environment(env: dict | None = None) -> dict:
+    """The command's environment in the tests: this process's, dnn_train importable from the checkout, no
+    debugging variables (they change what is printed), then `env`."""
+    full = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    for name in ("DNN_TRAIN_DEBUG", "HYDRA_FULL_ERROR"):
+        full.pop(name, None)
+    return full
 
 
 def _import_time(env: dict) -> tuple:
@@ -73,9 +84,7 @@ class ForkedCli:
     def __call__(self, args: list[str], cwd: Path, env: dict | None, timeout: float) -> subprocess.CompletedProcess:
         """The command in `cwd`; `env`: the child's whole environment (None: the server's, with nothing added)."""
         out, err = Path(cwd) / ".stdout", Path(cwd) / ".stderr"
-        self.server.stdin.write(json.dumps({"args": args, "cwd": str(cwd), "env": env, "stdout": str(out),
-                                            "stderr": str(err)}).encode() + b"\n")
-        pid = self._reply()
+        pid = self.start(args, cwd, env, out, err)
         code = self._reply(timeout)
         if code is None:
             os.kill(pid, signal.SIGKILL)
@@ -88,21 +97,85 @@ class ForkedCli:
         err.unlink()
         return subprocess.CompletedProcess(args, code, texts[0], start + texts[1])
 
+    def start(self, args: list[str], cwd: Path, env: dict | None, stdout: Path, stderr: Path) -> int:
+        """Start the command without waiting for it: its pid (its exit code is the server's next reply)."""
+        self.server.stdin.write(json.dumps({"args": args, "cwd": str(cwd), "env": env, "stdout": str(stdout),
+                                            "stderr": str(stderr)}).encode() + b"\n")
+        return self._reply()
+
     def close(self):
         self.server.stdin.close()
-        self.server.wait(timeout=60)
+        try:
+            self.server.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # a started command nobody waited for
+            self.server.kill()
         self.started_with.close()
 
 
-_servers: dict[tuple, ForkedCli] = {}
+_idle: dict[tuple, list[ForkedCli]] = {}  # servers not running a command, per import-time values
+_all: list[ForkedCli] = []
+
+
+def _server(env: dict) -> ForkedCli:
+    """An idle server for env's import-time values (a new one if none is idle)."""
+    key = _import_time(env)
+    if _idle.get(key):
+        return _idle[key].pop()
+    if not _all:
+        atexit.register(lambda: [server.close() for server in _all])
+    _all.append(ForkedCli({k: v for k, v in os.environ.items() if not k.startswith(IMPORT_TIME)} | dict(key)))
+    return _all[-1]
+
+
+def _release(server: ForkedCli, env: dict) -> None:
+    _idle.setdefault(_import_time(env), []).append(server)
 
 
 def forked(args: list[str], cwd: Path, env: dict, timeout: float) -> subprocess.CompletedProcess:
-    """The command with environment `env`, forked from this process's server for env's import-time values."""
-    key = _import_time(env)
-    if key not in _servers:
-        if not _servers:
-            atexit.register(lambda: [server.close() for server in _servers.values()])
-        _servers[key] = ForkedCli({k: v for k, v in os.environ.items() if not k.startswith(IMPORT_TIME)}
-                                  | dict(key))
-    return _servers[key](args, cwd=cwd, env=env, timeout=timeout)
+    """The command with environment `env`, forked from a server for env's import-time values; waited for."""
+    server = _server(env)
+    try:
+        return server(args, cwd=cwd, env=env, timeout=timeout)
+    finally:
+        _release(server, env)
+
+
+class Started:
+    """The command started, not waited for, with Popen's face (pid, poll, send_signal, kill, communicate,
+    returncode, stdout and stderr as text): a process of its own to signal or kill, forked from a server
+    that runs it alone until it ends."""
+
+    def __init__(self, args: list[str], cwd: Path, env: dict):
+        self.args, self.env, self.returncode = list(args), env, None
+        self.server = _server(env)
+        self.folder = Path(tempfile.mkdtemp(prefix="started-"))
+        self.pid = self.server.start(self.args, cwd, env, self.folder / "out", self.folder / "err")
+
+    def _ended(self, code: int) -> None:
+        self.returncode = code
+        self.server.started_with.seek(0)
+        start = self.server.started_with.read().decode(errors="replace")
+        self.stdout, self.stderr = ((self.folder / name).read_text(errors="replace") for name in ("out", "err"))
+        self.stderr = start + self.stderr
+        shutil.rmtree(self.folder)
+        _release(self.server, self.env)
+
+    def poll(self) -> int | None:
+        if self.returncode is None and (code := self.server._reply(0)) is not None:
+            self._ended(code)
+        return self.returncode
+
+    def send_signal(self, signum: int) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, signum)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def communicate(self, timeout: float | None = None) -> tuple[str, str]:
+        if self.returncode is None:
+            code = self.server._reply(timeout)
+            if code is None:
+                raise subprocess.TimeoutExpired(self.args, timeout)
+            self._ended(code)
+        return self.stdout, self.stderr

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -51,13 +50,19 @@ def run_cli(*args: str, cwd: Path, env: dict | None = None, timeout: int = 300,
     stdout, stderr), forked from a server that imported what a job imports (tests/cli.py), or with
     `fresh=True` a new interpreter, where its start-up is the point (TensorFlow imported beside the
     start-up's data thread)."""
-    full_env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
-    for name in ("DNN_TRAIN_DEBUG", "HYDRA_FULL_ERROR"):
-        full_env.pop(name, None)
     if not fresh:
-        return cli.forked(list(args), cwd=cwd, env=full_env, timeout=timeout)
-    return subprocess.run([sys.executable, "-m", "dnn_train", *args], cwd=cwd, env=full_env,
+        return cli.forked(list(args), cwd=cwd, env=cli.environment(env), timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "dnn_train", *args], cwd=cwd, env=cli.environment(env),
                           capture_output=True, text=True, timeout=timeout)
+
+
+def start_cli(*args: str, cwd: Path, env: dict | None = None, fresh: bool = False):
+    """run_cli's command started, not waited for (to signal, kill or watch it): Popen's face, forked
+    (tests/cli.py Started) or, with `fresh=True`, a new interpreter."""
+    if not fresh:
+        return cli.Started(list(args), cwd, cli.environment(env))
+    return subprocess.Popen([sys.executable, "-m", "dnn_train", *args], cwd=cwd, env=cli.environment(env),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def read_results(run_dir: Path) -> dict:

@@ -17,8 +17,8 @@ import pytest
 
 from dnn_train import errors
 from dnn_train.rundir import lock as run_lock, record
-from tests.conftest import SMALL, make_cfg, read_results
-from tests.test_reliability import SLOW, Started
+from tests.conftest import SMALL, make_cfg, read_results, start_cli
+from tests.test_reliability import SLOW
 
 
 # ---------------------------------------------------------------- preemption and requeue
@@ -27,8 +27,8 @@ from tests.test_reliability import SLOW, Started
 def test_a_submitit_job_preempted_mid_run_is_requeued_and_completes_each_epoch_once(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     sweep, epochs = tmp_path / "sweep", 4
-    proc = Started(["-m", "hydra/launcher=slurm_local", *SLOW, f"trainer.epochs={epochs}",
-                    f"data.root={tmp_path / 'data'}", f"hydra.sweep.dir={sweep}"], tmp_path)
+    proc = start_cli("-m", "hydra/launcher=slurm_local", *SLOW, f"trainer.epochs={epochs}",
+                     f"data.root={tmp_path / 'data'}", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
     job = sweep / "0"
     deadline = time.time() + 240
     while time.time() < deadline:  # the job's first epoch is done and its second under way

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import REPO, SMALL, read_results, run_cli
-from tests.test_reliability import SLOW, Started, popen_cli, wait_for_rows
+from tests.conftest import REPO, SMALL, read_results, run_cli, start_cli
+from tests.test_reliability import SLOW, wait_for_rows
 
 
 def snapshot(folder: Path) -> dict:
@@ -28,7 +28,7 @@ def snapshot(folder: Path) -> dict:
 @pytest.mark.slow
 def test_two_processes_on_one_directory_the_second_is_refused_and_the_first_untouched(tmp_path):
     args = [*SLOW, f"data.root={tmp_path / 'data'}", f"hydra.run.dir={tmp_path / 'run'}"]
-    first = Started(args, tmp_path)
+    first = start_cli(*args, cwd=tmp_path)
     wait_for_rows(tmp_path / "run" / "metrics.csv", 1, first)
     os.kill(first.pid, signal.SIGSTOP)  # alive, holding its directory, whatever the second commands' speed
     try:
@@ -113,7 +113,8 @@ def test_a_sweep_rerun_with_different_overrides_refuses_and_keeps_every_record(t
 @pytest.mark.slow
 def test_sigterm_during_setup_is_recorded_as_interrupted(tmp_path):
     run_dir = tmp_path / "run"
-    proc = popen_cli(*SMALL, f"data.root={tmp_path / 'data'}", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    proc = start_cli(*SMALL, f"data.root={tmp_path / 'data'}", f"hydra.run.dir={run_dir}", cwd=tmp_path,
+                     fresh=True)  # a signal while TensorFlow is imported
     deadline = time.time() + 60
     while not (run_dir / ".lock").exists() and time.time() < deadline:  # the run owns its directory...
         time.sleep(0.01)
@@ -132,7 +133,7 @@ def test_sigterm_during_setup_is_recorded_as_interrupted(tmp_path):
 @pytest.mark.slow
 def test_two_interrupts_in_a_row_leave_a_whole_record(tmp_path):
     run_dir = tmp_path / "run"
-    proc = Started([*SLOW, f"data.root={tmp_path / 'data'}", f"hydra.run.dir={run_dir}"], tmp_path)
+    proc = start_cli(*SLOW, f"data.root={tmp_path / 'data'}", f"hydra.run.dir={run_dir}", cwd=tmp_path)
     wait_for_rows(run_dir / "metrics.csv", 1, proc)
     proc.send_signal(signal.SIGINT)
     time.sleep(0.005)
@@ -213,7 +214,7 @@ def test_killed_at_random_moments_then_resumed_gives_the_uninterrupted_numbers(t
         assert run_cli(*data_args, "trainer.epochs=2", f"hydra.run.dir={source}", cwd=tmp_path).returncode == 0
         args.append(f"model.init_from={source}")
     whole = tmp_path / "whole"
-    proc = Started([*args, f"hydra.run.dir={whole}"], tmp_path)  # started as the killed runs are below
+    proc = start_cli(*args, f"hydra.run.dir={whole}", cwd=tmp_path)  # started as the killed runs are below
     started = time.time()
     proc.communicate(timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -223,7 +224,7 @@ def test_killed_at_random_moments_then_resumed_gives_the_uninterrupted_numbers(t
     rng = random.Random(f"{scenario}-42")
     run_dir, kills = tmp_path / "killed", 0
     for attempt in range(5):
-        proc = Started([*args, f"hydra.run.dir={run_dir}", "trainer.resume=true"], tmp_path)
+        proc = start_cli(*args, f"hydra.run.dir={run_dir}", "trainer.resume=true", cwd=tmp_path)
         # a moment within the uninterrupted run's time, which can exceed a rerun's by a third
         time.sleep(rng.uniform(0.1, 0.95) * duration * 0.7)
         if proc.poll() is not None:

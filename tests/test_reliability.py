@@ -8,13 +8,10 @@ import json
 import os
 import pickle
 import resource
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -23,7 +20,7 @@ import pytest
 
 from dnn_train.data.catalog import IDX_FILES
 from dnn_train.data.formats.idx import write_idx
-from tests.conftest import REPO, SMALL, ForkedCli, read_results, run_cli
+from tests.conftest import REPO, SMALL, read_results, run_cli, start_cli
 from tests.datafiles import write_cifar, write_fashion
 
 # Epochs long enough (~0.3 s) to be killed in the middle of one; dropout, 1cycle with momentum
@@ -31,53 +28,6 @@ from tests.datafiles import write_cifar, write_fashion
 SLOW = ["data=synthetic", "data.synthetic.train_examples=16000", "data.synthetic.image_shape=[16,16]",
         "data.synthetic.noise=1.0", "model.depth=2", "model.units=64", "regularizer=dropout", "regularizer.rate=0.2",
         "optimizer=momentum", "schedule=1cycle", "trainer.epochs=6", "trainer.progress=line"]
-
-
-def popen_cli(*args, cwd):
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    env.pop("DNN_TRAIN_DEBUG", None)
-    return subprocess.Popen([sys.executable, "-m", "dnn_train", *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-class Started:
-    """`python -m dnn_train ARGS` started as Popen would, but forked from a warm process that imported what a job
-    imports (tests/conftest.py ForkedCli): a process of its own to signal or kill (pid, poll, send_signal,
-    communicate, returncode; stdout and stderr as text), without TensorFlow's import at each start. Servers
-    are kept per test process and reused; one serves one started command at a time."""
-    idle: list = []
-
-    def __init__(self, args, cwd):
-        self.args, self.returncode = list(args), None
-        self.server = Started.idle.pop() if Started.idle else ForkedCli({})
-        self.folder = Path(tempfile.mkdtemp(prefix="started-"))
-        self.server.server.stdin.write(json.dumps({
-            "args": self.args, "cwd": str(cwd), "env": {}, "stdout": str(self.folder / "out"),
-            "stderr": str(self.folder / "err")}).encode() + b"\n")
-        self.pid = self.server._reply()
-
-    def _ended(self, code):
-        self.returncode = code
-        self.stdout, self.stderr = ((self.folder / name).read_text(errors="replace") for name in ("out", "err"))
-        shutil.rmtree(self.folder)
-        Started.idle.append(self.server)
-
-    def poll(self):
-        if self.returncode is None and (code := self.server._reply(0)) is not None:
-            self._ended(code)
-        return self.returncode
-
-    def send_signal(self, signum):
-        if self.poll() is None:
-            os.kill(self.pid, signum)
-
-    def communicate(self, timeout=None):
-        if self.returncode is None:
-            code = self.server._reply(timeout)
-            if code is None:
-                raise subprocess.TimeoutExpired(self.args, timeout)
-            self._ended(code)
-        return self.stdout, self.stderr
 
 
 def wait_for_rows(metrics_path, rows, proc, timeout=240):
@@ -100,7 +50,7 @@ def test_sigkill_mid_epoch_then_resume_continues_and_matches_an_uninterrupted_ru
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     killed = tmp_path / "killed"
-    proc = Started([*args, f"hydra.run.dir={killed}"], tmp_path)
+    proc = start_cli(*args, f"hydra.run.dir={killed}", cwd=tmp_path)
     wait_for_rows(killed / "metrics.csv", 2, proc)
     proc.send_signal(signal.SIGKILL)
     proc.communicate()
@@ -129,7 +79,7 @@ def test_sigkill_mid_epoch_then_resume_continues_and_matches_an_uninterrupted_ru
 @pytest.mark.slow
 def test_sigterm_stops_cleanly_with_status_interrupted(tmp_path):
     run_dir = tmp_path / "run"
-    proc = Started([*SLOW, f"data.root={tmp_path / 'data'}", "trainer.epochs=50", f"hydra.run.dir={run_dir}"], tmp_path)
+    proc = start_cli(*SLOW, f"data.root={tmp_path / 'data'}", "trainer.epochs=50", f"hydra.run.dir={run_dir}", cwd=tmp_path)
     wait_for_rows(run_dir / "metrics.csv", 1, proc)
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=120)
@@ -216,7 +166,7 @@ BAD_INPUT = {
 
 
 # Two cases as the command line itself (`python -m dnn_train` in a fresh interpreter; the full disk needs
-# its limit set before the process starts); the others started forked (Started): each still a process of its
+# its limit set before the process starts); the others forked (run_cli): each still a process of its
 # own through __main__'s code, its exit code and stderr the user's.
 FRESH = ("disk full during the run", "output dir not writable")
 
@@ -244,8 +194,7 @@ def test_bad_input(tmp_path, case):
         proc = subprocess.run([sys.executable, "-m", "dnn_train", *args], cwd=tmp_path, env=env, capture_output=True,
                               text=True, timeout=300, preexec_fn=preexec)
     else:
-        proc = Started(args, tmp_path)
-        proc.communicate(timeout=300)
+        proc = run_cli(*args, cwd=tmp_path)
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("dnn_train: ") and expected in lines[0], proc.stderr[-2000:]

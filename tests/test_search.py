@@ -16,8 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import REPO, SMALL, read_results, run_cli
-from tests.test_reliability import popen_cli
+from tests.conftest import REPO, SMALL, read_results, run_cli, start_cli
 
 # A tiny search: two learning rates, one of which learns nothing, so the median rule prunes it
 # once a trial with the other has finished. Searches read their YAML from conf/hparams_search/;
@@ -158,7 +157,7 @@ def test_a_killed_search_resumes_from_its_sqlite_study(tmp_path):
 
     args = _search_args(tmp_path, pruner="nop", n_trials=3, epochs=3)
     sweep = tmp_path / "outputs" / "hparams_search" / "tiny"
-    proc = popen_cli(*args, cwd=tmp_path)
+    proc = start_cli(*args, cwd=tmp_path)
     deadline = time.time() + 300
     while not (sweep / "1" / "checkpoint" / "state.json").exists():  # trial 1 is between epochs
         assert time.time() < deadline and proc.poll() is None, proc.communicate()[1][-2000:]
@@ -205,12 +204,12 @@ def test_two_workers_on_one_journal_run_each_trial_once_and_complete_the_study(t
     args = [*_search_args(tmp_path, n_trials=5, epochs=2), "hydra.sweeper.pruner.n_startup_trials=1",
             "hydra.sweeper.storage=journal", "hydra.sweeper.heartbeat_interval=0.5", "hydra.sweeper.grace_period=4"]
     sweep = tmp_path / "outputs" / "hparams_search" / "tiny"
-    first = popen_cli(*args, cwd=tmp_path)
+    first = start_cli(*args, cwd=tmp_path)
     deadline = time.time() + 300
     while not (sweep / "0" / "results.json").exists():  # trial 0 is running
         assert time.time() < deadline and first.poll() is None, first.communicate()[1][-2000:]
         time.sleep(0.05)
-    second = popen_cli(*args, cwd=tmp_path)
+    second = start_cli(*args, cwd=tmp_path)
     outs = [proc.communicate(timeout=600)[0] for proc in (first, second)]
     for proc, out in zip((first, second), outs):
         assert proc.returncode == 0, (out[-2000:], proc.stderr)

@@ -14,8 +14,7 @@ import yaml
 
 from dnn_train import report
 from dnn_train.__main__ import objective
-from tests.conftest import REPO, SMALL, make_cfg, read_results, run_cli
-from tests.test_reliability import popen_cli
+from tests.conftest import REPO, SMALL, make_cfg, read_results, run_cli, start_cli
 
 # A sweep's job as small as the rows and summaries need: 300 training images, one epoch.
 TINY = [*SMALL, "trainer.epochs=1", "data.synthetic.train_examples=400", "data.valid_split=100",
@@ -94,7 +93,7 @@ def test_a_bad_value_in_one_job_is_recorded_too(failing_sweep):
 def test_a_killed_sweep_reruns_only_its_missing_jobs(tmp_path):
     sweep = tmp_path / "sweep"
     args = ["-m", *TINY, f"data.root={tmp_path / 'data'}", "trainer.seed=1,2", f"hydra.sweep.dir={sweep}"]
-    proc = popen_cli(*args, cwd=tmp_path)
+    proc = start_cli(*args, cwd=tmp_path)
     deadline = time.time() + 240
     while not ((sweep / "0" / "results.json").exists() and read_results(sweep / "0")["status"] == "completed"):
         assert time.time() < deadline and proc.poll() is None
@@ -113,7 +112,7 @@ def test_a_killed_sweep_reruns_only_its_missing_jobs(tmp_path):
 
 @pytest.mark.slow
 def test_two_sweeps_started_together_get_their_own_directories(tmp_path):
-    procs = [popen_cli("-m", *TINY, f"data.root={tmp_path / 'data'}", cwd=tmp_path)
+    procs = [start_cli("-m", *TINY, f"data.root={tmp_path / 'data'}", cwd=tmp_path)
              for _ in range(2)]
     for p in procs:
         p.communicate(timeout=300)
@@ -203,7 +202,7 @@ def test_a_huge_sweep_starts_its_first_job_at_once(tmp_path):
     """`-m trainer.seed=range(0,100000)`: Hydra's basic sweeper composed all 100,000 configs (minutes)
     before the first job; the first job's record now appears within a job's own start-up."""
     sweep = tmp_path / "sweep"
-    proc = popen_cli("-m", *TINY, f"data.root={tmp_path / 'data'}", "trainer.seed=range(0,100000)", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    proc = start_cli("-m", *TINY, f"data.root={tmp_path / 'data'}", "trainer.seed=range(0,100000)", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
     try:
         deadline = time.monotonic() + 120
         while not (sweep / "0" / "results.json").is_file() and time.monotonic() < deadline and proc.poll() is None:
