@@ -18,6 +18,8 @@ SHARED_DATA = REPO.parent / "shared" / "datasets"
 
 # Tiny but learnable: what every synthetic run in the tests uses.
 SMALL = ["data=synthetic", "trainer.epochs=3", "trainer.batch_size=32", "model.depth=2", "model.units=32"]
+# Fewer synthetic images (400 / 100 / 100) where a test needs runs, not learning.
+SMALL_SET = ["data.synthetic.train_examples=400", "data.valid_split=100", "data.synthetic.test_examples=100"]
 
 
 def make_cfg(*overrides: str):

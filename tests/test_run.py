@@ -12,11 +12,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from tests.conftest import REPO, SMALL, read_results, real_data_root, run_cli
+from tests.conftest import REPO, SMALL, SMALL_SET, read_results, real_data_root, run_cli
 
 EXPECTED_FILES = {"config.yaml", "metrics.csv", "results.json", "model.keras", "curves.png", "dnn_train.log"}
 METRIC_COLUMNS = ["epoch", "phase", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "epoch_seconds"]
-SMALL_SET = ["data.synthetic.train_examples=400", "data.valid_split=100", "data.synthetic.test_examples=100"]
 RESULT_KEYS = {"test_loss", "test_accuracy", "best_val_accuracy", "best_epoch", "epochs", "params",
                "wall_seconds", "status"}
 

@@ -14,7 +14,7 @@ from dnn_train.errors import ConfigError
 from dnn_train.data import class_indices, load, select_classes
 from dnn_train.errors import DataError
 from dnn_train.tasks import run_task
-from tests.conftest import make_cfg, read_results, real_data_root, run_cli
+from tests.conftest import SMALL_SET, make_cfg, read_results, real_data_root, run_cli
 
 HIDDEN = ["block1_dense", "block2_dense"]
 
@@ -28,7 +28,6 @@ def sha256(path):
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-SMALL_SET = ["data.synthetic.train_examples=400", "data.valid_split=100", "data.synthetic.test_examples=100"]
 
 
 @pytest.fixture(scope="module")
