@@ -1,5 +1,5 @@
 """The keys a run's results.json may hold, each with what it means: the documentation site's
-reference page is generated from this table (docs/hooks.py), and tests/test_docs.py checks that a
+reference page is generated from this table (docs/hooks.py), and tests/project/test_docs.py checks that a
 real run writes no key missing here. Add a key here when a task starts writing it."""
 from __future__ import annotations
 

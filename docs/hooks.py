@@ -10,7 +10,7 @@
 
 MkDocs has no generator of its own for pages from data (plugins such as mkdocs-gen-files do this with
 a dependency more); a hook is a plain Python file. The functions below import neither MkDocs nor
-TensorFlow, so tests/test_docs.py calls them directly.
+TensorFlow, so tests/project/test_docs.py calls them directly.
 """
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ to the promises that README's "Bad input" makes, whatever the case's class:
 - no payload runs: a case's payload, if it ran, would create MARKER (tests assert it never exists);
 - the exit code is the one expected, stderr is one line with the expected prefix, never a traceback.
 
-Each class of cases lives in its own tests/test_hostile_*.py and uses `Sandbox`; the classes are
+Each class of cases lives in its own tests/contract/test_hostile_*.py and uses `Sandbox`; the classes are
 generated from what the promise is about (every payload kind, every file a run writes), not
 listed case by case where a generator can do it.
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from tests.conftest import run_cli
 
-# A small, fast synthetic run, as tests/test_fuzz.py's base.
+# A small, fast synthetic run, as tests/contract/test_fuzz.py's base.
 SMALL_RUN = ["data=synthetic", "data.synthetic.train_examples=400", "data.valid_split=100",
              "data.synthetic.test_examples=100", "data.download=false", "trainer.epochs=1",
              "trainer.progress=none", "model.depth=1", "model.units=8"]

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import REPO, SMALL, read_results, run_cli, start_cli
-from tests.test_reliability import SLOW, wait_for_rows
+from tests.contract.test_reliability import SLOW, wait_for_rows
 
 
 def snapshot(folder: Path) -> dict:

@@ -1,6 +1,6 @@
 """trainer.distribution=data_parallel (dnn_train/distribute.py): one job on two virtual CPU devices
 (XLA_FLAGS=--xla_force_host_platform_device_count=2) on Keras' JAX backend, in a subprocess like
-tests/test_jax.py's; the refusals that need no device in this process (TensorFlow backend)."""
+tests/contract/test_jax.py's; the refusals that need no device in this process (TensorFlow backend)."""
 from __future__ import annotations
 
 import importlib.util
@@ -13,7 +13,7 @@ import pytest
 
 from dnn_train import DnnTrainError, compose
 from tests.conftest import REPO
-from tests.test_jax import TINY, WITHOUT_TF
+from tests.contract.test_jax import TINY, WITHOUT_TF
 
 needs_jax = pytest.mark.skipif(importlib.util.find_spec("jax") is None,
                                reason="jax is not installed (pip install -e '.[test]' brings it)")

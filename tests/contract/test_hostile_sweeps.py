@@ -29,7 +29,7 @@ from dnn_train.rundir import record
 from dnn_train.sweeps.summary import SweepSummary, ending
 from tests.conftest import REPO
 from tests.hostile import SMALL_RUN, Sandbox
-from tests.test_compare import fake_run
+from tests.unit.sweeps.test_compare import fake_run
 
 JOBS = 3
 # (signal, when, job): "during" once the job's results.json says running, "after" once the sweep's

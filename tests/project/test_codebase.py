@@ -3,7 +3,7 @@
 import importlib.util
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 MAX_LINES = 350  # issue 26: a module one reader can hold in mind
 
 

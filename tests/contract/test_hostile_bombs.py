@@ -5,7 +5,7 @@ tar.gz that expands to 1 GiB, downloaded from a loopback server with data.url an
 Each: exit 2 and one line naming the file and both sizes, no run directory, nothing changed beside
 it (the data cache included: no archive, no partial or temporary folder), and a peak memory within
 the dataset's limit of what importing TensorFlow alone takes. Bombs of every kind are also read
-in-process (tests/test_data.py); these four prove the command end to end."""
+in-process (tests/unit/data/test_data.py); these four prove the command end to end."""
 from __future__ import annotations
 
 import functools

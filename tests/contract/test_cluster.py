@@ -18,7 +18,7 @@ import pytest
 from dnn_train import errors
 from dnn_train.rundir import lock as run_lock, record
 from tests.conftest import SMALL, make_cfg, read_results, start_cli
-from tests.test_reliability import SLOW
+from tests.contract.test_reliability import SLOW
 
 
 # ---------------------------------------------------------------- preemption and requeue

@@ -1,5 +1,5 @@
 """The knob groups on convolutional families: the initializer, normalization and regularizer reach
-conv layers exactly as they reach Dense ones (tests/test_model.py), and a backbone takes its
+conv layers exactly as they reach Dense ones (tests/unit/models/test_model.py), and a backbone takes its
 weights from a file written by an earlier run."""
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ import pytest
 from dnn_train.rundir import artifacts
 from dnn_train.sweeps.render import plot_curves, plot_metric
 from dnn_train.sweeps.table import build
-from tests.test_compare import fake_run
+from tests.unit.sweeps.test_compare import fake_run
 
 N_CONFIGS = 12
 

@@ -1,7 +1,7 @@
 """Sweeps, run for real: the summary at the sweep root (seeds as repeats, the baseline chosen on the
 command line), failed jobs recorded while the others run, resuming a killed sweep, Hydra's joblib and
-Ray launchers, and the Optuna search YAML (pruning and resume: tests/test_search.py). The tables
-themselves, on hand-written runs: tests/test_compare.py."""
+Ray launchers, and the Optuna search YAML (pruning and resume: tests/unit/sweeps/test_search.py). The tables
+themselves, on hand-written runs: tests/unit/sweeps/test_compare.py."""
 from __future__ import annotations
 
 import math

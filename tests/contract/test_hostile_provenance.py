@@ -9,7 +9,7 @@ import sys
 
 from tests.conftest import REPO
 from tests.hostile import Sandbox
-from tests.test_compare import report
+from tests.unit.sweeps.test_compare import report
 
 # Every JSON type where dnn_train writes an object, a list or a string.
 WRONG = [None, 0, 1.5, True, "text", [], [1, "a"], {}, {"versions": "x", "code": [1], "data": {"sha256": 3}}]

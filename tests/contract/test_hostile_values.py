@@ -1,8 +1,8 @@
 """Hostile values (issue 25, items 5, 6 and the warnings of 8), through the real command and held to
 tests/hostile.py's promises: numbers as users type them train (an integer where Keras wants a float),
 and a library's warnings go to the run's log, not to the terminal that gets one line. The removal of
-a required group (`~data`) is in tests/test_config.py, the integers of every optimizer's every key in
-tests/test_optim.py (in-process, generated from conf/)."""
+a required group (`~data`) is in tests/unit/config/test_config.py, the integers of every optimizer's every key in
+tests/unit/training/test_optim.py (in-process, generated from conf/)."""
 from __future__ import annotations
 
 import os

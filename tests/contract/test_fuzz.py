@@ -20,7 +20,7 @@ job imports (tests/cli.py, as every test's command line), so a case pays no impo
 stderr are the forked process's own.
 
 CI runs a fixed, seeded set of CI_CASES cases (test_cli_contract). A larger set is marked `fuzz`
-(deselected by default): `python -m pytest tests/test_fuzz.py -m fuzz`, its size and seed from the
+(deselected by default): `python -m pytest tests/contract/test_fuzz.py -m fuzz`, its size and seed from the
 environment, `DNN_TRAIN_FUZZ_CASES=500 DNN_TRAIN_FUZZ_SEED=7` (defaults 200 and 1);
 `DNN_TRAIN_FUZZ_LOG=FILE` appends each case's exit code and last stderr line to FILE.
 """
@@ -55,7 +55,7 @@ BASE = {"data": "synthetic", "data.synthetic.train_examples": "400", "data.valid
         "data.synthetic.test_examples": "100", "data.download": "false", "trainer.epochs": "1",
         "trainer.progress": "none", "model.depth": "1", "model.units": "8"}
 MODEL_BASE = ("model.depth", "model.units")  # the MLP's; other families get SMALL_FAMILY's
-# What a family or a preset needs to stay small on synthetic data (as tests/test_every_option.py).
+# What a family or a preset needs to stay small on synthetic data (as tests/contract/test_every_option.py).
 SMALL_FAMILY = {
     "mlp": ["model.depth=1", "model.units=8"],
     "cnn": ["model.filters=[8]", "model.convs_per_block=1"],
