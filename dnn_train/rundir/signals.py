@@ -8,6 +8,7 @@ requeued job resumes the run from its last epoch's checkpoint.
 """
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import threading
@@ -32,6 +33,17 @@ def raise_if_signalled() -> None:
         raise Interrupted(SIGNALLED[-1])
 
 
+def _in_gc_callback(frame) -> bool:
+    """The signal arrived inside a garbage collector's callback (JAX registers one when Keras imports it):
+    an exception raised there is printed as "Exception ignored in ..." with its traceback, then lost."""
+    callbacks = {getattr(callback, "__code__", None) for callback in gc.callbacks}
+    while frame is not None:
+        if frame.f_code in callbacks:
+            return True
+        frame = frame.f_back
+    return False
+
+
 class Handlers:
     """A run's handlers for the signals that end it, from install() until restore()."""
 
@@ -53,7 +65,8 @@ class Handlers:
                 signal.signal(sig, signal.SIG_IGN)  # restore() puts the previous handlers back
             self.arrived = signum
             SIGNALLED.append(signum)
-            raise Interrupted(signum)
+            if not _in_gc_callback(frame):  # else the next step's end raises it (raise_if_signalled)
+                raise Interrupted(signum)
 
         signals = [signal.SIGINT, PREEMPT_SIGNAL]
         if not os.environ.get("SUBMITIT_EXECUTOR"):

@@ -4,7 +4,10 @@ and a signal a library swallowed stops training at the next step."""
 from __future__ import annotations
 
 import ast
+import gc
+import os
 import signal
+import sys
 from pathlib import Path
 
 import pytest
@@ -83,3 +86,29 @@ def test_a_signal_a_library_swallowed_stops_training_at_the_next_step_or_epoch(m
         with pytest.raises(errors.Interrupted) as raised:
             end()
         assert raised.value.signum == signal.SIGTERM
+
+
+def test_a_signal_inside_a_garbage_collector_callback_is_not_printed_and_lost(monkeypatch):
+    """JAX's gc callback (Keras imports JAX when it is installed): a Ctrl-C landing in it used to print
+    "Exception ignored in: <function _xla_gc_callback>" and a traceback, its exception lost there. It is
+    kept for the next step's end instead."""
+    monkeypatch.setattr(signals, "SIGNALLED", [])
+    unraisable = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+
+    def callback(phase, info):
+        if phase == "start":
+            os.kill(os.getpid(), signal.SIGINT)
+            sum(range(1000))  # the handler runs here, inside the callback
+
+    handlers = signals.Handlers()
+    handlers.install()
+    gc.callbacks.append(callback)
+    try:
+        gc.collect()
+    finally:
+        gc.callbacks.remove(callback)
+        handlers.restore()
+    assert unraisable == [] and signals.SIGNALLED == [signal.SIGINT] and handlers.arrived == signal.SIGINT
+    with pytest.raises(errors.Interrupted):
+        StopOnSignal().on_train_batch_end(0)
