@@ -90,7 +90,10 @@ def test_jax_trains_saves_reloads_and_resumes_exactly_without_tensorflow(tmp_pat
 
 @pytest.mark.parametrize("extra", [["task=find_lr"], ["task=pretrain_autoencoder"],
                                    ["model=cnn", "model.filters=[8]", "augment=flip_translate", *FEW_IMAGES],
-                                   ["model=backbone", "model.weights=null", "model.arch=MobileNet", *FEW_IMAGES],
+                                   # the backbone's diagnostics: on TensorFlow (test_every_option); on JAX their
+                                   # gradients' compile doubled this case (52 s), proved by the resume test's MLP
+                                   ["model=backbone", "model.weights=null", "model.arch=MobileNet", *FEW_IMAGES,
+                                    "trainer.diagnostics=false"],
                                    ["experiment=mc_dropout", "trainer.mc_samples=3", *TINY[5:], "trainer.tensorboard=true"]],
                          ids=["find_lr", "pretrain_autoencoder", "cnn", "backbone", "mc_dropout_tensorboard"])
 def test_every_task_and_family_runs_on_jax_through_the_command(tmp_path, extra, xla_cache):
