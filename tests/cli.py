@@ -90,12 +90,15 @@ class ForkedCli:
             os.kill(pid, signal.SIGKILL)
             self._reply()
             raise subprocess.TimeoutExpired(args, timeout)
-        self.started_with.seek(0)
-        start = self.started_with.read().decode(errors="replace")
         texts = [path.read_text(errors="replace") for path in (out, err)]
         out.unlink()
         err.unlink()
-        return subprocess.CompletedProcess(args, code, texts[0], start + texts[1])
+        return subprocess.CompletedProcess(args, code, texts[0], self.printed_at_start() + texts[1])
+
+    def printed_at_start(self) -> str:
+        """What the server printed on stderr while importing: in front of each child's stderr."""
+        self.started_with.seek(0)
+        return self.started_with.read().decode(errors="replace")
 
     def start(self, args: list[str], cwd: Path, env: dict | None, stdout: Path, stderr: Path) -> int:
         """Start the command without waiting for it: its pid (its exit code is the server's next reply)."""
@@ -153,10 +156,8 @@ class Started:
 
     def _ended(self, code: int) -> None:
         self.returncode = code
-        self.server.started_with.seek(0)
-        start = self.server.started_with.read().decode(errors="replace")
         self.stdout, self.stderr = ((self.folder / name).read_text(errors="replace") for name in ("out", "err"))
-        self.stderr = start + self.stderr
+        self.stderr = self.server.printed_at_start() + self.stderr
         shutil.rmtree(self.folder)
         _release(self.server, self.env)
 

@@ -27,9 +27,9 @@ from omegaconf import OmegaConf
 from dnn_train import errors
 from dnn_train.rundir import record
 from dnn_train.sweeps.summary import SweepSummary, ending
-from tests.conftest import REPO
 from tests.hostile import SMALL_RUN, Sandbox
 from tests.unit.sweeps.test_compare import fake_run
+from tests.cli import environment
 
 JOBS = 3
 # (signal, when, job): "during" once the job's results.json says running, "after" once the sweep's
@@ -61,9 +61,7 @@ def _status(job_dir) -> str | None:
 
 def _interrupt(sandbox: Sandbox, args: list, sig: int, when: str, job: int, sweep) -> subprocess.CompletedProcess:
     """Run the sweep and send `sig` once job `job` is running ("during") or has completed ("after")."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), **sandbox.env}
-    for key in ("DNN_TRAIN_DEBUG", "HYDRA_FULL_ERROR"):
-        env.pop(key, None)
+    env = environment(sandbox.env)
     proc = subprocess.Popen([sys.executable, "-m", "dnn_train", *args], cwd=sandbox.root, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import subprocess
 import sys
 
 import pytest
 
 from tests.conftest import REPO
+from tests.cli import environment
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(importlib.util.find_spec("jax") is None,
@@ -33,10 +33,8 @@ FEW_IMAGES = ["data.synthetic.train_examples=100", "data.valid_split=20", "data.
 
 
 def run_jax(*args: str, cwd, cache, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "KERAS_BACKEND": "jax", "MPLBACKEND": "Agg",
-           "JAX_COMPILATION_CACHE_DIR": str(cache), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-           "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
-    env.pop("DNN_TRAIN_DEBUG", None)
+    env = environment({"KERAS_BACKEND": "jax", "MPLBACKEND": "Agg", "JAX_COMPILATION_CACHE_DIR": str(cache),
+                       "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"})
     return subprocess.run([sys.executable, WITHOUT_TF, *args], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=timeout)
 

@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import REPO, SMALL, read_results, run_cli, start_cli
+from tests.conftest import SMALL, read_results, run_cli, start_cli
 from tests.contract.test_reliability import SLOW, wait_for_rows
+from tests.cli import environment
 
 
 def snapshot(folder: Path) -> dict:
@@ -174,8 +175,7 @@ def test_a_run_killed_while_saving_resumes_to_early_stoppings_best_weights(tmp_p
     assert expected["restored_epoch"] < expected["epochs"], "precondition: the best epoch is not the last"
 
     killed = tmp_path / "killed"
-    env = {**os.environ, "PYTHONPATH": f"{REPO}", "KILL_AT_SAVE": str(tmp_path / "killed-once")}
-    env.pop("DNN_TRAIN_DEBUG", None)
+    env = environment({"KILL_AT_SAVE": str(tmp_path / "killed-once")})
     code = f"import sys; sys.path.insert(0, {str(hook)!r}); import kill_at_save; from dnn_train.__main__ import main; main()"
     proc = subprocess.run([sys.executable, "-c", code, *args, f"hydra.run.dir={killed}"], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=300)

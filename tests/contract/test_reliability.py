@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import pickle
 import resource
 import signal
@@ -20,8 +19,9 @@ import pytest
 
 from dnn_train.data.catalog import IDX_FILES
 from dnn_train.data.formats.idx import write_idx
-from tests.conftest import REPO, SMALL, read_results, run_cli, start_cli
+from tests.conftest import SMALL, read_results, run_cli, start_cli
 from tests.datafiles import write_cifar, write_fashion
+from tests.cli import environment
 
 # Epochs long enough (~0.3 s) to be killed in the middle of one; dropout, 1cycle with momentum
 # cycling and early stopping, so RNG, schedule position and callback state all matter on resume.
@@ -189,10 +189,8 @@ def test_bad_input(tmp_path, case):
     args = [*SMALL, f"data.root={tmp_path / 'data'}", f"hydra.run.dir={run_dir}", *overrides]
     if case in FRESH:
         preexec = disk_full if case == "disk full during the run" else None
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
-        env.pop("DNN_TRAIN_DEBUG", None)
-        proc = subprocess.run([sys.executable, "-m", "dnn_train", *args], cwd=tmp_path, env=env, capture_output=True,
-                              text=True, timeout=300, preexec_fn=preexec)
+        proc = subprocess.run([sys.executable, "-m", "dnn_train", *args], cwd=tmp_path, env=environment(),
+                              capture_output=True, text=True, timeout=300, preexec_fn=preexec)
     else:
         proc = run_cli(*args, cwd=tmp_path)
     assert proc.returncode != 0

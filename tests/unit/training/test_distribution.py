@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import subprocess
 import sys
 
 import pytest
 
 from dnn_train import DnnTrainError, compose
-from tests.conftest import REPO
 from tests.contract.test_jax import TINY, WITHOUT_TF
+from tests.cli import environment
 
 needs_jax = pytest.mark.skipif(importlib.util.find_spec("jax") is None,
                                reason="jax is not installed (pip install -e '.[test]' brings it)")
@@ -85,9 +84,7 @@ print("OK", one["test_accuracy"], two["test_accuracy"])
 @pytest.mark.slow
 @needs_jax
 def test_two_devices_train_as_one_and_resume_on_one(tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(REPO), "KERAS_BACKEND": "jax", "MPLBACKEND": "Agg",
-           "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-    env.pop("DNN_TRAIN_DEBUG", None)
+    env = environment({"KERAS_BACKEND": "jax", "MPLBACKEND": "Agg", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"})
     proc = subprocess.run([sys.executable, WITHOUT_TF, "-c", TWO_DEVICES, json.dumps(TINY)], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0 and "OK" in proc.stdout, proc.stderr[-3000:]
@@ -97,8 +94,7 @@ def test_two_devices_train_as_one_and_resume_on_one(tmp_path):
 def test_tensorflow_refuses_data_parallel_naming_jax(tmp_path):
     """The command on TensorFlow (the default backend): one line naming the JAX path, exit 2, no run."""
     run_dir = tmp_path / "run"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "KERAS_BACKEND": "tensorflow"}
-    env.pop("DNN_TRAIN_DEBUG", None)
+    env = environment({"KERAS_BACKEND": "tensorflow"})
     proc = subprocess.run([sys.executable, "-m", "dnn_train", *TINY, "trainer.distribution=data_parallel",
                            f"hydra.run.dir={run_dir}"], cwd=tmp_path, env=env, capture_output=True, text=True,
                           timeout=300)
