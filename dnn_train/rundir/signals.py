@@ -33,7 +33,7 @@ def raise_if_signalled() -> None:
         raise Interrupted(SIGNALLED[-1])
 
 
-def _in_gc_callback(frame) -> bool:
+def in_gc_callback(frame) -> bool:
     """The signal arrived inside a garbage collector's callback (JAX registers one when Keras imports it):
     an exception raised there is printed as "Exception ignored in ..." with its traceback, then lost."""
     callbacks = {getattr(callback, "__code__", None) for callback in gc.callbacks}
@@ -65,7 +65,7 @@ class Handlers:
                 signal.signal(sig, signal.SIG_IGN)  # restore() puts the previous handlers back
             self.arrived = signum
             SIGNALLED.append(signum)
-            if not _in_gc_callback(frame):  # else the next step's end raises it (raise_if_signalled)
+            if not in_gc_callback(frame):  # else the next step's end raises it (raise_if_signalled)
                 raise Interrupted(signum)
 
         signals = [signal.SIGINT, PREEMPT_SIGNAL]

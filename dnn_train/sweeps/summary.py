@@ -22,6 +22,7 @@ cannot be read is skipped with a warning; it never stops the summary.
 from __future__ import annotations
 
 import logging
+import os
 import shlex
 import signal
 import sys
@@ -80,6 +81,10 @@ def ending():
     summary is and the command that continues the sweep, for the exit line."""
     try:
         yield
+        if SIGNALLED:  # a signal's exception lost inside a library, which carried on: the sweep was interrupted
+            from dnn_train.errors import Interrupted
+
+            raise Interrupted(SIGNALLED[-1])
     except BaseException as ex:
         # A signal's exception raised inside a library's half-done work (OmegaConf composing the next
         # job's config) can be lost in its clean-up, which then fails in turn: the sweep was interrupted.
@@ -126,12 +131,18 @@ class SweepSummary(Callback):
         """The sweep ends in `ending`; from here to there SIGTERM interrupts it as Ctrl-C does, also
         between jobs (a job's own handler, dnn_train/rundir/signals.py, takes over while it runs)."""
         from dnn_train.errors import Interrupted
+        from dnn_train.rundir.signals import in_gc_callback
 
         self.sweep_dir = Path(str(config.hydra.sweep.dir))
         RUNNING[:] = [self]
         if threading.current_thread() is threading.main_thread():
             def interrupted(signum, frame):
                 SIGNALLED.append(signum)
+                if in_gc_callback(frame):  # raised there, it would be printed and lost: it comes again shortly
+                    again = threading.Timer(0.05, os.kill, (os.getpid(), signum))
+                    again.daemon = True
+                    again.start()
+                    return
                 raise Interrupted(signum)
 
             self._sigterm = signal.signal(signal.SIGTERM, interrupted)

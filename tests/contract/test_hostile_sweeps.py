@@ -10,6 +10,7 @@ summary equal to the job directories on disk.
 """
 from __future__ import annotations
 
+import gc
 import json
 import os
 import re
@@ -199,3 +200,46 @@ def test_a_signal_lost_in_a_librarys_clean_up_between_jobs_still_interrupts_the_
     assert isinstance(ended.value, errors.Interrupted) and ended.value.signum == sig, ended.value
     assert "1 of the sweep's jobs started (1 completed)" in ended.value.sweep_note
     assert "continue with: python -m dnn_train -m trainer.seed=1,2" in ended.value.sweep_note
+
+
+@pytest.mark.parametrize("where", ["gc_callback", "swallowed"])
+def test_a_signal_between_jobs_that_no_exception_carries_still_interrupts_the_sweep(tmp_path, monkeypatch, where):
+    """A SIGTERM landing in a garbage collector's callback (JAX's, registered when Keras imports an installed
+    JAX) between jobs had its exception printed ("Exception ignored in: <function _xla_gc_callback>") and
+    lost: the sweep ran on and ended with exit 0. There the signal now comes again a moment later; and a
+    signal whose exception a library swallowed still ends the sweep as interrupted, at its end."""
+    monkeypatch.setattr(sys, "argv", ["dnn_train", "-m", "trainer.seed=1,2"])
+    unraisable = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def callback(phase, info):
+        if phase == "start":
+            os.kill(os.getpid(), signal.SIGTERM)
+            sum(range(1000))  # the handler runs here, inside the callback
+
+    summary = SweepSummary()
+    try:
+        with pytest.raises(BaseException) as ended:
+            with ending():
+                summary.on_multirun_start(OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}}))
+                fake_run(tmp_path / "0", ["trainer.seed=1"], status="completed")
+                if where == "gc_callback":
+                    gc.callbacks.append(callback)
+                    try:
+                        gc.collect()
+                    finally:
+                        gc.callbacks.remove(callback)
+                    time.sleep(5)  # the next job's work: the signal comes again in it
+                else:
+                    try:
+                        os.kill(os.getpid(), signal.SIGTERM)
+                        time.sleep(5)
+                    except KeyboardInterrupt:
+                        pass  # a library that swallows it and carries on
+    finally:
+        for s, handler in handlers.items():
+            signal.signal(s, handler)
+    assert unraisable == []
+    assert isinstance(ended.value, errors.Interrupted) and ended.value.signum == signal.SIGTERM, ended.value
+    assert "1 of the sweep's jobs started (1 completed)" in ended.value.sweep_note
