@@ -8,9 +8,9 @@ requeued job resumes the run from its last epoch's checkpoint.
 """
 from __future__ import annotations
 
-import gc
 import os
 import signal
+import sys
 import threading
 from contextlib import contextmanager
 
@@ -33,15 +33,26 @@ def raise_if_signalled() -> None:
         raise Interrupted(SIGNALLED[-1])
 
 
-def in_gc_callback(frame) -> bool:
-    """The signal arrived inside a garbage collector's callback (JAX registers one when Keras imports it):
-    an exception raised there is printed as "Exception ignored in ..." with its traceback, then lost."""
-    callbacks = {getattr(callback, "__code__", None) for callback in gc.callbacks}
-    while frame is not None:
-        if frame.f_code in callbacks:
-            return True
-        frame = frame.f_back
-    return False
+def keep_lost(again=None):
+    """While a run's or a sweep's handlers are installed (returns the function that ends it): a signal's
+    exception raised where Python cannot carry it (a garbage collector's callback, JAX's; a weakref's
+    callback; a __del__) would be printed as "Exception ignored in ..." with its traceback and lost.
+    Python hands every such exception to sys.unraisablehook: there an Interrupted is not printed, and
+    `again(signum)` runs, if given. Without it, the signal is in SIGNALLED for the next step's end."""
+    previous = sys.unraisablehook
+
+    def hook(unraisable):
+        if not isinstance(unraisable.exc_value, Interrupted):
+            previous(unraisable)
+        elif again is not None:
+            again(unraisable.exc_value.signum)
+
+    sys.unraisablehook = hook
+
+    def end():
+        sys.unraisablehook = previous
+
+    return end
 
 
 class Handlers:
@@ -49,6 +60,7 @@ class Handlers:
 
     def __init__(self):
         self._previous: dict = {}
+        self._keeping = None  # keep_lost's end, while the handlers are installed
         self.arrived = None  # the signal that ended the run, if one did
 
     def install(self) -> None:
@@ -65,14 +77,14 @@ class Handlers:
                 signal.signal(sig, signal.SIG_IGN)  # restore() puts the previous handlers back
             self.arrived = signum
             SIGNALLED.append(signum)
-            if not in_gc_callback(frame):  # else the next step's end raises it (raise_if_signalled)
-                raise Interrupted(signum)
+            raise Interrupted(signum)  # where it cannot propagate, the next step's end raises it (keep_lost)
 
         signals = [signal.SIGINT, PREEMPT_SIGNAL]
         if not os.environ.get("SUBMITIT_EXECUTOR"):
             signals.append(signal.SIGTERM)
         for sig in signals:
             self._previous[sig] = signal.signal(sig, handler)
+        self._keeping = keep_lost()
 
     def restore(self):
         """Put the previous handlers back; returns the previous preemption handler, bound to its
@@ -82,6 +94,9 @@ class Handlers:
         for sig, old in self._previous.items():
             signal.signal(sig, old)
         self._previous = {}
+        if self._keeping is not None:
+            self._keeping()
+            self._keeping = None
         if self.arrived == PREEMPT_SIGNAL and callable(previous):
             self.arrived = None
             return lambda: previous(PREEMPT_SIGNAL, None)

@@ -126,27 +126,29 @@ class SweepSummary(Callback):
         self.baseline = baseline
         self.sweep_dir: Optional[Path] = None
         self._sigterm = self._sigint = None  # the SIGTERM and SIGINT handlers before the sweep's
+        self._keeping = None  # keep_lost's end
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         """The sweep ends in `ending`; from here to there SIGTERM interrupts it as Ctrl-C does, also
         between jobs (a job's own handler, dnn_train/rundir/signals.py, takes over while it runs)."""
         from dnn_train.errors import Interrupted
-        from dnn_train.rundir.signals import in_gc_callback
+        from dnn_train.rundir.signals import keep_lost
 
         self.sweep_dir = Path(str(config.hydra.sweep.dir))
         RUNNING[:] = [self]
         if threading.current_thread() is threading.main_thread():
             def interrupted(signum, frame):
                 SIGNALLED.append(signum)
-                if in_gc_callback(frame):  # raised there, it would be printed and lost: it comes again shortly
-                    again = threading.Timer(0.05, os.kill, (os.getpid(), signum))
-                    again.daemon = True
-                    again.start()
-                    return
                 raise Interrupted(signum)
+
+            def again(signum):  # its exception was lost (keep_lost): the signal comes again shortly
+                resend = threading.Timer(0.05, lambda: SIGNALLED and os.kill(os.getpid(), signum))
+                resend.daemon = True
+                resend.start()
 
             self._sigterm = signal.signal(signal.SIGTERM, interrupted)
             self._sigint = signal.signal(signal.SIGINT, interrupted)
+            self._keeping = keep_lost(again)
 
     def on_job_end(self, config: DictConfig, job_return, **kwargs) -> None:
         from hydra.core.hydra_config import HydraConfig
@@ -182,6 +184,9 @@ class SweepSummary(Callback):
             if main_thread and not isinstance(ex, KeyboardInterrupt):  # interrupted: ignored until the exit line
                 signal.signal(signal.SIGINT, self._sigint or signal.default_int_handler)
                 signal.signal(signal.SIGTERM, self._sigterm or signal.SIG_DFL)
+            if self._keeping is not None:
+                self._keeping()
+                self._keeping = None
 
     def note(self, comparison) -> str:
         """For the exit line of an interrupted sweep: the jobs that started, by status, where the
