@@ -176,11 +176,9 @@ def test_every_way_out_of_a_sweep_writes_its_summary_from_the_jobs_on_disk(tmp_p
         assert after == handlers  # the sweep's SIGTERM handler is gone with it
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_a_signal_lost_in_a_librarys_clean_up_between_jobs_still_interrupts_the_sweep(tmp_path, monkeypatch, sig):
-    """Between jobs the next job's config is composed; a signal landing inside OmegaConf's half-done
-    work had its exception replaced by OmegaConf's failing clean-up ("'NoneType' object has no attribute
-    '_invalidate_flags_cache'", reported as bad input, exit 2). The sweep still ends as interrupted."""
+def _between_jobs(tmp_path, monkeypatch, work) -> BaseException:
+    """A 2-job sweep (seeds 1,2) whose first job completed, then `work`, what runs before the next job,
+    with the sweep's handlers installed: how the sweep ended, which says how to continue it."""
     monkeypatch.setattr(sys, "argv", ["dnn_train", "-m", "trainer.seed=1,2"])
     handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     summary = SweepSummary()
@@ -189,17 +187,29 @@ def test_a_signal_lost_in_a_librarys_clean_up_between_jobs_still_interrupts_the_
             with ending():
                 summary.on_multirun_start(OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}}))
                 fake_run(tmp_path / "0", ["trainer.seed=1"], status="completed")
-                try:  # the library's work, interrupted, and its clean-up failing in the finally
-                    os.kill(os.getpid(), sig)
-                    time.sleep(5)
-                finally:
-                    raise AttributeError("'NoneType' object has no attribute '_invalidate_flags_cache'")
+                work()
     finally:
         for s, handler in handlers.items():
             signal.signal(s, handler)
-    assert isinstance(ended.value, errors.Interrupted) and ended.value.signum == sig, ended.value
-    assert "1 of the sweep's jobs started (1 completed)" in ended.value.sweep_note
+    assert "1 of the sweep's jobs started (1 completed)" in ended.value.sweep_note, ended.value
     assert "continue with: python -m dnn_train -m trainer.seed=1,2" in ended.value.sweep_note
+    return ended.value
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_lost_in_a_librarys_clean_up_between_jobs_still_interrupts_the_sweep(tmp_path, monkeypatch, sig):
+    """Between jobs the next job's config is composed; a signal landing inside OmegaConf's half-done
+    work had its exception replaced by OmegaConf's failing clean-up ("'NoneType' object has no attribute
+    '_invalidate_flags_cache'", reported as bad input, exit 2). The sweep still ends as interrupted."""
+    def composing():
+        try:  # the library's work, interrupted, and its clean-up failing in the finally
+            os.kill(os.getpid(), sig)
+            time.sleep(5)
+        finally:
+            raise AttributeError("'NoneType' object has no attribute '_invalidate_flags_cache'")
+
+    ended = _between_jobs(tmp_path, monkeypatch, composing)
+    assert isinstance(ended, errors.Interrupted) and ended.signum == sig, ended
 
 
 @pytest.mark.parametrize("where", [*UNCARRIED, "swallowed"])
@@ -207,30 +217,22 @@ def test_a_signal_between_jobs_that_no_exception_carries_still_interrupts_the_sw
     """A SIGTERM landing in a garbage collector's callback (JAX's, registered when Keras imports an installed
     JAX) between jobs had its exception printed ("Exception ignored in: <function _xla_gc_callback>") and
     lost: the sweep ran on and ended with exit 0. There (and wherever Python drops an exception: a weakref's
-    callback, a __del__) the signal now comes again a moment later; and a
-    signal whose exception a library swallowed still ends the sweep as interrupted, at its end."""
-    monkeypatch.setattr(sys, "argv", ["dnn_train", "-m", "trainer.seed=1,2"])
+    callback, a __del__) the signal now comes again a moment later; and a signal whose exception a library
+    swallowed still ends the sweep as interrupted, at its end."""
     unraisable = []
     monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
-    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    summary = SweepSummary()
-    try:
-        with pytest.raises(BaseException) as ended:
-            with ending():
-                summary.on_multirun_start(OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}}))
-                fake_run(tmp_path / "0", ["trainer.seed=1"], status="completed")
-                if where in UNCARRIED:
-                    UNCARRIED[where](signal.SIGTERM)
-                    time.sleep(5)  # the next job's work: the signal comes again in it
-                else:
-                    try:
-                        os.kill(os.getpid(), signal.SIGTERM)
-                        time.sleep(5)
-                    except KeyboardInterrupt:
-                        pass  # a library that swallows it and carries on
-    finally:
-        for s, handler in handlers.items():
-            signal.signal(s, handler)
+
+    def next_job():
+        if where in UNCARRIED:
+            UNCARRIED[where](signal.SIGTERM)
+            time.sleep(5)  # the next job's work: the signal comes again in it
+            return
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        except KeyboardInterrupt:
+            pass  # a library that swallows it and carries on
+
+    ended = _between_jobs(tmp_path, monkeypatch, next_job)
     assert unraisable == [] and sys.unraisablehook == unraisable.append
-    assert isinstance(ended.value, errors.Interrupted) and ended.value.signum == signal.SIGTERM, ended.value
-    assert "1 of the sweep's jobs started (1 completed)" in ended.value.sweep_note
+    assert isinstance(ended, errors.Interrupted) and ended.signum == signal.SIGTERM, ended
