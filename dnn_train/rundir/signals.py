@@ -33,12 +33,16 @@ def raise_if_signalled() -> None:
         raise Interrupted(SIGNALLED[-1])
 
 
-def keep_lost(again=None):
-    """While a run's or a sweep's handlers are installed (returns the function that ends it): a signal's
-    exception raised where Python cannot carry it (a garbage collector's callback, JAX's; a weakref's
-    callback; a __del__) would be printed as "Exception ignored in ..." with its traceback and lost.
-    Python hands every such exception to sys.unraisablehook: there an Interrupted is not printed, and
-    `again(signum)` runs, if given. Without it, the signal is in SIGNALLED for the next step's end."""
+_REPLACED_HOOKS: list = []  # the sys.unraisablehook each keep_lost() replaced, the latest last
+
+
+def keep_lost(again=None) -> None:
+    """While a run's or a sweep's handlers are installed (until stop_keeping()): a signal's exception
+    raised where Python cannot carry it (a garbage collector's callback, JAX's; a weakref's callback;
+    a __del__) would be printed as "Exception ignored in ..." with its traceback and lost. Python hands
+    every such exception to sys.unraisablehook: there an Interrupted is not printed, and `again(signum)`
+    runs, if given. Without it, the signal is in SIGNALLED for the next step's end. (The state stays
+    here, not on the caller: a sweep's callbacks are pickled for its launcher's workers.)"""
     previous = sys.unraisablehook
 
     def hook(unraisable):
@@ -47,12 +51,14 @@ def keep_lost(again=None):
         elif again is not None:
             again(unraisable.exc_value.signum)
 
+    _REPLACED_HOOKS.append(previous)
     sys.unraisablehook = hook
 
-    def end():
-        sys.unraisablehook = previous
 
-    return end
+def stop_keeping() -> None:
+    """The hook the last keep_lost() replaced, back."""
+    if _REPLACED_HOOKS:
+        sys.unraisablehook = _REPLACED_HOOKS.pop()
 
 
 class Handlers:
@@ -60,7 +66,7 @@ class Handlers:
 
     def __init__(self):
         self._previous: dict = {}
-        self._keeping = None  # keep_lost's end, while the handlers are installed
+        self._keeping = False  # keep_lost() holds, while the handlers are installed
         self.arrived = None  # the signal that ended the run, if one did
 
     def install(self) -> None:
@@ -84,7 +90,8 @@ class Handlers:
             signals.append(signal.SIGTERM)
         for sig in signals:
             self._previous[sig] = signal.signal(sig, handler)
-        self._keeping = keep_lost()
+        keep_lost()
+        self._keeping = True
 
     def restore(self):
         """Put the previous handlers back; returns the previous preemption handler, bound to its
@@ -94,9 +101,9 @@ class Handlers:
         for sig, old in self._previous.items():
             signal.signal(sig, old)
         self._previous = {}
-        if self._keeping is not None:
-            self._keeping()
-            self._keeping = None
+        if self._keeping:
+            stop_keeping()
+            self._keeping = False
         if self.arrived == PREEMPT_SIGNAL and callable(previous):
             self.arrived = None
             return lambda: previous(PREEMPT_SIGNAL, None)

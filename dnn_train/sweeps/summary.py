@@ -126,7 +126,7 @@ class SweepSummary(Callback):
         self.baseline = baseline
         self.sweep_dir: Optional[Path] = None
         self._sigterm = self._sigint = None  # the SIGTERM and SIGINT handlers before the sweep's
-        self._keeping = None  # keep_lost's end
+        self._keeping = False  # keep_lost() holds, from the sweep's start to its end
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         """The sweep ends in `ending`; from here to there SIGTERM interrupts it as Ctrl-C does, also
@@ -148,7 +148,8 @@ class SweepSummary(Callback):
 
             self._sigterm = signal.signal(signal.SIGTERM, interrupted)
             self._sigint = signal.signal(signal.SIGINT, interrupted)
-            self._keeping = keep_lost(again)
+            keep_lost(again)
+            self._keeping = True
 
     def on_job_end(self, config: DictConfig, job_return, **kwargs) -> None:
         from hydra.core.hydra_config import HydraConfig
@@ -165,6 +166,8 @@ class SweepSummary(Callback):
     def end(self, ex: Optional[BaseException]) -> None:
         """The sweep's end (`ending`): its last summary; then, after its last job (`ex` None), the
         report (exit 1 if a job did not complete), or, interrupted, ex.sweep_note."""
+        from dnn_train.rundir.signals import stop_keeping
+
         main_thread = threading.current_thread() is threading.main_thread()
         if main_thread:  # the sweep is over: a second signal waits until its summary is whole
             signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -184,9 +187,9 @@ class SweepSummary(Callback):
             if main_thread and not isinstance(ex, KeyboardInterrupt):  # interrupted: ignored until the exit line
                 signal.signal(signal.SIGINT, self._sigint or signal.default_int_handler)
                 signal.signal(signal.SIGTERM, self._sigterm or signal.SIG_DFL)
-            if self._keeping is not None:
-                self._keeping()
-                self._keeping = None
+            if self._keeping:
+                stop_keeping()
+                self._keeping = False
 
     def note(self, comparison) -> str:
         """For the exit line of an interrupted sweep: the jobs that started, by status, where the
