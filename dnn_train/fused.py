@@ -36,12 +36,7 @@ class FusedSteps(keras.Model):
         super().compile(*args, **kwargs)
 
     def fit(self, x=None, *args, **kwargs):
-        # Without a distribution strategy Keras creates the metrics', loss' and optimizer's variables
-        # while tracing the first step, and so traces every step function twice; build them first,
-        # from the spec of one batch (Keras' own builder, which fit calls under a strategy).
-        images, labels = x.element_spec[:2]
-        self._symbolic_build(data_batch=(tf.TensorSpec(images.shape[1:], images.dtype),
-                                         tf.TensorSpec(labels.shape[1:], labels.dtype)))
+        build_state(self, x)
         return super().fit(x, *args, **kwargs)
 
     def train_step(self, data):  # (AutoGraph is off for it, below: it holds only TensorFlow control flow)
@@ -116,6 +111,20 @@ def fusing_pays(model: keras.Model, xla: bool) -> bool:
 
 def _contains(model: keras.Model, kinds: tuple) -> bool:
     return any(isinstance(layer, kinds) for layer in model._flatten_layers())
+
+
+def build_state(model: keras.Model, batches) -> None:
+    """Before fit: without a distribution strategy Keras creates the metrics', loss' and optimizer's
+    variables while tracing the first step, and so TensorFlow traces every step function twice (Keras'
+    own loop too: MobileNet's step took 5 s a trace here). Build them first, from the spec of one batch
+    of `batches` (a tf.data dataset; a fused model's elements hold K batches): Keras' own builder, which
+    fit calls under a strategy. Built parts are left as they are (a later phase's new optimizer is built)."""
+    spec = getattr(batches, "element_spec", None)
+    if spec is None or getattr(model, "_distribute_strategy", None) is not None:
+        return  # not a tf.data dataset (another backend's), or a strategy's fit builds them in its scope
+    if is_fused(model):
+        spec = tuple(tf.TensorSpec(s.shape[1:], s.dtype) for s in spec[:2])
+    model._symbolic_build(data_batch=spec)
 
 
 def is_fused(model) -> bool:

@@ -15,6 +15,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from dnn_train import fused
 from dnn_train.models.network import loss_name
 from dnn_train.rundir import artifacts
 from dnn_train.rundir.record import Run
@@ -79,6 +80,7 @@ def find_lr(cfg, run: Run, extra_callbacks=()) -> dict:
     initial = s.model.get_weights()
     s.model.compile(optimizer=s.optimizer, loss=loss_name(cfg), steps_per_execution=1)
     train, epoch_seeds = training_batches(s.splits, t)
+    fused.build_state(s.model, train)
     s.model.fit(train.repeat(), steps_per_epoch=steps, epochs=1, callbacks=[recorder, epoch_seeds, *extra_callbacks],
                 verbose=0, shuffle=False)
     s.model.set_weights(initial)

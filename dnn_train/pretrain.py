@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dnn_train import data
+from dnn_train import data, fused
 from dnn_train.callbacks import showing
 from dnn_train.rundir import artifacts
 from dnn_train.rundir.record import Run
@@ -42,8 +42,10 @@ def pretrain_autoencoder(cfg, run: Run, extra_callbacks=()) -> dict:
               train_examples=len(splits.x_train), loss=cfg.autoencoder.loss)
     callbacks = [*s.schedule_callbacks, *_callbacks(cfg, run_dir, "pretrain", run, s.steps_per_epoch),
                  *extra_callbacks]
+    train = image_pairs(splits.x_train, t.batch_size, True, t.seed)
+    fused.build_state(model, train)
     with showing(callbacks):
-        history = model.fit(image_pairs(splits.x_train, t.batch_size, True, t.seed),
+        history = model.fit(train,
                             validation_data=image_pairs(splits.x_valid, data.eval_batch(t.batch_size), False, t.seed),
                             epochs=t.epochs, callbacks=callbacks, verbose=0, shuffle=False)
     log.info("testing on %d images", len(splits.x_test))
