@@ -161,7 +161,7 @@ def train(cfg, run: Run, extra_callbacks=()) -> dict:
             callbacks += _watch(cfg, run_dir, splits) + list(extra_callbacks) + reporting
             callbacks += [epoch_seeds, StopOnSignal(), StopOnDivergence(),
                           checkpoint.Checkpoint(run_dir, i, start, list(callbacks), resume)]  # last: sees all the others
-            fused.build_state(model, train_data)
+            fused.build_state(model, train_data)  # Keras' own loop; a fused model's fit does it too (idempotent)
             with showing(callbacks):
                 history = model.fit(train_data, validation_data=valid_data, initial_epoch=done, epochs=end,
                                     callbacks=callbacks, verbose=0, shuffle=False)  # batches come shuffled

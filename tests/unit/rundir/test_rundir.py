@@ -121,6 +121,13 @@ def _in_finalizer(sig):
     Thing()
 
 
+class ValueErrorInDel:
+    """A library's own exception in a finalizer: dropped by Python, and printed (the hook passes it on)."""
+
+    def __del__(self):
+        raise ValueError("a library's own problem")
+
+
 # Places where Python cannot carry an exception out, so prints it as "Exception ignored in ..." and drops it.
 UNCARRIED = {"gc callback": _in_gc_callback, "weakref callback": _in_weakref_callback, "__del__": _in_finalizer}
 
@@ -146,8 +153,3 @@ def test_a_signal_where_no_exception_can_propagate_is_not_printed_and_lost(monke
     assert sys.unraisablehook == unraisable.append  # restored
     with pytest.raises(errors.Interrupted):
         StopOnSignal().on_train_batch_end(0)
-
-
-class ValueErrorInDel:
-    def __del__(self):
-        raise ValueError("a library's own problem")
