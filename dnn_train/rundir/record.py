@@ -210,9 +210,10 @@ class Run:
     # ------------------------------------------------------------ leaving
     def __exit__(self, kind, ex, tb) -> bool:
         # A signal's exception raised inside a library's C code or clean-up can come out as another
-        # exception (TensorFlow: "SystemError: ... returned a result with an exception set"): the run
-        # was interrupted all the same.
-        lost = ex is not None and SIGNALLED and not isinstance(ex, KeyboardInterrupt)
+        # exception (TensorFlow: "SystemError: ... returned a result with an exception set"), or as none
+        # at all when it was lost after the last step's end (signals.keep_lost): the run was interrupted
+        # all the same. The record stays "completed" if it was final; the command and a sweep still stop.
+        lost = bool(SIGNALLED) and not isinstance(ex, KeyboardInterrupt)
         if lost:
             ex = Interrupted(SIGNALLED[-1])
         try:

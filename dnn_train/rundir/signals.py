@@ -41,7 +41,8 @@ def keep_lost(again=None) -> None:
     raised where Python cannot carry it (a garbage collector's callback, JAX's; a weakref's callback;
     a __del__) would be printed as "Exception ignored in ..." with its traceback and lost. Python hands
     every such exception to sys.unraisablehook: there an Interrupted is not printed, and `again(signum)`
-    runs, if given. Without it, the signal is in SIGNALLED for the next step's end. (The state stays
+    runs, if given. Without it, the signal is in SIGNALLED for the next step's end, or the run's end
+    (record.Run.__exit__: after the last step, the command still ends interrupted). (The state stays
     here, not on the caller: a sweep's callbacks are pickled for its launcher's workers.)"""
     previous = sys.unraisablehook
 

@@ -3,6 +3,8 @@ checks and runs, in a notebook's process."""
 from __future__ import annotations
 
 import errno
+import os
+import signal
 
 import keras
 import numpy as np
@@ -161,3 +163,28 @@ def test_a_signal_whose_exception_tensorflow_swallowed_still_interrupts_the_run(
             callbacks=[LoseASignal()])
     assert load_run(tmp_path / "run").results["status"] == "interrupted"
     assert not record.SIGNALLED  # cleared with the record
+
+
+class _SignalsWhenDropped:
+    """An object whose __del__ receives a Ctrl-C: Python cannot carry the handler's exception out of it."""
+
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGINT)
+        sum(range(1000))  # the handler runs here, inside __del__
+
+
+def test_a_signal_lost_after_the_last_step_still_ends_the_command_and_the_final_record_stands(tmp_path):
+    """No step's end follows a signal lost while the run finishes (testing, saving, plotting): the run
+    completes its record, then the command ends as interrupted (a sweep stops) instead of carrying on."""
+    from dnn_train.rundir import record
+
+    class LoseASignalAtTheEnd(keras.callbacks.Callback):
+        def on_train_end(self, logs=None):
+            _SignalsWhenDropped()
+
+    with pytest.raises(KeyboardInterrupt):
+        run(*SMALL, f"data.root={tmp_path / 'data'}", "trainer.epochs=1", run_dir=tmp_path / "run",
+            callbacks=[LoseASignalAtTheEnd()])
+    assert load_run(tmp_path / "run").results["status"] == "completed"
+    assert (tmp_path / "run" / "model.keras").is_file()
+    assert not record.SIGNALLED
