@@ -74,10 +74,12 @@ class Handlers:
         """Once a signal has arrived, the run is stopping: further ones are ignored until its record
         is written (a second Ctrl-C a few milliseconds later once cut the record short, leaving
         "running"). In a submitit job SIGTERM keeps submitit's handler (it ignores SIGTERM: SLURM
-        sends it before the preemption signal). Only the main thread can install handlers."""
+        sends it before the preemption signal). Only the main thread can install handlers. A run
+        starts with no signal: one that ended an earlier run's start-up in this process is not its own."""
         self.arrived = None
         if threading.current_thread() is not threading.main_thread():
             return
+        SIGNALLED.clear()
 
         def handler(signum, frame):
             for sig in self._previous:

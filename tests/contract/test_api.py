@@ -188,3 +188,24 @@ def test_a_signal_lost_after_the_last_step_still_ends_the_command_and_the_final_
     assert load_run(tmp_path / "run").results["status"] == "completed"
     assert (tmp_path / "run" / "model.keras").is_file()
     assert not record.SIGNALLED
+
+
+def test_a_signal_that_ended_a_runs_start_up_does_not_end_the_next_run(tmp_path, monkeypatch):
+    """A Ctrl-C while a run takes its directory (its handlers installed, no record yet) ends that call;
+    the next run in the same process (a notebook's next cell) starts with no signal of its own."""
+    from dnn_train.rundir import record
+
+    def interrupted_while_judging(self):
+        os.kill(os.getpid(), signal.SIGINT)
+        sum(range(1000))  # the handler runs here
+
+    overrides = [*SMALL, f"data.root={tmp_path / 'data'}", "trainer.epochs=1"]
+    with monkeypatch.context() as patched:
+        patched.setattr(record.Run, "_judge", interrupted_while_judging)
+        with pytest.raises(KeyboardInterrupt):
+            run(*overrides, run_dir=tmp_path / "first")
+    try:
+        results = run(*overrides, run_dir=tmp_path / "next")
+    except KeyboardInterrupt:
+        pytest.fail("the next run was interrupted by the signal that ended the earlier one")
+    assert results["status"] == "completed"
