@@ -66,8 +66,7 @@ class Handlers:
     """A run's handlers for the signals that end it, from install() until restore()."""
 
     def __init__(self):
-        self._previous: dict = {}
-        self._keeping = False  # keep_lost() holds, while the handlers are installed
+        self._previous: dict = {}  # the handlers install() replaced; keep_lost() holds while there are any
         self.arrived = None  # the signal that ended the run, if one did
 
     def install(self) -> None:
@@ -94,19 +93,17 @@ class Handlers:
         for sig in signals:
             self._previous[sig] = signal.signal(sig, handler)
         keep_lost()
-        self._keeping = True
 
     def restore(self):
         """Put the previous handlers back; returns the previous preemption handler, bound to its
         signal, if that signal arrived and the handler is the process's own (else None): the caller
         runs it once the run's record is written."""
         previous = self._previous.get(PREEMPT_SIGNAL)
+        if self._previous:
+            stop_keeping()
         for sig, old in self._previous.items():
             signal.signal(sig, old)
         self._previous = {}
-        if self._keeping:
-            stop_keeping()
-            self._keeping = False
         if self.arrived == PREEMPT_SIGNAL and callable(previous):
             self.arrived = None
             return lambda: previous(PREEMPT_SIGNAL, None)

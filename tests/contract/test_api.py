@@ -3,7 +3,6 @@ checks and runs, in a notebook's process."""
 from __future__ import annotations
 
 import errno
-import os
 import signal
 
 import keras
@@ -12,6 +11,7 @@ import pytest
 
 from dnn_train import DnnTrainError, compose, load_run, run
 from tests.conftest import SMALL
+from tests.unit.rundir.test_rundir import UNCARRIED
 
 
 def test_compose_is_the_command_lines_config_validated():
@@ -165,14 +165,6 @@ def test_a_signal_whose_exception_tensorflow_swallowed_still_interrupts_the_run(
     assert not record.SIGNALLED  # cleared with the record
 
 
-class _SignalsWhenDropped:
-    """An object whose __del__ receives a Ctrl-C: Python cannot carry the handler's exception out of it."""
-
-    def __del__(self):
-        os.kill(os.getpid(), signal.SIGINT)
-        sum(range(1000))  # the handler runs here, inside __del__
-
-
 def test_a_signal_lost_after_the_last_step_still_ends_the_command_and_the_final_record_stands(tmp_path):
     """No step's end follows a signal lost while the run finishes (testing, saving, plotting): the run
     completes its record, then the command ends as interrupted (a sweep stops) instead of carrying on."""
@@ -180,7 +172,7 @@ def test_a_signal_lost_after_the_last_step_still_ends_the_command_and_the_final_
 
     class LoseASignalAtTheEnd(keras.callbacks.Callback):
         def on_train_end(self, logs=None):
-            _SignalsWhenDropped()
+            UNCARRIED["__del__"](signal.SIGINT)
 
     with pytest.raises(KeyboardInterrupt):
         run(*SMALL, f"data.root={tmp_path / 'data'}", "trainer.epochs=1", run_dir=tmp_path / "run",
@@ -196,8 +188,7 @@ def test_a_signal_that_ended_a_runs_start_up_does_not_end_the_next_run(tmp_path,
     from dnn_train.rundir import record
 
     def interrupted_while_judging(self):
-        os.kill(os.getpid(), signal.SIGINT)
-        sum(range(1000))  # the handler runs here
+        signal.raise_signal(signal.SIGINT)  # the run's handler raises here
 
     overrides = [*SMALL, f"data.root={tmp_path / 'data'}", "trainer.epochs=1"]
     with monkeypatch.context() as patched:
