@@ -44,6 +44,24 @@ def kept_for(cfg) -> bool:
     return _kept is not None and bool(cfg.trainer.get("share_compiled")) and _kept[0] == _key(cfg)
 
 
+def new_session() -> None:
+    """Keras' clear_session() (a fresh Keras state per job: sweep jobs do not leak), after dropping
+    what it leaves of earlier jobs: TensorFlow's gradient registry keeps for good every graph that used
+    tf.custom_gradient, as each traced optimizer step does through its all-reduce, and with it all of
+    that job's traced functions (tensorflow/tensorflow#97697; keras-team/tf-keras#898 drops them the same
+    way). Ours: Keras does not. Those gradients were built while the steps were traced; none is asked
+    for again. Each job left ~1,300 objects (a CNN ~15,000) that every later collection scanned."""
+    import keras
+
+    if keras.backend.backend() == "tensorflow":
+        from tensorflow.python.framework import ops
+
+        registry = getattr(getattr(ops, "_gradient_registry", None), "_registry", {})
+        for name in [name for name in registry if name.startswith("CustomGradient-")]:
+            del registry[name]
+    keras.backend.clear_session()
+
+
 def set_seed(seed: int) -> None:
     """keras.utils.set_random_seed (Python, NumPy, Keras' global seed generator) without
     tf.random.set_seed, which clears TensorFlow's kernel caches: called inside a throwaway graph,

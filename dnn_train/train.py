@@ -50,7 +50,7 @@ def setup(cfg, autoencoder: bool = False) -> Setup:
     if compiled.kept_for(cfg):  # the last job's model is this job's (dnn_train/compiled.py): keep its kernels
         compiled.set_seed(t.seed)
     else:
-        keras.backend.clear_session()  # a fresh Keras session and seed per job: sweep jobs do not leak
+        compiled.new_session()  # a fresh Keras session and seed per job: sweep jobs do not leak
         keras.utils.set_random_seed(t.seed)
     distribute.apply(cfg)  # before the model is built (clear_session drops it)
     keras.config.set_dtype_policy(t.precision)  # each job sets it: float32, or mixed (float32 variables)

@@ -128,6 +128,31 @@ def test_fused_steps_train_exactly_like_ordinary_steps(tmp_path):
     assert type(saved) is keras.Model or type(saved).__name__ == "Functional"  # loads without dnn_train
 
 
+def test_a_jobs_traced_graphs_are_freed_once_the_next_job_starts_afresh(tmp_path):
+    """Jobs in one process (a sweep, a notebook) do not pile up: TensorFlow's gradient registry kept
+    each traced step's graph, and with it the job's whole model, for as long as the process lived."""
+    import gc
+    import weakref
+
+    from tensorflow.python.framework.func_graph import FuncGraph
+
+    from dnn_train.tasks import run_task
+    from tests.conftest import make_cfg
+
+    def graphs():
+        gc.collect()
+        return {id(o): weakref.ref(o) for o in gc.get_objects() if isinstance(o, FuncGraph)}
+
+    tiny = [*SMALL, f"data.root={tmp_path / 'data'}", *SMALL_SET, "trainer.epochs=1", "model.depth=1"]
+    before = graphs()
+    run_task(make_cfg(*tiny), tmp_path / "first")
+    first = [ref for key, ref in graphs().items() if key not in before]
+    assert first  # the job traced its steps
+    run_task(make_cfg(*tiny, "model.units=8"), tmp_path / "second")  # another model: a fresh session
+    gc.collect()
+    assert [ref() for ref in first if ref() is not None] == []
+
+
 @pytest.mark.slow
 def test_the_backend_import_is_frozen_out_of_garbage_collection():
     """Keras' clear_session() at every job's start runs a full collection: tasks.import_backend
