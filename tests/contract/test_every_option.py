@@ -37,6 +37,7 @@ EXTRA = {
     ("experiment", "transfer_b"): ["data.binary=[2,3]"],
     ("experiment", "transfer_b_on_a"): ["data.binary=[2,3]", "transfer.freeze_epochs=1"],
     ("experiment", "backbone_finetune"): ["model.weights=null", "model.arch=MobileNet", "trainer.jit_compile=false",
+                                          "data.image_size=[32,32]",
                                           "transfer.freeze_epochs=0", "transfer.finetune_lr=null"],
     ("experiment", "transfer_cnn_a"): ["data.classes=[0,1]", "model.filters=[8]"],
     ("experiment", "transfer_cnn_b"): ["data.binary=[2,3]", "model.filters=[8]"],
