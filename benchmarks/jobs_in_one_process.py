@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,6 +21,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+from benchmarks import record  # noqa: E402
 
 
 def jobs(n: int, keep_registry: bool) -> dict:
@@ -32,7 +30,7 @@ def jobs(n: int, keep_registry: bool) -> dict:
 
     from dnn_train import compiled
     from dnn_train.tasks import import_backend, run_task
-    from tests.conftest import make_cfg
+    from tests.conftest import SMALL_SET, make_cfg
 
     import_backend()
     if keep_registry:  # Keras' clear_session() alone
@@ -42,8 +40,7 @@ def jobs(n: int, keep_registry: bool) -> dict:
     folder = Path(tempfile.mkdtemp())
     walls = []
     for i in range(n):
-        cfg = make_cfg("data=synthetic", f"data.root={folder / 'data'}", "data.synthetic.train_examples=400",
-                       "data.valid_split=100", "data.synthetic.test_examples=100", "trainer.epochs=1",
+        cfg = make_cfg("data=synthetic", f"data.root={folder / 'data'}", *SMALL_SET, "trainer.epochs=1",
                        "trainer.progress=none", "trainer.share_compiled=false", f"model.depth={1 + i % 3}",
                        f"trainer.seed={i}")
         start = time.perf_counter()
@@ -62,18 +59,11 @@ def main() -> None:
     parser.add_argument("--child", choices=["jobs", "jobs-kept"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print("RESULT " + json.dumps(jobs(args.jobs, keep_registry=args.child == "jobs-kept")))
+        record.report(jobs(args.jobs, keep_registry=args.child == "jobs-kept"))
         return
 
-    def child(kind: str):
-        proc = subprocess.run([sys.executable, __file__, "--child", kind, "--jobs", str(args.jobs)],
-                              capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
-        line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
-        if line is None:
-            sys.exit(f"{kind}: {proc.stderr[-2000:]}")
-        return json.loads(line[7:])
-
-    from benchmarks import record
+    def child(kind: str) -> dict:
+        return record.measure(__file__, "--child", kind, "--jobs", str(args.jobs), what=kind)
 
     ways = {"dnn_train (registry emptied at each fresh job)": child("jobs"),
             "Keras' clear_session() alone": child("jobs-kept")}

@@ -12,6 +12,7 @@ import platform
 import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -58,3 +59,24 @@ def write(page: str, slug: str, title: str, *, columns: list | None = None, rows
     path.write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n")
     print(f"record: {path.relative_to(REPO) if path.is_relative_to(REPO) else path}")
     return path
+
+
+RESULT = "RESULT "  # the line a benchmark's child process ends its measurement with
+
+
+def report(result: dict) -> None:
+    """In a child process (see measure): print its measurement."""
+    print(RESULT + json.dumps(result), flush=True)
+
+
+def measure(script: str, *args: str, what: str) -> dict:
+    """Run `python script ARGS` as a process of its own (its memory, its imports), and return the
+    measurement it reported, with its whole wall time as "wall_seconds"; exit naming `what` if it failed."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, script, *args], capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - started
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT)]
+    if proc.returncode != 0 or not lines:
+        raise SystemExit(f"{what} failed:\n{proc.stderr[-3000:]}")
+    return {**json.loads(lines[-1][len(RESULT):]), "wall_seconds": wall}

@@ -34,6 +34,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+from benchmarks import record  # noqa: E402
 
 CASES = {
     "mlp_300_100": {"what": "300-100 ReLU MLP, Fashion-MNIST, SGD, batch 32", "data": "fashion_mnist",
@@ -192,7 +193,7 @@ def child(case_name: str, way: str, epochs: int, out: Path, seed: int, extra: tu
     result = run_dnn_train(case, epochs, out, seed, extra) if way == "dnn_train" else \
         run_plain_keras(case, epochs, out, seed)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print("RESULT " + json.dumps(result))
+    record.report(result)
 
 
 # ---------------------------------------------------------------- the parent: measure, compare, report
@@ -217,16 +218,10 @@ def flops_per_epoch(macs: int, train: int, valid: int) -> float:
 
 
 def run_child(case: str, way: str, epochs: int, out: Path, seed: int, extra: list) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    started = time.perf_counter()
-    proc = subprocess.run([sys.executable, __file__, "--child", case, way, "--epochs", str(epochs), "--out", str(out),
-                           "--seed", str(seed), "--overrides", *extra],
-                          capture_output=True, text=True, env=env)
-    wall = time.perf_counter() - started  # the whole run: start-up, data, build, compile, epochs, test, save
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
-    if proc.returncode != 0 or not lines:
-        raise SystemExit(f"{case}/{way} failed:\n{proc.stderr[-3000:]}")
-    return {**json.loads(lines[-1][len("RESULT "):]), "wall_seconds": wall}
+    """One way's run in a process of its own; its wall_seconds: the whole run (start-up, data, build,
+    compile, epochs, test, save)."""
+    return record.measure(__file__, "--child", case, way, "--epochs", str(epochs), "--out", str(out),
+                          "--seed", str(seed), "--overrides", *extra, what=f"{case}/{way}")
 
 
 def startup_seconds(out: Path, repeats: int = 3) -> dict:
@@ -305,12 +300,8 @@ def sweep_case(out: Path, epochs: int, extra: list) -> dict:
                 steady += statistics.median(seconds[1:] or seconds) * len(seconds)
             line = next(ln for ln in proc.stdout.splitlines() if "first training step done" in ln)
             first_step = float(line.split("done, ")[1].split("s after")[0])
-    started = time.perf_counter()
-    keras_loop = subprocess.run([sys.executable, __file__, "--child", "sweep", "plain_keras", "--epochs", str(epochs),
-                                 "--out", str(out)], capture_output=True, text=True, env=env)
-    keras_wall = time.perf_counter() - started
-    if keras_loop.returncode != 0:
-        raise SystemExit(f"plain-Keras sweep failed:\n{keras_loop.stderr[-3000:]}")
+    keras_wall = record.measure(__file__, "--child", "sweep", "plain_keras", "--epochs", str(epochs), "--out", str(out),
+                                what="plain-Keras sweep")["wall_seconds"]
     ideal = steady + first_step
     return {"jobs": len(SWEEP_OPTIMIZERS), "epochs": epochs, "dnn_train_wall": round(walls["sequential"], 1),
             "parallel_wall": round(walls["parallel"], 1), "steady_epochs_sum": round(steady, 1),
@@ -412,7 +403,7 @@ def plain_keras_sweep(epochs: int) -> None:
         model.compile(loss="sparse_categorical_crossentropy", optimizer=optimizers[name](), metrics=["accuracy"])
         model.fit(x_train, splits.y_train, epochs=epochs, validation_data=(x_valid, splits.y_valid), verbose=0)
         model.evaluate((splits.x_test / 255.0).astype("float32"), splits.y_test, verbose=0)
-    print("RESULT {}")
+    record.report({})
 
 
 def main() -> None:
@@ -529,8 +520,6 @@ def main() -> None:
 
 def write_records(report: dict) -> None:
     """The report as the records the documentation's Performance page is generated from (benchmarks/record.py)."""
-    import record
-
     ways = ("plain_keras", "dnn_train")
     if report["cases"]:
         jax = os.environ.get("KERAS_BACKEND") == "jax"
