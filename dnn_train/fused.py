@@ -92,14 +92,21 @@ _CONVOLUTIONS = tuple(getattr(keras.layers, name) for name in (
     "DepthwiseConv1D", "DepthwiseConv2D", "SeparableConv1D", "SeparableConv2D"))
 
 
-def xla_pays(model: keras.Model) -> bool:
-    """What jit_compile=auto asks: XLA compiles every layer, and it is faster here: on a GPU, or on a
-    CPU for models without convolutions or dropout."""
+# Compiling the loop costs a fixed start-up that only enough steps repay: on a CPU the break-even was
+# 430 training steps for the chapter's 20x100 net and 610-1,900 for 16-16 to 300-100 MLPs
+# (benchmarks/xla_break_even.py). Below this many a run, XLA costs more than it saves (a smoke run, a test).
+XLA_MIN_STEPS = 500
+
+
+def xla_pays(model: keras.Model, steps: int) -> bool:
+    """What jit_compile=auto asks: XLA compiles every layer, and it is faster here for a run of
+    `steps` training steps: on a GPU, or on a CPU for models without convolutions or dropout and runs
+    of at least XLA_MIN_STEPS steps."""
     if not supports_xla(model):
         return False
     if tf.config.list_physical_devices("GPU"):
         return True
-    return not _contains(model, (*_CONVOLUTIONS, *DROPOUT_LAYERS))
+    return steps >= XLA_MIN_STEPS and not _contains(model, (*_CONVOLUTIONS, *DROPOUT_LAYERS))
 
 
 def fusing_pays(model: keras.Model, xla: bool) -> bool:

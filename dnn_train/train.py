@@ -113,7 +113,7 @@ def train(cfg, run: Run, extra_callbacks=()) -> dict:
     state = checkpoint.prepare(run_dir, resuming=run.state == "resume")  # None, or the checkpoint to go on from
     splits, model = s.splits, s.model
     if t.fuse_steps > 1 and fused.available():
-        xla = t.jit_compile is True or (t.jit_compile == "auto" and fused.xla_pays(model))
+        xla = t.jit_compile is True or (t.jit_compile == "auto" and fused.xla_pays(model, t.epochs * s.steps_per_epoch))
         if t.jit_compile is True and not fused.supports_xla(model):
             raise ConfigError("trainer.jit_compile=true: XLA cannot compile every layer of this model (e.g. "
                               "augment=flip_translate's RandomTranslation); use trainer.jit_compile=auto")

@@ -232,7 +232,7 @@ def test_a_cnn_without_xla_trains_in_keras_own_loop(tmp_path, monkeypatch):
 
     fused_models, traced = [], []
     real_fuse, real_step = fused.fuse, TensorFlowTrainer.train_step
-    monkeypatch.setattr(fused, "fuse", lambda model, xla: fused_models.append(model.name) or real_fuse(model, xla))
+    monkeypatch.setattr(fused, "fuse", lambda model, xla: fused_models.append(xla) or real_fuse(model, xla))
     monkeypatch.setattr(TensorFlowTrainer, "train_step", lambda self, d: traced.append(1) or real_step(self, d))
     common = ["data=synthetic", "trainer.epochs=2", f"data.root={tmp_path / 'data'}", "trainer.diagnostics=false",
               "trainer.steps_per_execution=4"]
@@ -240,7 +240,10 @@ def test_a_cnn_without_xla_trains_in_keras_own_loop(tmp_path, monkeypatch):
     assert cnn["status"] == "completed" and fused_models == []
     assert len(traced) == 1  # Keras' own loop: its step traced once, for every call of both epochs
     run_task(make_cfg(*common, "model.depth=1", "model.units=8"), tmp_path / "mlp")
-    assert len(fused_models) == 1 and len(traced) == 2
+    assert fused_models == [False] and len(traced) == 2  # 2 x 57 steps: too few for XLA to pay (auto)
+    # 2 epochs of 300 steps: XLA counts the run's steps, not an epoch's
+    run_task(make_cfg(*common, "model.depth=1", "model.units=8", "trainer.batch_size=6"), tmp_path / "mlp_long")
+    assert fused_models == [False, True] and len(traced) == 3
 
 
 def test_xla_fused_loop_matches_and_compiles_once():
@@ -279,9 +282,10 @@ def test_xla_fused_loop_matches_and_compiles_once():
 
 
 def test_jit_compile_auto_keeps_xla_off_convolutions_on_a_cpu():
-    """auto means XLA where it pays: a Dense net gets it; on a CPU a conv net does not (XLA's CPU
-    convolutions made the fashion_mnist_cnn preset's epoch 24x slower), nor a net with dropout (its
-    masks: 4-5x slower epochs), nor a layer XLA cannot compile."""
+    """auto means XLA where it pays: a Dense net gets it for a run of 500 steps or more (below, the
+    compile costs more than it saves); on a CPU a conv net does not (XLA's CPU convolutions made the
+    fashion_mnist_cnn preset's epoch 24x slower), nor a net with dropout (its masks: 4-5x slower
+    epochs), nor a layer XLA cannot compile."""
     import keras
 
     from dnn_train import fused
@@ -292,7 +296,7 @@ def test_jit_compile_auto_keeps_xla_off_convolutions_on_a_cpu():
     shifted = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Flatten()(
         keras.layers.RandomTranslation(0.1, 0.1)(inputs))))
     dropped = keras.Model(inputs, keras.layers.Dense(2)(keras.layers.Dropout(0.2)(keras.layers.Flatten()(inputs))))
-    assert fused.xla_pays(dense)
-    assert not fused.xla_pays(conv)
-    assert not fused.xla_pays(shifted)
-    assert not fused.xla_pays(dropped)
+    assert fused.xla_pays(dense, steps=500)
+    assert not fused.xla_pays(dense, steps=499)  # too short a run to repay the compile
+    for net in (conv, shifted, dropped):
+        assert not fused.xla_pays(net, steps=10**6)
