@@ -244,6 +244,11 @@ def test_a_cnn_without_xla_trains_in_keras_own_loop(tmp_path, monkeypatch):
     # 2 epochs of 300 steps: XLA counts the run's steps, not an epoch's
     run_task(make_cfg(*common, "model.depth=1", "model.units=8", "trainer.batch_size=6"), tmp_path / "mlp_long")
     assert fused_models == [False, True] and len(traced) == 3
+    said = {run: next(line.split(" - ", 1)[1] for line in (tmp_path / run / "dnn_train.log").read_text().splitlines()
+                      if " - loop: " in line) for run in ("cnn", "mlp", "mlp_long")}
+    assert said == {"cnn": "loop: 114 training steps, Keras' own, 4 a call (docs/guides/performance.md)",
+                    "mlp": "loop: 114 training steps, 64 fused a call, without XLA (docs/guides/performance.md)",
+                    "mlp_long": "loop: 600 training steps, 64 fused a call, with XLA (docs/guides/performance.md)"}
 
 
 def test_xla_fused_loop_matches_and_compiles_once():
