@@ -23,7 +23,8 @@ sys.path.insert(0, str(REPO))
 from benchmarks import record  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "datasets"
-# name: (what, overrides); each trains 3 epochs of train_size images at batch 32
+BATCH = 32
+# name: (what, overrides); each trains 3 epochs of train_size images at batch BATCH
 NETS = {
     "tiny": ("16-16 MLP, synthetic 8x8 (the tests' net)",
              ["data=synthetic", "data.synthetic.train_examples=6600", "model.depth=2", "model.units=16"]),
@@ -43,7 +44,7 @@ def epochs(overrides: list[str], jit: bool, train_size: int, folder: Path) -> li
     root = [f"data.root={SHARED}"] if "data=fashion_mnist" in overrides and SHARED.exists() else []
     run_dir = Path(tempfile.mkdtemp(dir=folder))
     cfg = make_cfg(*overrides, *root, f"data.train_size={train_size}", "data.valid_size=1000",
-                   "data.test_size=1000", "trainer.epochs=3", "trainer.batch_size=32", "trainer.progress=none",
+                   "data.test_size=1000", "trainer.epochs=3", f"trainer.batch_size={BATCH}", "trainer.progress=none",
                    "trainer.share_compiled=false", "trainer.early_stopping.enabled=false",
                    "trainer.diagnostics=false", f"trainer.jit_compile={str(jit).lower()}")
     run_task(cfg, run_dir)
@@ -54,13 +55,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nets", nargs="+", choices=list(NETS), default=list(NETS))
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--train-size", type=int, default=6400, help="training images a job (200 steps an epoch)")
+    parser.add_argument("--train-size", type=int, default=6400, help=f"training images a job (6,400: {6400 // BATCH} steps an epoch)")
     args = parser.parse_args()
     from dnn_train.tasks import import_backend
 
     import_backend()
     folder = Path(tempfile.mkdtemp())
-    steps = args.train_size // 32
+    steps = -(-args.train_size // BATCH)  # the last, partial batch is a step too
     rows = []
     for name in args.nets:
         what, overrides = NETS[name]
@@ -78,7 +79,7 @@ def main() -> None:
                      f"{step[True] * 1e3:.2f} ms", f"{even:,}" if even is not None else "never"])
         print(" | ".join(rows[-1]), flush=True)
     record.write("performance", "xla-break-even", "When XLA pays: its compile against its steps",
-                 columns=["net (batch 32)", "start-up without XLA", "with XLA", "a step without XLA", "with XLA",
+                 columns=[f"net (batch {BATCH})", "start-up without XLA", "with XLA", "a step without XLA", "with XLA",
                           "break-even (training steps)"], rows=rows,
                  text=f"{args.repeats} fresh jobs each way and net, 3 epochs of {args.train_size:,} images "
                       f"({steps} steps an epoch). Start-up: the first epoch's excess over a later one.")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import keras
 
+from dnn_train.errors import ConfigError
 from dnn_train.models.parts import DROPOUT_LAYERS
 
 if keras.backend.backend() == "tensorflow":  # the fused loop is TensorFlow's; other backends never import it
@@ -114,6 +115,25 @@ def fusing_pays(model: keras.Model, xla: bool) -> bool:
     without convolutions. Without XLA, TensorFlow's CPU loop body ran the fashion_mnist_cnn net at 0.87x
     plain Keras' speed an epoch, where Keras' own loop ran it at 1.26x (README, Performance)."""
     return xla or not _contains(model, _CONVOLUTIONS)
+
+
+def choose(model: keras.Model, t, steps: int) -> keras.Model:
+    """The loop trainer.fuse_steps and trainer.jit_compile (`t`) ask for a run of `steps` training steps:
+    `model` fused (its loop XLA-compiled if asked, or with auto where it pays), or as it is (Keras' own loop)."""
+    if t.fuse_steps <= 1 or not available():
+        return model
+    xla = t.jit_compile is True or (t.jit_compile == "auto" and xla_pays(model, steps))
+    if t.jit_compile is True and not supports_xla(model):
+        raise ConfigError("trainer.jit_compile=true: XLA cannot compile every layer of this model (e.g. "
+                          "augment=flip_translate's RandomTranslation); use trainer.jit_compile=auto")
+    return fuse(model, xla=xla) if fusing_pays(model, xla) else model
+
+
+def describe(model: keras.Model, t) -> str:
+    """The loop `model` trains in, for the run's log."""
+    if is_fused(model):
+        return f"{t.fuse_steps} fused a call, {'with' if model.xla else 'without'} XLA"
+    return f"Keras' own, {t.steps_per_execution} a call"
 
 
 def _contains(model: keras.Model, kinds: tuple) -> bool:

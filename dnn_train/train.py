@@ -113,16 +113,8 @@ def train(cfg, run: Run, extra_callbacks=()) -> dict:
     state = checkpoint.prepare(run_dir, resuming=run.state == "resume")  # None, or the checkpoint to go on from
     splits, model = s.splits, s.model
     steps = t.epochs * s.steps_per_epoch
-    if t.fuse_steps > 1 and fused.available():
-        xla = t.jit_compile is True or (t.jit_compile == "auto" and fused.xla_pays(model, steps))
-        if t.jit_compile is True and not fused.supports_xla(model):
-            raise ConfigError("trainer.jit_compile=true: XLA cannot compile every layer of this model (e.g. "
-                              "augment=flip_translate's RandomTranslation); use trainer.jit_compile=auto")
-        if fused.fusing_pays(model, xla):
-            model = fused.fuse(model, xla=xla)
-    loop = f"{t.fuse_steps} fused a call, {'with' if model.xla else 'without'} XLA" if fused.is_fused(model) \
-        else f"Keras' own, {t.steps_per_execution} a call"
-    log.info("loop: %s training steps, %s (docs/guides/performance.md)", f"{steps:,}", loop)
+    model = fused.choose(model, t, steps)  # the fused loop, XLA-compiled or not, or Keras' own
+    log.info("loop: %s training steps, %s (docs/guides/performance.md)", f"{steps:,}", fused.describe(model, t))
     plan = phases(cfg, s.reused)
     traced = False  # the last job's model, its step traced already, now holding this job's initial values
     if state is None and len(plan) == 1 and not s.reused:
