@@ -33,6 +33,8 @@ KNOBS = ["augment", "initializer", "activation", "normalization", "optimizer", "
 # What an option or preset needs on synthetic data, or offline.
 EXTRA = {
     **{("model", name): families.tiny(name) for name in families.builders() if name != "mlp"},  # mlp: SMALL_MLP
+    # MobileNet's diagnostics (an eager forward and backward pass an epoch): in experiment=backbone_finetune's run
+    ("model", "backbone"): [*families.tiny("backbone"), "trainer.diagnostics=false"],
     ("experiment", "transfer_a"): ["data.classes=[0,1]"],
     ("experiment", "transfer_b"): ["data.binary=[2,3]"],
     ("experiment", "transfer_b_on_a"): ["data.binary=[2,3]", "transfer.freeze_epochs=1"],
@@ -63,8 +65,16 @@ def knob_rows() -> list[list[str]]:
             for i in range(max(len(knob_options(g)) for g in KNOBS))]
 
 
-# (id, group, option, overrides): a run per option of ALONE's groups and per preset, the knob rows.
-CASES = [(f"{g}={o}", g, o, [f"{g}={o}"]) for g in ALONE for o in options(g)] \
+# The options of ALONE's groups that TINY chooses, or config.yaml where TINY does not: each would be the
+# defaults' run.
+CHOSEN = {k: v for d in OmegaConf.to_container(OmegaConf.load(CONF_DIR / "config.yaml").defaults)
+          if isinstance(d, dict) for k, v in d.items()}
+CHOSEN |= {o.split("=")[0]: o.split("=")[1] for o in TINY if "." not in o.split("=")[0]}
+IN_THE_DEFAULTS_RUN = [f"{g}={o}" for g in ALONE for o in options(g) if CHOSEN.get(g) == o]
+# (id, group, option, overrides): the defaults' run, a run per other option of ALONE's groups and per preset,
+# the knob rows.
+CASES = [("defaults", "defaults", None, [])] \
+    + [(f"{g}={o}", g, o, [f"{g}={o}"]) for g in ALONE for o in options(g) if f"{g}={o}" not in IN_THE_DEFAULTS_RUN] \
     + [("+".join(o.split("=")[1] for o in row), "knobs", None, row) for row in knob_rows()] \
     + [(f"{g}={o}", g, o, [f"{g}={o}"]) for g in ("experiment", "hparams_search") for o in options(g)]
 
@@ -112,7 +122,7 @@ def mlp_preset(option: str) -> bool:
 ROOT_ONLY_PRESETS = {o: d["override /data"] for o in options("experiment")
                      for d in OmegaConf.load(CONF_DIR / "experiment" / f"{o}.yaml").get("defaults", [])
                      if "override /data" in d and DATASETS[d["override /data"]].root_only}
-FAST = {("trainer", "default")}  # the defaults' whole run in the fast check (-m "not slow"); the matrix is slow
+FAST = {("defaults", None)}  # the defaults' whole run in the fast check (-m "not slow"); the matrix is slow
 
 
 @pytest.mark.parametrize("group, option, chosen", [
@@ -123,7 +133,7 @@ def test_interrupted_resumed_saved_and_reloaded(tmp_path, group, option, chosen,
     if dataset in DATA_FILES:
         folder = DATA_FILES[dataset](tmp_path / "files")
         overrides = [o for o in overrides if o not in SYNTHETIC] + [f"data.root={folder}", "data.valid_split=0.2"]
-    if group in ("data", "trainer", "knobs") or option == "mlp" or group == "experiment" and mlp_preset(option):
+    if group in ("defaults", "data", "trainer", "knobs") or option == "mlp" or group == "experiment" and mlp_preset(option):
         overrides += SMALL_MLP  # a preset's own depth and width (up to 20 x 100) is not what the contract needs
     if group == "experiment" and option.endswith("_b_on_a"):
         overrides.append(f"model.init_from={request.getfixturevalue('source_runs') / option.replace('_b_on_a', '_a')}")
@@ -147,3 +157,11 @@ def test_the_knob_rows_hold_every_option_of_every_knob_group():
     held = {tuple(o.split("=")) for row in knob_rows() for o in row}
     assert held == {(g, o) for g in KNOBS for o in knob_options(g)}
     assert len(knob_rows()) == max(len(knob_options(g)) for g in KNOBS)  # no more runs than the longest group
+
+
+def test_the_options_in_the_defaults_run_compose_to_it():
+    """data=synthetic, model=mlp and trainer=default are the defaults' run (one case holds them)."""
+    assert {"data=synthetic", "model=mlp", "trainer=default"} <= set(IN_THE_DEFAULTS_RUN)
+    defaults = OmegaConf.to_container(compose(*TINY, *SMALL_MLP))
+    for option in set(IN_THE_DEFAULTS_RUN) - set(TINY):  # TINY's own: the same overrides
+        assert OmegaConf.to_container(compose(*TINY, option, *SMALL_MLP)) == defaults, option

@@ -30,7 +30,7 @@ from dnn_train.sweeps.summary import SweepSummary, ending
 from tests.hostile import SMALL_RUN, Sandbox
 from tests.unit.rundir.test_rundir import UNCARRIED
 from tests.unit.sweeps.test_compare import fake_run
-from tests.cli import environment
+from tests.conftest import start_cli
 
 JOBS = 3
 # (signal, when, job): "during" once the job's results.json says running, "after" once the sweep's
@@ -61,10 +61,10 @@ def _status(job_dir) -> str | None:
 
 
 def _interrupt(sandbox: Sandbox, args: list, sig: int, when: str, job: int, sweep) -> subprocess.CompletedProcess:
-    """Run the sweep and send `sig` once job `job` is running ("during") or has completed ("after")."""
-    env = environment(sandbox.env)
-    proc = subprocess.Popen([sys.executable, "-m", "dnn_train", *args], cwd=sandbox.root, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    """Run the sweep and send `sig` once job `job` is running ("during") or has completed ("after").
+    "during": a fresh interpreter, where the job's results.json says running while TensorFlow imports
+    (the signal lands there); "after": forked (tests/cli.py), TensorFlow imported as after any job."""
+    proc = start_cli(*args, cwd=sandbox.root, env=sandbox.env, fresh=when == "during")
     deadline = time.time() + 300
     while not (_status(sweep / str(job)) == "running" if when == "during" else _listed(sweep, job) == "completed"):
         assert proc.poll() is None and time.time() < deadline, f"job {job} never {when}: {proc.communicate()}"

@@ -177,8 +177,10 @@ def test_a_job_differing_only_in_seed_or_rate_reuses_the_traced_step_with_a_fres
     from dnn_train.tasks import run_task
     from tests.conftest import make_cfg
 
-    common = [*SMALL, f"data.root={tmp_path / 'data'}", *SMALL_SET, "optimizer=nadam", "normalization=batchnorm",
-              "regularizer=dropout", "regularizer.rate=0.2", "trainer.epochs=2", "trainer.jit_compile=true"]
+    # (no diagnostics: what is shared is the step; test_api's run_twice shares it with diagnostics on)
+    plain = [*SMALL, f"data.root={tmp_path / 'data'}", *SMALL_SET, "optimizer=nadam", "normalization=batchnorm",
+             "regularizer=dropout", "regularizer.rate=0.2", "trainer.epochs=2", "trainer.diagnostics=false"]
+    common = [*plain, "trainer.jit_compile=true"]
     run_task(make_cfg(*common, "trainer.seed=1"), tmp_path / "seed1")
     first = compiled._kept[1]
     shared = run_task(make_cfg(*common, "trainer.seed=2"), tmp_path / "shared")
@@ -202,9 +204,10 @@ def test_a_job_differing_only_in_seed_or_rate_reuses_the_traced_step_with_a_fres
     pd.testing.assert_frame_equal(*metrics)
     assert metrics[0]["learning_rate"].tolist() == [0.01, 0.01]
     # a schedule's rates are constants of the traced step: another rate (or anything else) builds anew
-    run_task(make_cfg(*common, "schedule=exponential", "trainer.epochs=1"), tmp_path / "exponential")
+    # (the step's key, XLA or not: these two without it)
+    run_task(make_cfg(*plain, "schedule=exponential", "trainer.epochs=1"), tmp_path / "exponential")
     kept = compiled._kept[1]
-    run_task(make_cfg(*common, "schedule=exponential", "trainer.epochs=1", "optimizer.learning_rate=0.01"),
+    run_task(make_cfg(*plain, "schedule=exponential", "trainer.epochs=1", "optimizer.learning_rate=0.01"),
              tmp_path / "exponential_rate")
     assert compiled._kept[1] is not kept
     # mixed_float16's loss-scale optimizer hides a variable of Nadam's from its list: never shared

@@ -13,6 +13,7 @@ import pytest
 from dnn_train import DnnTrainError, compose
 from tests.contract.test_jax import TINY, WITHOUT_TF
 from tests.cli import environment
+from tests.conftest import run_cli
 
 needs_jax = pytest.mark.skipif(importlib.util.find_spec("jax") is None,
                                reason="jax is not installed (pip install -e '.[test]' brings it)")
@@ -93,11 +94,12 @@ def test_two_devices_train_as_one_and_resume_on_one(tmp_path):
 @pytest.mark.slow
 def test_tensorflow_refuses_data_parallel_naming_jax(tmp_path):
     """The command on TensorFlow (the default backend): one line naming the JAX path, exit 2, no run."""
+    import keras
+
     run_dir = tmp_path / "run"
-    env = environment({"KERAS_BACKEND": "tensorflow"})
-    proc = subprocess.run([sys.executable, "-m", "dnn_train", *TINY, "trainer.distribution=data_parallel",
-                           f"hydra.run.dir={run_dir}"], cwd=tmp_path, env=env, capture_output=True, text=True,
-                          timeout=300)
+    # forked from the tests' server when it is on TensorFlow, as this process is (KERAS_BACKEND unset: the default)
+    proc = run_cli(*TINY, "trainer.distribution=data_parallel", f"hydra.run.dir={run_dir}", cwd=tmp_path,
+                   env=None if keras.backend.backend() == "tensorflow" else {"KERAS_BACKEND": "tensorflow"})
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert proc.stderr.splitlines() == [
         "dnn_train: error: trainer.distribution=data_parallel: Keras' distribution API runs on the JAX backend, "
