@@ -42,10 +42,14 @@ for line in requests:
             os.environ.update(case["env"])
         for fd, path in ((0, os.devnull), (1, case["stdout"]), (2, case["stderr"])):
             os.dup2(os.open(path, os.O_RDWR | os.O_CREAT), fd)
-        sys.argv = ["dnn_train", *case["args"]]
         code = None
         try:
-            runpy.run_module("dnn_train", run_name="__main__", alter_sys=True)
+            if case["code"] is None:
+                sys.argv = ["dnn_train", *case["args"]]
+                runpy.run_module("dnn_train", run_name="__main__", alter_sys=True)
+            else:  # `python -c CODE ARGS`
+                sys.argv = ["-c", *case["args"]]
+                exec(compile(case["code"], "<string>", "exec"), {"__name__": "__main__"})
         except SystemExit as ex:
             code = ex.code
         if not isinstance(code, int):  # sys.exit(None) or sys.exit("message"), as the interpreter ends them
@@ -96,10 +100,12 @@ class ForkedCli:
             line += chunk
         return int(line)
 
-    def __call__(self, args: list[str], cwd: Path, env: dict | None, timeout: float) -> subprocess.CompletedProcess:
-        """The command in `cwd`; `env`: the child's whole environment (None: the server's, with nothing added)."""
+    def __call__(self, args: list[str], cwd: Path, env: dict | None, timeout: float,
+                 code: str | None = None) -> subprocess.CompletedProcess:
+        """The command in `cwd`; `env`: the child's whole environment (None: the server's, with nothing added);
+        `code`: `python -c CODE ARGS` instead of `python -m dnn_train ARGS`."""
         out, err = Path(cwd) / ".stdout", Path(cwd) / ".stderr"
-        pid = self.start(args, cwd, env, out, err)
+        pid = self.start(args, cwd, env, out, err, code)
         code = self._reply(timeout)
         if code is None:
             os.kill(pid, signal.SIGKILL)
@@ -115,10 +121,11 @@ class ForkedCli:
         self.started_with.seek(0)
         return self.started_with.read().decode(errors="replace")
 
-    def start(self, args: list[str], cwd: Path, env: dict | None, stdout: Path, stderr: Path) -> int:
+    def start(self, args: list[str], cwd: Path, env: dict | None, stdout: Path, stderr: Path,
+              code: str | None = None) -> int:
         """Start the command without waiting for it: its pid (its exit code is the server's next reply)."""
         self.server.stdin.write(json.dumps({"args": args, "cwd": str(cwd), "env": env, "stdout": str(stdout),
-                                            "stderr": str(stderr)}).encode() + b"\n")
+                                            "stderr": str(stderr), "code": code}).encode() + b"\n")
         return self._reply()
 
     def close(self):
@@ -149,11 +156,12 @@ def _release(server: ForkedCli, env: dict) -> None:
     _idle.setdefault(_import_time(env), []).append(server)
 
 
-def forked(args: list[str], cwd: Path, env: dict, timeout: float) -> subprocess.CompletedProcess:
-    """The command with environment `env`, forked from a server for env's import-time values; waited for."""
+def forked(args: list[str], cwd: Path, env: dict, timeout: float, code: str | None = None) -> subprocess.CompletedProcess:
+    """The command with environment `env`, forked from a server for env's import-time values; waited for.
+    `code`: `python -c CODE ARGS` (a test's hook around the command, or the API) instead of the command."""
     server = _server(env)
     try:
-        return server(args, cwd=cwd, env=env, timeout=timeout)
+        return server(args, cwd=cwd, env=env, timeout=timeout, code=code)
     finally:
         _release(server, env)
 

@@ -5,14 +5,12 @@ a required group (`~data`) is in tests/unit/config/test_config.py, the integers 
 tests/unit/training/test_optim.py (in-process, generated from conf/)."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 
 from omegaconf import OmegaConf
 
 from dnn_train.data.synthetic import generate
-from tests.conftest import REPO, make_cfg, read_results
+from tests.conftest import make_cfg, read_results
+from tests import cli
 from tests.hostile import SMALL_RUN, Sandbox
 
 
@@ -60,9 +58,7 @@ warnings.warn("after the job", UserWarning)  # the process's own handling is bac
 
 def test_library_warnings_go_to_the_runs_log_not_the_terminal(tmp_path):
     box = sandbox(tmp_path)
-    proc = subprocess.run([sys.executable, "-c", WARNS, str(box.run), *SMALL_RUN], cwd=tmp_path,
-                          env={**os.environ, **box.env, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
-                          timeout=300)
+    proc = cli.forked([str(box.run), *SMALL_RUN], cwd=tmp_path, env=cli.environment(box.env), timeout=300, code=WARNS)
     box.check(proc, 0)
     assert read_results(box.run)["status"] == "completed"
     log = (box.run / "dnn_train.log").read_text()

@@ -6,8 +6,6 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import pytest
 
 from tests.conftest import SMALL, read_results, run_cli, start_cli
 from tests.contract.test_reliability import SLOW, wait_for_rows
+from tests import cli
 from tests.cli import environment
 
 
@@ -177,8 +176,7 @@ def test_a_run_killed_while_saving_resumes_to_early_stoppings_best_weights(tmp_p
     killed = tmp_path / "killed"
     env = environment({"KILL_AT_SAVE": str(tmp_path / "killed-once")})
     code = f"import sys; sys.path.insert(0, {str(hook)!r}); import kill_at_save; from dnn_train.__main__ import main; main()"
-    proc = subprocess.run([sys.executable, "-c", code, *args, f"hydra.run.dir={killed}"], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=300)
+    proc = cli.forked([*args, f"hydra.run.dir={killed}"], cwd=tmp_path, env=env, timeout=300, code=code)
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     assert read_results(killed)["status"] == "running" and not (killed / "model.keras").exists()
     resumed = run_cli(*args, f"hydra.run.dir={killed}", "trainer.resume=true", cwd=tmp_path)
