@@ -22,6 +22,13 @@ SMALL = ["data=synthetic", "trainer.epochs=3", "trainer.batch_size=32", "model.d
 SMALL_SET = ["data.synthetic.train_examples=400", "data.valid_split=100", "data.synthetic.test_examples=100"]
 
 
+def option_rows(groups, options_of) -> list[list[str]]:
+    """Every option of every group in as few runs as the longest group has options: row i takes each
+    group's option i, cycling through the shorter groups (each option meets other groups' options)."""
+    return [[f"{g}={options_of(g)[i % len(options_of(g))]}" for g in groups]
+            for i in range(max(len(options_of(g)) for g in groups))]
+
+
 def make_cfg(*overrides: str):
     """The config the CLI would compose for these overrides (no Hydra job, no run directory)."""
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):

@@ -20,6 +20,7 @@ from dnn_train.config.schema import CONF_DIR
 from dnn_train.data.catalog import DATASETS
 from dnn_train.models import families
 from tests import datafiles
+from tests.conftest import option_rows
 
 SYNTHETIC = ["data=synthetic", "data.synthetic.train_examples=400", "data.valid_split=100",
              "data.synthetic.test_examples=100"]
@@ -57,12 +58,10 @@ def knob_options(group: str) -> list[str]:
 
 
 def knob_rows() -> list[list[str]]:
-    """Every option of every knob group in a whole run, with the other groups' options beside it: run i
-    takes each group's option i, cycling through the shorter groups (9 runs hold the 50 options, and
-    each option meets other groups' options, as a user's run does). mixed_float16: a loss-scaled
-    optimizer to save."""
-    return [[f"{g}={knob_options(g)[i % len(knob_options(g))]}" for g in KNOBS]
-            for i in range(max(len(knob_options(g)) for g in KNOBS))]
+    """Every option of every knob group in a whole run, with the other groups' options beside it
+    (conftest.option_rows: 9 runs hold the 50 options, as a user's run does). mixed_float16: a
+    loss-scaled optimizer to save."""
+    return option_rows(KNOBS, knob_options)
 
 
 # The options of ALONE's groups that TINY chooses, or config.yaml where TINY does not: each would be the
@@ -133,7 +132,8 @@ def test_interrupted_resumed_saved_and_reloaded(tmp_path, group, option, chosen,
     if dataset in DATA_FILES:
         folder = DATA_FILES[dataset](tmp_path / "files")
         overrides = [o for o in overrides if o not in SYNTHETIC] + [f"data.root={folder}", "data.valid_split=0.2"]
-    if group in ("defaults", "data", "trainer", "knobs") or option == "mlp" or group == "experiment" and mlp_preset(option):
+    if group in ("defaults", "data", "trainer", "knobs") or option == "mlp" \
+            or group == "experiment" and mlp_preset(option):
         overrides += SMALL_MLP  # a preset's own depth and width (up to 20 x 100) is not what the contract needs
     if group == "experiment" and option.endswith("_b_on_a"):
         overrides.append(f"model.init_from={request.getfixturevalue('source_runs') / option.replace('_b_on_a', '_a')}")

@@ -9,7 +9,7 @@ from hydra.utils import instantiate
 from dnn_train.config.help import options
 from dnn_train.models.network import build_model
 from dnn_train.optim import build_optimizer
-from tests.conftest import make_cfg
+from tests.conftest import make_cfg, option_rows
 
 SPE = 10  # steps per epoch in the schedule tests
 
@@ -201,20 +201,17 @@ def test_dropout_layers_follow_each_hidden_layer(name, cls):
 GROUPS = ("initializer", "activation", "normalization", "optimizer", "schedule", "regularizer")
 
 
-def option_rows() -> list[list[str]]:
-    """Every option of every group in a fit of its own row: row i takes each group's option i, cycling
-    through the shorter groups (as tests/contract/test_every_option.py's knob rows, in float32): 9 fits
-    hold the options that took 42 fits one at a time, each option beside other groups' options."""
-    longest = max(len(options(g)) for g in GROUPS)
-    return [[f"{g}={options(g)[i % len(options(g))]}" for g in GROUPS] for i in range(longest)]
+# conftest.option_rows, in float32: 9 fits hold the 42 options, each beside other groups' options
+ROWS = option_rows(GROUPS, options)
 
 
 def test_the_option_rows_hold_every_option_of_every_group():
-    held = {tuple(o.split("=")) for row in option_rows() for o in row}
+    held = {tuple(o.split("=")) for row in ROWS for o in row}
     assert held == {(g, o) for g in GROUPS for o in options(g)}
+    assert len(ROWS) == max(len(options(g)) for g in GROUPS)
 
 
-@pytest.mark.parametrize("row", option_rows(), ids=lambda row: "+".join(o.split("=")[1] for o in row))
+@pytest.mark.parametrize("row", ROWS, ids=lambda row: "+".join(o.split("=")[1] for o in row))
 def test_every_option_builds_and_trains_two_epochs(row):
     x, y = tiny_data(n=32)
     cfg = make_cfg(*row, "model.depth=2", "model.units=8", "trainer.epochs=2")
