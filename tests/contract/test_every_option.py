@@ -34,8 +34,6 @@ KNOBS = ["augment", "initializer", "activation", "normalization", "optimizer", "
 # What an option or preset needs on synthetic data, or offline.
 EXTRA = {
     **{("model", name): families.tiny(name) for name in families.builders() if name != "mlp"},  # mlp: SMALL_MLP
-    # MobileNet's diagnostics (an eager forward and backward pass an epoch): in experiment=backbone_finetune's run
-    ("model", "backbone"): [*families.tiny("backbone"), "trainer.diagnostics=false"],
     ("experiment", "transfer_a"): ["data.classes=[0,1]"],
     ("experiment", "transfer_b"): ["data.binary=[2,3]"],
     ("experiment", "transfer_b_on_a"): ["data.binary=[2,3]", "transfer.freeze_epochs=1"],

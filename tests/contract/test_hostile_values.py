@@ -5,12 +5,11 @@ a required group (`~data`) is in tests/unit/config/test_config.py, the integers 
 tests/unit/training/test_optim.py (in-process, generated from conf/)."""
 from __future__ import annotations
 
-
 from omegaconf import OmegaConf
 
 from dnn_train.data.synthetic import generate
-from tests.conftest import make_cfg, read_results
 from tests import cli
+from tests.conftest import make_cfg, read_results
 from tests.hostile import SMALL_RUN, Sandbox
 
 

@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import SMALL, read_results, run_cli, start_cli
-from tests.contract.test_reliability import SLOW, wait_for_rows
 from tests import cli
 from tests.cli import environment
+from tests.conftest import SMALL, read_results, run_cli, start_cli
+from tests.contract.test_reliability import SLOW, wait_for_rows
 
 
 def snapshot(folder: Path) -> dict:
