@@ -122,10 +122,10 @@ def choose(model: keras.Model, t, steps: int) -> keras.Model:
     `model` fused (its loop XLA-compiled if asked, or with auto where it pays), or as it is (Keras' own loop)."""
     if t.fuse_steps <= 1 or not available():
         return model
-    xla = t.jit_compile is True or (t.jit_compile == "auto" and xla_pays(model, steps))
     if t.jit_compile is True and not supports_xla(model):
         raise ConfigError("trainer.jit_compile=true: XLA cannot compile every layer of this model (e.g. "
                           "augment=flip_translate's RandomTranslation); use trainer.jit_compile=auto")
+    xla = t.jit_compile is True or (t.jit_compile == "auto" and xla_pays(model, steps))
     return fuse(model, xla=xla) if fusing_pays(model, xla) else model
 
 

@@ -42,7 +42,7 @@ for line in requests:
             os.environ.update(case["env"])
         for fd, path in ((0, os.devnull), (1, case["stdout"]), (2, case["stderr"])):
             os.dup2(os.open(path, os.O_RDWR | os.O_CREAT), fd)
-        code = None
+        status = None  # the exit code
         try:
             if case["code"] is None:
                 sys.argv = ["dnn_train", *case["args"]]
@@ -51,16 +51,19 @@ for line in requests:
                 sys.argv = ["-c", *case["args"]]
                 exec(compile(case["code"], "<string>", "exec"), {"__name__": "__main__"})
         except SystemExit as ex:
-            code = ex.code
-        if not isinstance(code, int):  # sys.exit(None) or sys.exit("message"), as the interpreter ends them
-            code = 0 if code is None else print(code, file=sys.stderr) or 1
+            status = ex.code
+        if status is None:  # sys.exit(None), or the end of the code
+            status = 0
+        elif not isinstance(status, int):  # sys.exit("message"), as the interpreter ends it
+            print(status, file=sys.stderr)
+            status = 1
         # the end of a process as the interpreter's own does it (non-daemon threads joined, then the atexit
         # functions: logging's flush among them, output flushed), without tearing down TensorFlow's modules:
         # a quarter of a second a command, what a fresh process would spend after the command's end
         threading._shutdown()
         atexit._run_exitfuncs()
         sys.stdout.flush(), sys.stderr.flush()
-        os._exit(code)
+        os._exit(status)
     print(pid, file=replies, flush=True)
     print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), file=replies, flush=True)
 """
@@ -106,15 +109,15 @@ class ForkedCli:
         `code`: `python -c CODE ARGS` instead of `python -m dnn_train ARGS`."""
         out, err = Path(cwd) / ".stdout", Path(cwd) / ".stderr"
         pid = self.start(args, cwd, env, out, err, code)
-        code = self._reply(timeout)
-        if code is None:
+        status = self._reply(timeout)  # the exit code
+        if status is None:
             os.kill(pid, signal.SIGKILL)
             self._reply()
             raise subprocess.TimeoutExpired(args, timeout)
         texts = [path.read_text(errors="replace") for path in (out, err)]
         out.unlink()
         err.unlink()
-        return subprocess.CompletedProcess(args, code, texts[0], self.printed_at_start() + texts[1])
+        return subprocess.CompletedProcess(args, status, texts[0], self.printed_at_start() + texts[1])
 
     def printed_at_start(self) -> str:
         """What the server printed on stderr while importing: in front of each child's stderr."""
