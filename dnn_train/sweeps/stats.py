@@ -57,9 +57,9 @@ class Difference:
 
 
 def mean_ci(values, confidence: float = CONFIDENCE) -> Estimate:
-    """n, mean, std and the Student-t confidence interval of the mean of `values` (NaNs dropped)."""
-    from scipy import stats
-
+    """n, mean, std and the Student-t confidence interval of the mean of `values` (NaNs dropped).
+    SciPy is imported only for an interval (n >= 2): a sweep's summary of single-seed jobs, rebuilt
+    after each job, never pays its import (about a second of CPU)."""
     x = np.asarray(values, dtype=float)
     x = x[~np.isnan(x)]
     n = len(x)
@@ -69,6 +69,8 @@ def mean_ci(values, confidence: float = CONFIDENCE) -> Estimate:
     if n < 2:
         return Estimate(1, mean, math.nan, math.nan, math.nan)
     std = float(x.std(ddof=1))
+    from scipy import stats
+
     half = float(stats.t.ppf((1 + confidence) / 2, n - 1)) * std / math.sqrt(n)
     return Estimate(n, mean, std, mean - half, mean + half)
 
@@ -89,13 +91,13 @@ def paired(values, baseline, lower_is_better: bool = False, confidence: float = 
     of this one comparison. Pairs with a NaN are dropped."""
     import warnings
 
-    from scipy import stats
-
     x, y = np.asarray(values, dtype=float), np.asarray(baseline, dtype=float)
     both = ~(np.isnan(x) | np.isnan(y))
     est = mean_ci(x[both] - y[both], confidence)
     p = math.nan
     if est.n >= 2:
+        from scipy import stats
+
         with warnings.catch_warnings():  # equal differences: SciPy warns, and gives p = 0 (or NaN if all are 0)
             warnings.simplefilter("ignore", RuntimeWarning)
             p = float(stats.ttest_rel(x[both], y[both]).pvalue)
@@ -115,8 +117,6 @@ def adjust(pvalues, correction: str = HOLM):
     """`pvalues` corrected for being a family of comparisons (NaNs stay NaN and do not count):
     "holm" (Holm's step-down: the i-th smallest of m times m - i + 1, kept non-decreasing, capped at
     1), "bh" (Benjamini-Hochberg: SciPy's false_discovery_control) or "none" (unchanged)."""
-    from scipy import stats
-
     check_correction(correction)
     p = np.asarray(pvalues, dtype=float)
     out = p.copy()
@@ -124,6 +124,8 @@ def adjust(pvalues, correction: str = HOLM):
     if correction == NONE or not ok.any():
         return out
     if correction == BH:
+        from scipy import stats
+
         out[ok] = stats.false_discovery_control(p[ok], method="bh")
         return out
     # Holm by hand: SciPy has no Holm (statsmodels' multipletests does; not a dependency)

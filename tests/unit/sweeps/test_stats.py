@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -26,6 +27,18 @@ def test_one_value_has_no_spread_and_none_has_no_mean():
     assert one.n == 1 and one.mean == 0.7 and math.isnan(one.std) and math.isnan(one.low) and math.isnan(one.high)
     none = stats.mean_ci([])
     assert none.n == 0 and math.isnan(none.mean)
+
+
+def test_single_seed_statistics_do_without_scipy(monkeypatch):
+    """A sweep's summary of single-seed jobs is rebuilt after every job: SciPy (a second to import) is
+    needed only for an interval, a t test or Benjamini-Hochberg."""
+    monkeypatch.setitem(sys.modules, "scipy", None)  # any import of SciPy fails
+    assert stats.mean_ci([0.7]).mean == 0.7 and stats.mean_ci([]).n == 0
+    assert stats.paired([0.8], [0.7]).verdict == stats.NOT_ENOUGH_SEEDS
+    np.testing.assert_allclose(stats.adjust([0.01, 0.04, math.nan]), [0.02, 0.04, math.nan])  # Holm: by hand
+    np.testing.assert_array_equal(stats.adjust([0.01, math.nan], stats.NONE), [0.01, math.nan])
+    with pytest.raises(ImportError):  # two values: the t quantile is SciPy's
+        stats.mean_ci([0.7, 0.8])
 
 
 def test_paired_difference_that_excludes_zero():
