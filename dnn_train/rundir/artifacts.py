@@ -129,13 +129,16 @@ def restored(metrics, epoch) -> dict:
 
 
 def figure(nrows: int = 1, ncols: int = 1, **kwargs):
-    """(fig, axes) from pyplot on the Agg backend: plots go to files, never to a display."""
+    """(fig, axes) from pyplot on the Agg backend: plots go to files, never to a display. Titles sit
+    at the top of their axes (axes.titley=1.0): matplotlib's automatic placement measured every tick
+    label at each draw to clear a top axis these plots do not have, half of a plot's drawing time."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    return plt.subplots(nrows, ncols, **kwargs)
+    with matplotlib.rc_context({"axes.titley": 1.0}):
+        return plt.subplots(nrows, ncols, **kwargs)
 
 
 def row_of_panels(n: int, figsize: tuple, title: str = ""):
