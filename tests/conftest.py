@@ -29,6 +29,12 @@ def option_rows(groups, options_of) -> list[list[str]]:
             for i in range(max(len(options_of(g)) for g in groups))]
 
 
+def assert_rows_hold_every_option(rows, groups, options_of) -> None:
+    """`rows` (option_rows') hold every option of every group, in no more runs than the longest group has options."""
+    assert {tuple(o.split("=")) for row in rows for o in row} == {(g, o) for g in groups for o in options_of(g)}
+    assert len(rows) == max(len(options_of(g)) for g in groups)
+
+
 def make_cfg(*overrides: str):
     """The config the CLI would compose for these overrides (no Hydra job, no run directory)."""
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from hydra._internal.config_loader_impl import ConfigLoaderImpl
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict, read_write
+from omegaconf import DictConfig, ListConfig, OmegaConf, read_write
 
 from dnn_train.config.hydra_errors import describe_error, name_unnamed_errors
 from dnn_train.config.rule_builders import show
@@ -168,19 +168,14 @@ def _check_logging(cfg: DictConfig, where: str, trusted) -> None:
 def _output_dir_set(cfg: DictConfig, run_dir: str):
     """`cfg` with hydra.runtime.output_dir = `run_dir` while the logging section is resolved, then as it
     was (set and put back, not a copy of the whole config: a deep copy was a tenth of every compose)."""
-    runtime = OmegaConf.select(cfg, "hydra.runtime")
-    node = runtime._get_node("output_dir") if isinstance(runtime, DictConfig) else None  # (`in` is False for ???)
-    saved = node._value() if node is not None else None
-    with read_write(cfg), open_dict(cfg):
+    saved = cfg.hydra.runtime._get_node("output_dir")._value()  # (??? until the run: not readable as a value)
+    with read_write(cfg):
         cfg.hydra.runtime.output_dir = run_dir
     try:
         yield
     finally:
-        with read_write(cfg), open_dict(cfg):
-            if node is not None:
-                cfg.hydra.runtime.output_dir = saved
-            else:
-                del cfg.hydra.runtime["output_dir"]
+        with read_write(cfg):
+            cfg.hydra.runtime.output_dir = saved
 
 
 def command_line_allow_targets(cfg: DictConfig, overrides) -> tuple:

@@ -20,7 +20,7 @@ from dnn_train.config.schema import CONF_DIR
 from dnn_train.data.catalog import DATASETS
 from dnn_train.models import families
 from tests import datafiles
-from tests.conftest import option_rows
+from tests.conftest import assert_rows_hold_every_option, option_rows
 
 SYNTHETIC = ["data=synthetic", "data.synthetic.train_examples=400", "data.valid_split=100",
              "data.synthetic.test_examples=100"]
@@ -152,9 +152,7 @@ def test_interrupted_resumed_saved_and_reloaded(tmp_path, group, option, chosen,
 
 
 def test_the_knob_rows_hold_every_option_of_every_knob_group():
-    held = {tuple(o.split("=")) for row in knob_rows() for o in row}
-    assert held == {(g, o) for g in KNOBS for o in knob_options(g)}
-    assert len(knob_rows()) == max(len(knob_options(g)) for g in KNOBS)  # no more runs than the longest group
+    assert_rows_hold_every_option(knob_rows(), KNOBS, knob_options)
 
 
 def test_the_options_in_the_defaults_run_compose_to_it():

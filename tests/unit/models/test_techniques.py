@@ -9,7 +9,7 @@ from hydra.utils import instantiate
 from dnn_train.config.help import options
 from dnn_train.models.network import build_model
 from dnn_train.optim import build_optimizer
-from tests.conftest import make_cfg, option_rows
+from tests.conftest import assert_rows_hold_every_option, make_cfg, option_rows
 
 SPE = 10  # steps per epoch in the schedule tests
 
@@ -206,9 +206,7 @@ ROWS = option_rows(GROUPS, options)
 
 
 def test_the_option_rows_hold_every_option_of_every_group():
-    held = {tuple(o.split("=")) for row in ROWS for o in row}
-    assert held == {(g, o) for g in GROUPS for o in options(g)}
-    assert len(ROWS) == max(len(options(g)) for g in GROUPS)
+    assert_rows_hold_every_option(ROWS, GROUPS, options)
 
 
 @pytest.mark.parametrize("row", ROWS, ids=lambda row: "+".join(o.split("=")[1] for o in row))
