@@ -56,6 +56,7 @@ class Probe:
         outputs = [b.output_tensor for b in self.blocks] + list(model.outputs)
         self.net = keras.Model(model.input, outputs)  # the same layers and weights, more outputs
         self.dropouts = [layer for layer in model.layers if isinstance(layer, DROPOUT_LAYERS)]
+        self._jax_steps = {}  # JAX: the compiled forward-backward, per set of trainable variables
 
     def rows(self, x, y) -> list[dict]:
         """One row per hidden block: layer_stats and the kernels' gradient norm, on batch (x, y)."""
@@ -83,16 +84,9 @@ class Probe:
     def _forward_backward(self, x, y, variables):
         """The blocks' outputs and the loss gradient w.r.t. `variables`, on the backend in use."""
         if keras.backend.backend() == "jax":
-            import jax
-
             trainable = self.net.trainable_variables
-            values = [v.value for v in self.net.non_trainable_variables]
-
-            def loss(weights):
-                *acts, out = self.net.stateless_call(weights, values, x, training=True)[0]
-                return self.loss_fn(y, out), acts
-
-            (_, acts), grads = jax.value_and_grad(loss, has_aux=True)([v.value for v in trainable])
+            (_, acts), grads = self._jax_step(trainable)([v.value for v in trainable],
+                                                        [v.value for v in self.net.non_trainable_variables], x, y)
             at = {id(v): g for v, g in zip(trainable, grads)}
             return acts, [at.get(id(v)) for v in variables]
         import tensorflow as tf
@@ -101,6 +95,22 @@ class Probe:
             *acts, out = self.net(x, training=True)
             loss = self.loss_fn(y, out)
         return acts, tape.gradient(loss, variables)
+
+    def _jax_step(self, trainable: list):
+        """The loss's value and gradient as one compiled JAX function, traced once per set of trainable
+        variables (a transfer phase changes the set; the dropout rates are 0 whenever it runs). Run op by
+        op, JAX compiles every op the first time it meets it: each new net paid that again at epoch 0
+        (MobileNet's probe took seconds more than the compiled one)."""
+        key = tuple(id(v) for v in trainable)
+        if key not in self._jax_steps:
+            import jax
+
+            def loss(weights, values, x, y):
+                *acts, out = self.net.stateless_call(weights, values, x, training=True)[0]
+                return self.loss_fn(y, out), acts
+
+            self._jax_steps[key] = jax.jit(jax.value_and_grad(loss, has_aux=True))
+        return self._jax_steps[key]
 
 
 def probe(model: keras.Model, x, y, loss_fn) -> list[dict]:

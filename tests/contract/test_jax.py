@@ -82,6 +82,26 @@ from dnn_train.models.network import build_model
 net = build_model(compose(*json.loads(sys.argv[1])[:5], "model=cnn", "augment=flip_translate"), (8, 8), 4)
 net.compile(loss="sparse_categorical_crossentropy", jit_compile="auto")
 assert net.jit_compile is True  # RandomTranslation is jitted on JAX, not run op by op (models/parts.py)
+# the diagnostics' probe, compiled once per set of trainable variables, gives what it gives op by op; a frozen
+# layer (a transfer phase) gets a probe of its own, with no gradient for the frozen kernel
+import jax
+from dnn_train.diagnostics import Probe
+mlp = load_run("whole").model()
+probe = Probe(mlp, keras.losses.SparseCategoricalCrossentropy())
+xs, ys = np.random.default_rng(1).integers(0, 256, (32, 8, 8), dtype=np.uint8), np.arange(32) % 4
+def compiled_as_op_by_op():
+    with jax.disable_jit():
+        expected = probe.rows(xs, ys)
+    got = probe.rows(xs, ys)
+    assert [r["name"] for r in got] == [r["name"] for r in expected]
+    for a, b in zip(got, expected):
+        for k in ("act_mean", "act_std", "grad_norm"):
+            assert (a[k] is None) == (b[k] is None) and (a[k] is None or np.isclose(a[k], b[k], rtol=1e-5)), (k, a, b)
+    return got
+assert all(r["grad_norm"] for r in compiled_as_op_by_op())
+next(layer for layer in mlp.layers if isinstance(layer, keras.layers.Dense)).trainable = False
+frozen = compiled_as_op_by_op()
+assert frozen[0]["grad_norm"] is None and frozen[-1]["grad_norm"] and len(probe._jax_steps) == 2
 assert "tensorflow" not in sys.modules
 print("OK", whole["test_accuracy"])
 """
@@ -94,10 +114,7 @@ def test_jax_trains_saves_reloads_and_resumes_exactly_without_tensorflow(tmp_pat
 
 @pytest.mark.parametrize("extra", [["task=find_lr"], ["task=pretrain_autoencoder"],
                                    ["model=cnn", "model.filters=[8]", "augment=flip_translate", *FEW_IMAGES],
-                                   # the backbone's diagnostics: on TensorFlow (test_every_option); on JAX their
-                                   # gradients' compile doubled this case (52 s), proved by the resume test's MLP
-                                   ["model=backbone", "model.weights=null", "model.arch=MobileNet", *FEW_IMAGES,
-                                    "trainer.diagnostics=false"],
+                                   ["model=backbone", "model.weights=null", "model.arch=MobileNet", *FEW_IMAGES],
                                    ["experiment=mc_dropout", "trainer.mc_samples=3", *TINY[5:], "trainer.tensorboard=true"]],
                          ids=["find_lr", "pretrain_autoencoder", "cnn", "backbone", "mc_dropout_tensorboard"])
 def test_every_task_and_family_runs_on_jax_through_the_command(tmp_path, extra, xla_cache):
